@@ -1,0 +1,55 @@
+"""`newsnow`: the one command line of the table, the operators and the curators.
+
+Each area of the project contributes its subcommands through a module with a
+`register(subparsers)` function. Those modules only build argparse parsers; the
+work (and heavy imports such as torch) happens inside the handlers, so that
+`newsnow --help` and the kiosk commands start fast and never need torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules that add subcommands, in the order `newsnow --help` lists them.
+COMMAND_MODULES = [
+    "inference.commands",  # export, bench
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsnow",
+        description="New Snow drawing table: run the table, calibrate it, retrain its models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, OSError) as exc:
+        # Bad input (a config field, a bundle file, a device): every package raises
+        # ValueError / OSError subclasses whose message names the thing and the fix.
+        if args.verbose:
+            raise
+        print(f"newsnow {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
