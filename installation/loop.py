@@ -1,0 +1,335 @@
+"""The live table: one frame's way from the camera to the projector.
+
+Three threads, each taking the newest item from a one-slot mailbox (latest wins), so a
+slow stage lowers its own rate and never adds latency to the others:
+
+    capture thread   source.read() -> check the frame -> binarize -> sketch
+                     -> changed since the last sketch sent on?  (no: skip it)
+                     -> sketches mailbox
+    inference thread sketch -> model -> drawing -> tone -> answers mailbox
+                     (or a latent transition: W+ steps, each generated;
+                      or idle mode: a slow wander through the latent space)
+    display (caller) answer -> crossfade -> (stroke composite) -> warp to projector
+                     -> blit, at a steady frame rate; stamps latency = t_display - t_capture
+
+Faults (a bad frame, a camera that vanishes, an exception in the model) are counted in
+the stats and the loop goes on with the last good drawing, or idle mode. Other parts of
+the installation watch the table through `status()` (a frozen `TableStatus`) and two
+hooks: `on_first_frame` (once, when the projector first shows a frame; systemd READY)
+and `on_display_frame` (after every frame shown; the systemd watchdog).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from capture.frames import Frame, Sketch
+from installation.config import Config
+from installation.idle import Wander
+from installation.mailbox import Mailbox
+from installation.stats import TableStats, TableStatus
+from render.tone import apply_tone, composite_strokes, drawing_to_rgb
+from render.transition import Crossfade, ease
+
+log = logging.getLogger(__name__)
+
+STALL_S = 1.0  # no frame from the camera this long counts as a camera fault
+
+
+@dataclass(frozen=True)
+class PendingSketch:
+    """A changed sketch on its way to the model."""
+
+    sketch: Sketch
+    t_stroke: float  # capture time of the first frame showing the change not yet answered
+    blank: bool  # nothing drawn on the sheet: idle mode, not the model
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A toned picture (R x R x 3 uint8) for the display, with the stamps it answers."""
+
+    picture: np.ndarray
+    fade_s: float  # crossfade into it over this long (0: cut)
+    t_capture: float | None = None  # capture time of the sketch it answers (None: idle)
+    t_stroke: float | None = None
+
+
+def frame_problem(frame: object, size: tuple[int, int] | None) -> str | None:
+    """Why a frame cannot be used (wrong type or size, all black or white), or None."""
+    image = getattr(frame, "image", None)
+    if not isinstance(image, np.ndarray):
+        return f"not an image ({type(frame).__name__})"
+    if image.dtype != np.uint8 or image.ndim != 2:
+        return f"expected uint8 gray H x W, got {image.dtype} {image.shape}"
+    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        return f"frame is {image.shape[1]}x{image.shape[0]}, camera.resolution is {size[0]}x{size[1]}"
+    lo, hi = int(image.min()), int(image.max())
+    if hi < 8:
+        return "all black (IR light off or lens covered?)"
+    if lo > 247:
+        return "all white (overexposed?)"
+    return None
+
+
+class Table:
+    """The running table. `run()` drives the display from the calling thread."""
+
+    def __init__(self, config: Config, source, sketcher: Callable[[np.ndarray], np.ndarray], backend,
+                 display, warp, *, transition: str = "crossfade", generate_ms: float | None = None,
+                 recorder=None, record_every: int = 3, seed: int | None = None):
+        self.config = config
+        self.source = source  # .read() -> Frame | None, raises OSError when the camera is gone
+        self.sketcher = sketcher  # camera image -> sketch image (uint8 R x R, ink 0)
+        self.backend = backend
+        self.display = display  # .show(rgb), .quit_requested()
+        self.warp = warp  # drawing picture -> projector frame
+        self.transition = transition  # "crossfade" or "latent" (auto is decided before)
+        self.recorder = recorder
+        self.record_every = max(1, int(record_every))
+        self.seed = seed
+        self.resolution = int(backend.bundle.resolution)
+        self.stats = TableStats(window=config.stats.window, backend=getattr(backend, "name", "?"),
+                                transition=transition, generate_ms=generate_ms)
+        self.on_first_frame: list[Callable[[], None]] = []
+        self.on_display_frame: list[Callable[[], None]] = []
+        self._sketches: Mailbox[PendingSketch] = Mailbox()
+        self._answers: Mailbox[Answer] = Mailbox()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        # What is on show, for last.png and the stroke composite (references, swapped whole).
+        self.latest_frame: Frame | None = None
+        self.latest_sketch: Sketch | None = None
+        self.latest_picture: np.ndarray | None = None
+        self.latest_projector: np.ndarray | None = None
+
+    # ---- the watchers' side -------------------------------------------------------------
+    def status(self) -> TableStatus:
+        """A snapshot of the running statistics; safe from any thread."""
+        return self.stats.snapshot()
+
+    def stop(self) -> None:
+        """Ask the loop to finish (from a signal handler, another thread or a hook)."""
+        self._stop.set()
+
+    # ---- capture thread -----------------------------------------------------------------
+    def _capture_forever(self) -> None:
+        change = self.config.change
+        size = self.config.camera.resolution
+        last_sent: np.ndarray | None = None  # the sketch last handed to the model
+        backoff = 0.05
+        t_last_frame = time.monotonic()
+        stalled = False
+        while not self._stop.is_set():
+            try:
+                frame = self.source.read()
+            except Exception as exc:  # a vanished camera: OSError; anything else is a fault too
+                self.stats.count_fault("camera")
+                log.warning("event=camera_fault error=%r retry_in_s=%.2f", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            now = time.monotonic()
+            if frame is None:  # no new frame yet (the source times out, or repeats itself)
+                if not stalled and now - t_last_frame > STALL_S:
+                    stalled = True
+                    self.stats.count_fault("camera_stalled")
+                    log.warning("event=camera_stalled for_s=%.1f", now - t_last_frame)
+                self._stop.wait(0.005)
+                continue
+            backoff, t_last_frame, stalled = 0.05, now, False
+            self.stats.count_frame(frame.t_capture)
+            problem = frame_problem(frame, size)
+            if problem:
+                self.stats.count_fault("bad_frame")
+                log.debug("event=bad_frame sequence=%s problem=%s", getattr(frame, "sequence", "?"), problem)
+                continue
+            try:
+                image = self.sketcher(frame.image)
+            except Exception as exc:
+                self.stats.count_fault("binarize")
+                log.warning("event=binarize_fault error=%r", exc)
+                continue
+            ink = np.count_nonzero(image == 0) / image.size
+            differs = 1.0 if last_sent is None or last_sent.shape != image.shape else (
+                np.count_nonzero(image != last_sent) / image.size)
+            changed = differs > change.threshold
+            sketch = Sketch(image=image, t_capture=frame.t_capture, sequence=frame.sequence,
+                            changed=changed, ink_fraction=ink)
+            self.latest_frame, self.latest_sketch = frame, sketch
+            if not changed:
+                self.stats.count_skipped()  # a frozen sheet is not inferred again
+                continue
+            # Latest wins: a sketch the model has not taken yet is replaced by this one, which
+            # inherits its stroke time (the answer will answer both).
+            waiting = self._sketches.take_nowait()
+            if waiting is not None:
+                self.stats.count_dropped()
+            t_stroke = waiting.t_stroke if waiting is not None else frame.t_capture
+            self._sketches.post(PendingSketch(sketch, t_stroke, blank=ink < change.blank_ink))
+            last_sent = image
+
+    # ---- inference thread ---------------------------------------------------------------
+    def _picture(self, drawing: np.ndarray) -> np.ndarray:
+        """Model output [1, C, R, R] in [-1, 1] -> the toned R x R x 3 picture."""
+        return apply_tone(drawing_to_rgb(np.asarray(drawing)[0]), self.config.tone)
+
+    def _infer_forever(self) -> None:
+        cfg = self.config
+        latent = self.transition == "latent"
+        step_s = cfg.transition.duration_s / cfg.transition.latent_steps
+        idle_period = 1.0 / cfg.idle.fps
+        last_change = time.monotonic()
+        idle = False
+        wander: Wander | None = None
+        w_shown: np.ndarray | None = None  # W+ of the drawing on show, when known
+        move = None  # a latent transition in progress: [w_from, w_to, t0, next step k, stamps]
+        next_idle = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if move is not None:
+                wait = max(0.0, move[2] + move[3] * step_s - now)
+            elif idle:
+                wait = max(0.0, next_idle - now)
+            else:
+                wait = max(0.0, min(0.1, last_change + cfg.idle.after_s - now))
+            pending = self._sketches.take(wait) if wait > 0 else self._sketches.take_nowait()
+            now = time.monotonic()
+            try:
+                if pending is not None:
+                    if pending.blank:
+                        move = None
+                        if not idle:  # an empty sheet shows the idle wander, never an error
+                            idle, wander, next_idle = True, None, now
+                            self.stats.set_idle(True)
+                        continue
+                    idle, wander, last_change = False, None, now
+                    self.stats.set_idle(False)
+                    x = pending.sketch.image.astype(np.float32).reshape(1, 1, self.resolution, self.resolution)
+                    x = x / 127.5 - 1.0
+                    stamps = (pending.sketch.t_capture, pending.t_stroke)
+                    if latent:
+                        w_new = np.asarray(self.backend.encode(x), dtype=np.float32)
+                        self.stats.count_inference(now)
+                        if w_shown is None:  # nothing to move from: show it at once
+                            w_shown = w_new
+                            self._post(self.backend.generate(w_new), cfg.transition.duration_s, stamps)
+                        else:
+                            move = [w_shown, w_new, now, 1, stamps]
+                    else:
+                        drawing = self.backend.sketch_to_drawing(x)
+                        self.stats.count_inference(now)
+                        self._post(drawing, cfg.transition.duration_s, stamps)
+                        w_shown = None  # the fused graph gives no W+: idle starts afresh
+                elif move is not None:
+                    w_from, w_to, t0, k, stamps = move
+                    w_shown = w_from + ease(k / cfg.transition.latent_steps) * (w_to - w_from)
+                    self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (None, None))
+                    self.stats.count_generation()
+                    move = None if k >= cfg.transition.latent_steps else [w_from, w_to, t0, k + 1, stamps]
+                elif not idle and now - last_change >= cfg.idle.after_s:
+                    idle, wander, next_idle = True, None, now
+                    self.stats.set_idle(True)
+                elif idle and now >= next_idle:
+                    fade_s = idle_period
+                    if wander is None:
+                        wander = Wander(self.backend, cfg.idle.psi, cfg.idle.wander_speed, now,
+                                        start=w_shown, seed=self.seed)
+                        # From a drawing with no known W+ the first step is a jump: fade it in.
+                        fade_s = idle_period if w_shown is not None else max(idle_period, cfg.transition.duration_s)
+                    w_shown = wander.at(now)
+                    self._post(self.backend.generate(w_shown), fade_s, (None, None))
+                    self.stats.count_generation()
+                    next_idle = max(next_idle + idle_period, now)
+            except Exception as exc:  # the model failed on this one: keep the last good drawing
+                self.stats.count_fault("inference")
+                log.warning("event=inference_fault error=%r", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                move = None
+                next_idle = now + max(idle_period, 1.0)  # a broken idle graph is retried slowly
+                self._stop.wait(0.05)
+
+    def _post(self, drawing: np.ndarray, fade_s: float, stamps: tuple) -> None:
+        if self._answers.post(Answer(self._picture(drawing), fade_s, *stamps)):
+            self.stats.count_dropped()
+
+    # ---- display (the caller's thread) --------------------------------------------------
+    def run(self, seconds: float | None = None) -> TableStatus:
+        """Run until `seconds` pass, `stop()` is called or the display is closed."""
+        self._threads = [
+            threading.Thread(target=self._capture_forever, name="capture", daemon=True),
+            threading.Thread(target=self._infer_forever, name="inference", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        try:
+            self._display_forever(seconds)
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout=5.0)
+            self.stats.set_stopped()
+        return self.status()
+
+    def _display_forever(self, seconds: float | None) -> None:
+        cfg = self.config
+        period = 1.0 / cfg.display.fps
+        fade = Crossfade(cfg.transition.duration_s)
+        t_end = None if seconds is None else time.monotonic() + seconds
+        stamps: tuple | None = None  # latency stamps of an answer not yet shown
+        shown: tuple = (None, None)  # (picture, sketch) last warped: warp again only when one changes
+        projector = None
+        frame_no = 0
+        next_t = time.monotonic()
+        while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            answer = self._answers.take_nowait()
+            now = time.monotonic()
+            if answer is not None:
+                fade.start(answer.picture, now, answer.fade_s)
+                if answer.t_capture is not None:
+                    stamps = (answer.t_capture, answer.t_stroke)
+            picture = fade.frame(now)
+            if picture is not None:
+                sketch = self.latest_sketch if cfg.tone.composite_strokes else None
+                if picture is not shown[0] or sketch is not shown[1]:
+                    shown = (picture, sketch)
+                    if sketch is not None:
+                        picture = composite_strokes(picture, sketch.image, cfg.tone.stroke_opacity)
+                    self.latest_picture = picture
+                    projector = self.warp(picture)
+            elif projector is None:  # nothing drawn yet: the projector shows black
+                projector = self.warp(np.zeros((self.resolution, self.resolution, 3), np.uint8))
+            try:
+                self.display.show(projector)
+            except Exception as exc:
+                self.stats.count_fault("display")
+                log.warning("event=display_fault error=%r", exc)
+                self._stop.wait(period)
+                continue
+            t_display = time.monotonic()
+            if stamps is not None and picture is not None:
+                self.stats.record_display(t_display, t_display - stamps[0], t_display - stamps[1])
+                stamps = None
+            else:
+                self.stats.record_display(t_display)
+            self.latest_projector = projector
+            if frame_no == 0:
+                for hook in self.on_first_frame:
+                    hook()
+            for hook in self.on_display_frame:
+                hook()
+            if self.recorder is not None and frame_no % self.record_every == 0:
+                self.recorder.offer(projector)
+            frame_no += 1
+            if self.display.quit_requested():
+                break
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_t = time.monotonic()  # behind: do not try to catch up with a burst

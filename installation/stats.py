@@ -1,0 +1,168 @@
+"""Running statistics of the table, written by its threads and read from any other.
+
+The loop's threads call the `count_*`/`record_*` methods; anyone (the health server, the
+watchdog, `newsnow demo`) calls `snapshot()` for a frozen `TableStatus`. One lock guards
+it all; every method holds it for a few arithmetic operations only.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """What the table is doing, at one moment."""
+
+    state: str  # starting | drawing | idle | stopped
+    uptime_s: float
+    backend: str
+    transition: str  # crossfade | latent (what "auto" chose)
+    generate_ms: float | None  # measured time of one W+ -> drawing generation
+    frames_captured: int
+    frames_displayed: int
+    inferences: int  # sketches answered by the model
+    generations: int  # frames generated for latent transitions and idle wander
+    skipped_unchanged: int  # sketches not inferred because the sheet had not changed
+    dropped_stale: int  # items overwritten in a hand-off before they were used
+    faults: dict[str, int]  # by kind: bad_frame, camera, binarize, inference, display
+    display_fps: float  # over the whole run
+    inference_fps: float  # answered sketches per second over the whole run
+    display_fps_recent: float  # over the last stats window of frames
+    latency_ms: dict[str, float | None]  # capture of the answered sketch -> display, {p50, p95, max, n}
+    stroke_latency_ms: dict[str, float | None]  # first frame showing a new stroke -> display of its answer
+    last_frame_age_s: float | None  # how long since the camera gave a frame
+    idle: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _percentiles(samples) -> dict[str, float | None]:
+    if not samples:
+        return {"p50": None, "p95": None, "max": None, "n": 0}
+    a = np.asarray(samples, dtype=np.float64) * 1000.0
+    return {
+        "p50": round(float(np.percentile(a, 50)), 2),
+        "p95": round(float(np.percentile(a, 95)), 2),
+        "max": round(float(a.max()), 2),
+        "n": int(a.size),
+    }
+
+
+@dataclass
+class TableStats:
+    window: int = 600
+    backend: str = ""
+    transition: str = ""
+    generate_ms: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.t_start = time.monotonic()
+        self.frames_captured = 0
+        self.frames_displayed = 0
+        self.inferences = 0
+        self.generations = 0
+        self.skipped_unchanged = 0
+        self.dropped_stale = 0
+        self.faults: Counter[str] = Counter()
+        self.t_first_display: float | None = None
+        self.t_last_display: float | None = None
+        self.t_first_inference: float | None = None
+        self.t_last_frame: float | None = None
+        self._display_times: deque[float] = deque(maxlen=self.window)
+        self._latency: deque[float] = deque(maxlen=self.window)
+        self._stroke_latency: deque[float] = deque(maxlen=self.window)
+        self.idle = False
+        self.stopped = False
+
+    def count_frame(self, t_capture: float) -> None:
+        with self._lock:
+            self.frames_captured += 1
+            self.t_last_frame = t_capture
+
+    def count_fault(self, kind: str) -> None:
+        with self._lock:
+            self.faults[kind] += 1
+
+    def count_skipped(self) -> None:
+        with self._lock:
+            self.skipped_unchanged += 1
+
+    def count_dropped(self, n: int = 1) -> None:
+        with self._lock:
+            self.dropped_stale += n
+
+    def count_inference(self, t: float) -> None:
+        with self._lock:
+            self.inferences += 1
+            if self.t_first_inference is None:
+                self.t_first_inference = t
+
+    def count_generation(self) -> None:
+        with self._lock:
+            self.generations += 1
+
+    def set_idle(self, idle: bool) -> None:
+        with self._lock:
+            self.idle = idle
+
+    def set_stopped(self) -> None:
+        with self._lock:
+            self.stopped = True
+
+    def _state(self) -> str:
+        if self.stopped:
+            return "stopped"
+        if self.frames_displayed == 0:
+            return "starting"
+        return "idle" if self.idle else "drawing"
+
+    def record_display(self, t_display: float, latency: float | None = None,
+                       stroke_latency: float | None = None) -> None:
+        """One projector frame shown; latencies only when it first shows a new answer."""
+        with self._lock:
+            self.frames_displayed += 1
+            if self.t_first_display is None:
+                self.t_first_display = t_display
+            self.t_last_display = t_display
+            self._display_times.append(t_display)
+            if latency is not None:
+                self._latency.append(latency)
+            if stroke_latency is not None:
+                self._stroke_latency.append(stroke_latency)
+
+    def snapshot(self) -> TableStatus:
+        now = time.monotonic()
+        with self._lock:
+            shown = self.frames_displayed
+            span = (self.t_last_display - self.t_first_display) if shown > 1 else 0.0
+            recent = self._display_times
+            recent_span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
+            inf_span = (now - self.t_first_inference) if self.t_first_inference is not None else 0.0
+            return TableStatus(
+                state=self._state(),
+                uptime_s=round(now - self.t_start, 3),
+                backend=self.backend,
+                transition=self.transition,
+                generate_ms=None if self.generate_ms is None else round(self.generate_ms, 2),
+                frames_captured=self.frames_captured,
+                frames_displayed=shown,
+                inferences=self.inferences,
+                generations=self.generations,
+                skipped_unchanged=self.skipped_unchanged,
+                dropped_stale=self.dropped_stale,
+                faults=dict(self.faults),
+                display_fps=round((shown - 1) / span, 2) if span > 0 else 0.0,
+                inference_fps=round(self.inferences / inf_span, 2) if inf_span > 0 else 0.0,
+                display_fps_recent=round((len(recent) - 1) / recent_span, 2) if recent_span > 0 else 0.0,
+                latency_ms=_percentiles(self._latency),
+                stroke_latency_ms=_percentiles(self._stroke_latency),
+                last_frame_age_s=None if self.t_last_frame is None else round(now - self.t_last_frame, 3),
+                idle=self.idle,
+            )

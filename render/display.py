@@ -1,0 +1,80 @@
+"""The projector output: a pygame window, fullscreen on a chosen display, or headless.
+
+Headless uses SDL's dummy video driver, so the demo, the tests and CI run the very same
+display path (surface conversion, blit, flip) with no screen attached.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+MODES = ("windowed", "fullscreen", "headless")
+
+
+class DisplayError(OSError):
+    """The projector display could not be opened (no such display, no video driver)."""
+
+
+class Display:
+    """One pygame surface the size of the projector frame.
+
+    `show(rgb)` blits an H x W x 3 uint8 frame and flips; `quit_requested()` is true after
+    the window was closed or Escape pressed (never on a headless or kiosk display).
+    """
+
+    def __init__(self, mode: str = "windowed", size: tuple[int, int] = (1280, 720), index: int = 0,
+                 caption: str = "New Snow"):
+        if mode not in MODES:
+            raise ValueError(f"display.mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "headless":
+            # Must be set before pygame initialises its video subsystem.
+            os.environ["SDL_VIDEODRIVER"] = "dummy"
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        import pygame
+
+        self._pygame = pygame
+        self.mode = mode
+        pygame.display.init()
+        displays = pygame.display.get_num_displays()
+        if mode != "headless" and index >= displays:
+            pygame.display.quit()
+            raise DisplayError(
+                f"display.index: {index} but only {displays} display(s) found; "
+                "choose the projector's index (0 is the first)"
+            )
+        flags = pygame.FULLSCREEN | pygame.NOFRAME if mode == "fullscreen" else 0
+        try:
+            self._screen = pygame.display.set_mode(size, flags, display=index if mode != "headless" else 0)
+        except pygame.error as exc:
+            pygame.display.quit()
+            raise DisplayError(f"display: cannot open {mode} {size[0]}x{size[1]} on display {index}: {exc}") from exc
+        pygame.display.set_caption(caption)
+        if mode == "fullscreen":
+            pygame.mouse.set_visible(False)  # visitors never see a cursor on the sheet
+        self.size = self._screen.get_size()
+        self._quit = False
+
+    def show(self, rgb: np.ndarray) -> None:
+        """Blit one projector frame (H x W x 3 uint8, the display's size) and flip."""
+        pygame = self._pygame
+        if rgb.shape[:2] != (self.size[1], self.size[0]):
+            raise ValueError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, display is {self.size[0]}x{self.size[1]}")
+        # frombuffer wraps the array's memory without a copy; the blit copies it once.
+        surface = pygame.image.frombuffer(np.ascontiguousarray(rgb).data, self.size, "RGB")
+        self._screen.blit(surface, (0, 0))
+        pygame.display.flip()
+        self._pump()
+
+    def _pump(self) -> None:
+        for event in self._pygame.event.get():
+            if event.type == self._pygame.QUIT:
+                self._quit = True
+            elif event.type == self._pygame.KEYDOWN and event.key == self._pygame.K_ESCAPE and self.mode == "windowed":
+                self._quit = True
+
+    def quit_requested(self) -> bool:
+        return self._quit
+
+    def close(self) -> None:
+        self._pygame.display.quit()
