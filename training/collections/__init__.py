@@ -1,0 +1,1 @@
+"""Collections the project can train on without a download (the demo model's kanjivg)."""

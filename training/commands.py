@@ -1,0 +1,107 @@
+"""`newsnow train ...`: the curators' pipeline, one subcommand per step plus `all`.
+
+Only argparse here; each handler imports the step's module (torch) when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PRESET_NAMES = ("tiny", "cpu-demo", "full")
+
+
+def _preset_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--tiny", dest="preset", action="store_const", const="tiny",
+                       help="minutes on a 2-core CPU (smoke tests, a first try)")
+    group.add_argument("--cpu-demo", dest="preset", action="store_const", const="cpu-demo",
+                       help="the bundled demo model's settings (64 px, ~40 min on 2 cores)")
+    group.add_argument("--full", dest="preset", action="store_const", const="full",
+                       help="the GPU recipe: 256 px, batch 16, gamma 0.8, ADA target 0.6")
+
+
+def _gan_flags(parser: argparse.ArgumentParser) -> None:
+    """Every GanConfig field as --name (None: keep the preset's value)."""
+    from training.config import GanConfig
+    for field in dataclasses.fields(GanConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, dest=field.name, default=None, action=argparse.BooleanOptionalAction,
+                                help=f"(default {field.default})")
+        elif field.name == "betas":
+            parser.add_argument(flag, dest=field.name, type=float, nargs=2, default=None)
+        else:
+            kind = int if isinstance(field.default, int) else float
+            parser.add_argument(flag, dest=field.name, type=kind, default=None,
+                                help=f"(default {field.default})")
+
+
+def _gan_config(args):
+    from training.config import GanConfig, config_from
+    names = [f.name for f in dataclasses.fields(GanConfig)]
+    return config_from(args.preset, **{n: getattr(args, n, None) for n in names})
+
+
+def cmd_kanjivg(args) -> int:
+    from training.collections.kanjivg import CREDIT, render_collection
+    written = render_collection(Path(args.out), size=args.size, count=args.count, seed=args.seed,
+                                max_strokes=args.max_strokes)
+    print(f"rendered {len(written)} KanjiVG drawings into {args.out}\nlicence: {CREDIT}")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from training.ingest import IngestSettings, ingest
+    settings = IngestSettings(resolution=args.resolution, fit=args.fit, validation=args.validation,
+                              near_bits=args.near_bits, drop_near=args.drop_near, seed=args.seed)
+    manifest = ingest(Path(args.src), Path(args.out), settings, licence=args.licence, credit=args.credit)
+    print(json.dumps(manifest["counts"], indent=1))
+    for bad in manifest["unreadable"]:
+        print(f"unreadable, skipped: {bad['file']}")
+    return 0
+
+
+def cmd_gan(args) -> int:
+    from training.gan import train_gan
+    summary = train_gan(Path(args.dataset), Path(args.out), _gan_config(args), resume=args.resume)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="curators: retrain the models on a collection")
+    steps = train.add_subparsers(dest="step", metavar="STEP")
+
+    p = steps.add_parser("kanjivg", help="render the KanjiVG drawings (the demo collection) as PNG")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--count", type=int, default=None, help="how many (default: all)")
+    p.add_argument("--max-strokes", type=int, default=None, help="only characters with at most this many strokes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_kanjivg)
+
+    p = steps.add_parser("ingest", help="a folder of scans -> a square grayscale dataset with a manifest")
+    p.add_argument("src")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop")
+    p.add_argument("--validation", type=float, default=0.05, help="share held out (default 0.05)")
+    p.add_argument("--near-bits", type=int, default=4, help="pHash bits that make a near duplicate")
+    p.add_argument("--drop-near", action="store_true", help="keep one of each near-duplicate group")
+    p.add_argument("--licence", default="unknown", help="the collection's licence (goes to the model card)")
+    p.add_argument("--credit", default="", help="who to credit (goes to the model card)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_ingest)
+
+    p = steps.add_parser("gan", help="train StyleGAN2 (ADA, R1, EMA) on a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="continue RUN/state.pt exactly")
+    _preset_flags(p)
+    _gan_flags(p)
+    p.set_defaults(handler=cmd_gan)

@@ -1,0 +1,91 @@
+"""Hyperparameters of the training steps and their presets: plain data, no torch, so the
+command line can list every setting without loading torch."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class GanConfig:
+    """Every hyperparameter of a GAN run (presets below; each overridable on the CLI)."""
+    # networks
+    resolution: int = 256          # must match the dataset
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    channel_base: int = 16384
+    channel_max: int = 512
+    d_channel_base: int = 16384
+    d_channel_max: int = 512
+    # optimisation
+    batch: int = 16                # total over all processes
+    kimg: float = 10000.0          # length of training, thousands of real images shown
+    lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 0.8
+    r1_interval: int = 16          # lazy regularisation
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0         # EMA half-life, thousands of images (scaled by batch / 32)
+    ema_rampup: float = 0.05
+    mapping_lr_multiplier: float = 0.01
+    # augmentation
+    ada: bool = True               # False: fixed DiffAugment-style policy at p = 1
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 500.0        # p can go 0 -> 1 in this many thousand images
+    rotate90: bool = False         # drawings have an up
+    mirror: bool = False           # drawings are not symmetric
+    # bookkeeping
+    snapshot_kimg: float = 50.0    # checkpoint + sample grids every this many kimg
+    log_every: int = 20            # steps between TensorBoard scalars
+    seed: int = 0
+    amp: bool = True               # mixed precision (CUDA only)
+    threads: int = 0               # torch CPU threads (0: torch's default)
+
+    def validate(self) -> "GanConfig":
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"gan: resolution {self.resolution} must be a power of two >= 8")
+        if self.batch < 2:
+            raise ValueError(f"gan: batch {self.batch} must be at least 2")
+        if self.kimg <= 0 or self.snapshot_kimg <= 0:
+            raise ValueError("gan: kimg and snapshot_kimg must be positive")
+        if not 0 <= self.ada_target <= 1:
+            raise ValueError(f"gan: ada_target {self.ada_target} must be in [0, 1]")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, math.ceil(self.kimg * 1000 / self.batch))
+
+
+PRESETS = {
+    # minutes on a 2-core CPU: smoke tests, first try of a collection on a laptop
+    "tiny": dict(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=512,
+                 channel_max=32, d_channel_base=512, d_channel_max=32, batch=8, kimg=2.0,
+                 lr=0.002, r1_gamma=0.1, r1_interval=4, ema_kimg=0.5, ada_kimg=20,
+                 snapshot_kimg=0.5, log_every=5),
+    # the bundled demo model: 64 px, narrow, ~40 min on 2 CPU cores
+    "cpu-demo": dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=1024,
+                     channel_max=64, d_channel_base=1024, d_channel_max=64, batch=16, kimg=80.0,
+                     lr=0.002, r1_gamma=0.2, r1_interval=8, ema_kimg=2.0, ada_kimg=50,
+                     snapshot_kimg=5.0, log_every=20),
+    # the GPU recipe for ~5k images (StyleGAN2-ADA small-data guidance)
+    "full": dict(resolution=256, batch=16, r1_gamma=0.8, ada_target=0.6, mirror=False,
+                 kimg=10000.0, snapshot_kimg=50.0),
+}
+
+
+def config_from(preset: str | None, **overrides) -> GanConfig:
+    values = dict(PRESETS[preset]) if preset else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name for f in dataclasses.fields(GanConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"gan: unknown setting {unknown[0]}")
+    if isinstance(values.get("betas"), list):
+        values["betas"] = tuple(values["betas"])
+    return GanConfig(**values).validate()
+
+
