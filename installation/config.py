@@ -101,7 +101,7 @@ class StatsConfig:
 # Areas outside the loop add sections here through register_section().
 _EXTRA_SECTIONS: dict[str, type] = {}
 # Modules imported before a config is parsed, so that their register_section() calls run.
-SECTION_MODULES: list[str] = []
+SECTION_MODULES: list[str] = ["installation.kiosk"]  # [serial], [hours], [health], [watchdog]
 
 
 def register_section(name: str, cls: type) -> None:
