@@ -15,6 +15,7 @@ import sys
 # Modules that add subcommands, in the order `newsnow --help` lists them.
 COMMAND_MODULES = [
     "inference.commands",  # export, bench
+    "installation.ops_commands",  # status, doctor
 ]
 
 
