@@ -1,39 +1,14 @@
 """Warp the drawing from table coordinates to projector pixels.
 
-The calibration gives a homography from the drawing area on the table to the projector's
-pixels; the drawing (R x R model pixels) covers that area, so one more scale maps drawing
-pixels onto it. Without a calibration the drawing is fitted, centred and square, into the
-projector frame.
+The calibration gives the homography from the pixels of the R x R drawing, which covers
+the drawing area on the table, to the projector's pixels
+(`Calibration.table_area_to_projector(R)`; before the first calibration the identity-like
+default puts the drawing in the projector's centred square). This module only applies it.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
-
-
-def scale_homography(sx: float, sy: float) -> np.ndarray:
-    """The 3x3 homography that scales x by sx and y by sy."""
-    return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0], [0.0, 0.0, 1.0]])
-
-
-def fit_square(resolution: int, projector_size: tuple[int, int]) -> np.ndarray:
-    """Drawing pixels -> projector pixels for an uncalibrated table: centred, square, fitted."""
-    width, height = projector_size
-    side = min(width, height)
-    s = side / resolution
-    return np.array(
-        [[s, 0.0, (width - side) / 2.0], [0.0, s, (height - side) / 2.0], [0.0, 0.0, 1.0]]
-    )
-
-
-def drawing_to_projector(
-    area_to_projector: np.ndarray, area_size: tuple[float, float], resolution: int
-) -> np.ndarray:
-    """Compose drawing pixels (R x R) -> drawing area units (w x h) -> projector pixels."""
-    w, h = area_size
-    return np.asarray(area_to_projector, dtype=np.float64) @ scale_homography(
-        w / resolution, h / resolution
-    )
 
 
 def map_point(homography: np.ndarray, x: float, y: float) -> tuple[float, float]:
