@@ -14,6 +14,7 @@ import sys
 
 # Modules that add subcommands, in the order `newsnow --help` lists them.
 COMMAND_MODULES = [
+    "installation.commands",  # demo, run
     "inference.commands",  # export, bench
     "installation.ops_commands",  # status, doctor
 ]

@@ -1,0 +1,116 @@
+"""`newsnow demo` (the embedded default) and `newsnow run` (the real table)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "/etc/newsnow/table.toml"
+
+
+def register(subparsers) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="run the whole table on the simulated pen camera and the bundled demo model",
+        description="Runs capture -> binarize -> model -> display on a simulated pen camera and writes "
+                    "OUT/demo.mp4, OUT/last.png (camera | sketch | drawing | projector) and OUT/stats.json.")
+    demo.add_argument("--headless", action="store_true", help="no window (SDL dummy video driver)")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    demo.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the bundled demo)")
+    demo.add_argument("--config", type=Path, default=None, help="table config to take settings from "
+                      "(the camera is always the simulated pen)")
+    demo.add_argument("--seed", type=int, default=0, help="the simulated visitor's script")
+    demo.add_argument("--no-video", action="store_true", help="do not record demo.mp4")
+    demo.set_defaults(handler=run_demo)
+
+    run = subparsers.add_parser("run", help="run the real table from its config (camera, projector, calibration)")
+    run.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=f"table config (default {DEFAULT_CONFIG})")
+    run.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until stopped)")
+    run.set_defaults(handler=run_table)
+
+
+def demo_config(args: argparse.Namespace):
+    """The demo's config: the given file (or defaults) on the simulated pen camera."""
+    from installation.config import Config
+
+    config = Config.load(args.config) if args.config else Config()
+    camera = dataclasses.replace(config.camera, source="simulated", seed=args.seed)
+    mode = "headless" if args.headless else ("windowed" if not args.config else config.display.mode)
+    display = dataclasses.replace(config.display, mode=mode)
+    idle = config.idle if args.config else dataclasses.replace(config.idle, after_s=6.0)
+    return dataclasses.replace(config, camera=camera, display=display, idle=idle)
+
+
+def _stop_on_signals(table) -> None:
+    def stop(signum, frame):
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        table.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from installation.assemble import open_table, prepare
+    from installation.recorder import Recorder
+    from installation.report import last_png, summary_line
+
+    config = demo_config(args)
+    parts = prepare(config, bundle=args.bundle)  # a bad bundle stops here, before any window opens
+    args.out.mkdir(parents=True, exist_ok=True)
+    record_fps = 10.0
+    recorder = None if args.no_video else Recorder(args.out, fps=record_fps)
+    table = open_table(parts, recorder=recorder, record_every=max(1, round(config.display.fps / record_fps)),
+                       seed=args.seed)
+    _stop_on_signals(table)
+    try:
+        status = table.run(args.seconds)
+    finally:
+        parts.close()
+        table.display.close()
+    video = recorder.close() if recorder else None
+    stats = status.to_dict()
+    stats.update(
+        seconds=args.seconds,
+        bundle=str(parts.bundle.path),
+        camera=parts.source.health().to_dict() if hasattr(parts.source, "health") else None,
+        video={"file": video.name if video else None,
+               "frames": recorder.written if recorder else 0,
+               "dropped": recorder.dropped if recorder else 0},
+    )
+    (args.out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    last_png(table, args.out / "last.png")
+    print(summary_line(status, args.out))
+    return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from installation.assemble import open_table, prepare
+    from installation.config import Config
+    from installation.notify import Notifier
+    from installation.report import summary_line
+
+    config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
+    parts = prepare(config)
+    try:
+        table = open_table(parts)
+    except BaseException:
+        parts.close()
+        raise
+    notifier = Notifier()
+    table.on_first_frame.append(lambda: notifier.ready("projecting"))
+    table.on_display_frame.append(notifier.watchdog)
+    _stop_on_signals(table)
+    try:
+        status = table.run(args.seconds)
+    finally:
+        notifier.stopping()
+        parts.close()
+        table.display.close()
+    log.info("event=stopped %s", summary_line(status, None))
+    return 0

@@ -1,0 +1,49 @@
+"""What a run leaves behind for people: last.png and the one-line summary."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PANEL = 256  # height of each panel of last.png
+
+
+def _panel(image: np.ndarray | None) -> np.ndarray:
+    if image is None:
+        return np.zeros((PANEL, PANEL, 3), np.uint8)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    h, w = image.shape[:2]
+    width = max(1, round(w * PANEL / h))
+    interp = cv2.INTER_AREA if h > PANEL else cv2.INTER_NEAREST
+    return cv2.resize(image, (width, PANEL), interpolation=interp)
+
+
+def last_png(table, path: Path) -> None:
+    """camera view | sketch | drawing | projector frame, side by side (Fig. 1 of Paper IV)."""
+    frame, sketch = table.latest_frame, table.latest_sketch
+    panels = [
+        _panel(frame.image if frame is not None else None),
+        _panel(sketch.image if sketch is not None else None),
+        _panel(table.latest_picture),
+        _panel(table.latest_projector),
+    ]
+    gap = np.full((PANEL, 4, 3), 128, np.uint8)
+    row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+    if not cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write the image")
+
+
+def summary_line(status, out: Path | None) -> str:
+    lat, stroke = status.latency_ms, status.stroke_latency_ms
+
+    def ms(d, key):
+        return "-" if d[key] is None else f"{d[key]:.0f}"
+
+    faults = sum(status.faults.values())
+    where = f" -> {out}" if out else ""
+    return (f"newsnow: {status.frames_displayed} frames at {status.display_fps:.1f} fps, "
+            f"{status.inferences} inferences ({status.inference_fps:.1f}/s), "
+            f"stroke latency p50 {ms(stroke, 'p50')} / p95 {ms(stroke, 'p95')} ms, "
+            f"{status.transition} on {status.backend}, {faults} faults{where}")
