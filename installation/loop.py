@@ -6,11 +6,15 @@ slow stage lowers its own rate and never adds latency to the others:
     capture thread   source.read() -> check the frame -> binarize -> sketch
                      -> changed since the last sketch sent on?  (no: skip it)
                      -> sketches mailbox
-    inference thread sketch -> model -> drawing -> tone -> answers mailbox
+    inference thread sketch -> model -> drawing -> tone (-> stroke composite)
+                     -> warp to projector pixels -> answers mailbox
                      (or a latent transition: W+ steps, each generated;
                       or idle mode: a slow wander through the latent space)
-    display (caller) answer -> crossfade -> (stroke composite) -> warp to projector
-                     -> blit, at a steady frame rate; stamps latency = t_display - t_capture
+    display (caller) answer -> crossfade in projector pixels -> blit, at a steady
+                     frame rate; stamps latency = t_display - t_capture
+
+Everything per answer (tone, composite, warp) happens once in the inference thread; per
+display frame there is at most one blend of two projector frames and the blit.
 
 Faults (a bad frame, a camera that vanishes, an exception in the model) are counted in
 the stats and the loop goes on with the last good drawing, or idle mode. Other parts of
@@ -52,9 +56,10 @@ class PendingSketch:
 
 @dataclass(frozen=True)
 class Answer:
-    """A toned picture (R x R x 3 uint8) for the display, with the stamps it answers."""
+    """A drawing ready for the projector, with the stamps of the sketch it answers."""
 
-    picture: np.ndarray
+    picture: np.ndarray  # the toned drawing, R x R x 3 uint8 (for last.png)
+    projector: np.ndarray  # the picture warped to projector pixels, H x W x 3 uint8
     fade_s: float  # crossfade into it over this long (0: cut)
     t_capture: float | None = None  # capture time of the sketch it answers (None: idle)
     t_stroke: float | None = None
@@ -88,7 +93,7 @@ class Table:
         self.sketcher = sketcher  # camera image -> sketch image (uint8 R x R, ink 0)
         self.backend = backend
         self.display = display  # .show(rgb), .quit_requested()
-        self.warp = warp  # drawing picture -> projector frame
+        self.warp = warp  # drawing picture -> projector frame (a new array each call)
         self.transition = transition  # "crossfade" or "latent" (auto is decided before)
         self.recorder = recorder
         self.record_every = max(1, int(record_every))
@@ -175,9 +180,14 @@ class Table:
             last_sent = image
 
     # ---- inference thread ---------------------------------------------------------------
-    def _picture(self, drawing: np.ndarray) -> np.ndarray:
-        """Model output [1, C, R, R] in [-1, 1] -> the toned R x R x 3 picture."""
-        return apply_tone(drawing_to_rgb(np.asarray(drawing)[0]), self.config.tone)
+    def _post(self, drawing: np.ndarray, fade_s: float, stamps: tuple, sketch: Sketch | None) -> None:
+        """Model output [1, C, R, R] in [-1, 1] -> toned, composited, warped -> the display."""
+        tone = self.config.tone
+        picture = apply_tone(drawing_to_rgb(np.asarray(drawing)[0]), tone)
+        if tone.composite_strokes and sketch is not None:
+            picture = composite_strokes(picture, sketch.image, tone.stroke_opacity)
+        if self._answers.post(Answer(picture, self.warp(picture), fade_s, *stamps)):
+            self.stats.count_dropped()
 
     def _infer_forever(self) -> None:
         cfg = self.config
@@ -188,7 +198,7 @@ class Table:
         idle = False
         wander: Wander | None = None
         w_shown: np.ndarray | None = None  # W+ of the drawing on show, when known
-        move = None  # a latent transition in progress: [w_from, w_to, t0, next step k, stamps]
+        move = None  # a latent transition in progress: [w_from, w_to, t0, next step k, stamps, sketch]
         next_idle = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -218,20 +228,21 @@ class Table:
                         self.stats.count_inference(now)
                         if w_shown is None:  # nothing to move from: show it at once
                             w_shown = w_new
-                            self._post(self.backend.generate(w_new), cfg.transition.duration_s, stamps)
+                            self._post(self.backend.generate(w_new), cfg.transition.duration_s, stamps,
+                                       pending.sketch)
                         else:
-                            move = [w_shown, w_new, now, 1, stamps]
+                            move = [w_shown, w_new, now, 1, stamps, pending.sketch]
                     else:
                         drawing = self.backend.sketch_to_drawing(x)
                         self.stats.count_inference(now)
-                        self._post(drawing, cfg.transition.duration_s, stamps)
+                        self._post(drawing, cfg.transition.duration_s, stamps, pending.sketch)
                         w_shown = None  # the fused graph gives no W+: idle starts afresh
                 elif move is not None:
-                    w_from, w_to, t0, k, stamps = move
+                    w_from, w_to, t0, k, stamps, sketch = move
                     w_shown = w_from + ease(k / cfg.transition.latent_steps) * (w_to - w_from)
-                    self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (None, None))
+                    self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (None, None), sketch)
                     self.stats.count_generation()
-                    move = None if k >= cfg.transition.latent_steps else [w_from, w_to, t0, k + 1, stamps]
+                    move = None if k >= cfg.transition.latent_steps else [w_from, w_to, t0, k + 1, stamps, sketch]
                 elif not idle and now - last_change >= cfg.idle.after_s:
                     idle, wander, next_idle = True, None, now
                     self.stats.set_idle(True)
@@ -243,7 +254,9 @@ class Table:
                         # From a drawing with no known W+ the first step is a jump: fade it in.
                         fade_s = idle_period if w_shown is not None else max(idle_period, cfg.transition.duration_s)
                     w_shown = wander.at(now)
-                    self._post(self.backend.generate(w_shown), fade_s, (None, None))
+                    latest = self.latest_sketch
+                    sketch = latest if latest is not None and latest.ink_fraction >= cfg.change.blank_ink else None
+                    self._post(self.backend.generate(w_shown), fade_s, (None, None), sketch)
                     self.stats.count_generation()
                     next_idle = max(next_idle + idle_period, now)
             except Exception as exc:  # the model failed on this one: keep the last good drawing
@@ -253,9 +266,6 @@ class Table:
                 next_idle = now + max(idle_period, 1.0)  # a broken idle graph is retried slowly
                 self._stop.wait(0.05)
 
-    def _post(self, drawing: np.ndarray, fade_s: float, stamps: tuple) -> None:
-        if self._answers.post(Answer(self._picture(drawing), fade_s, *stamps)):
-            self.stats.count_dropped()
 
     # ---- display (the caller's thread) --------------------------------------------------
     def run(self, seconds: float | None = None) -> TableStatus:
@@ -279,30 +289,25 @@ class Table:
         cfg = self.config
         period = 1.0 / cfg.display.fps
         fade = Crossfade(cfg.transition.duration_s)
+        log_every = cfg.stats.log_every_s
         t_end = None if seconds is None else time.monotonic() + seconds
         stamps: tuple | None = None  # latency stamps of an answer not yet shown
-        shown: tuple = (None, None)  # (picture, sketch) last warped: warp again only when one changes
-        projector = None
+        black = None  # what the projector shows before the first drawing
         frame_no = 0
-        next_t = time.monotonic()
+        next_t = t_log = time.monotonic()
         while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
             answer = self._answers.take_nowait()
             now = time.monotonic()
             if answer is not None:
-                fade.start(answer.picture, now, answer.fade_s)
+                fade.start(answer.projector, now, answer.fade_s)
+                self.latest_picture = answer.picture
                 if answer.t_capture is not None:
                     stamps = (answer.t_capture, answer.t_stroke)
-            picture = fade.frame(now)
-            if picture is not None:
-                sketch = self.latest_sketch if cfg.tone.composite_strokes else None
-                if picture is not shown[0] or sketch is not shown[1]:
-                    shown = (picture, sketch)
-                    if sketch is not None:
-                        picture = composite_strokes(picture, sketch.image, cfg.tone.stroke_opacity)
-                    self.latest_picture = picture
-                    projector = self.warp(picture)
-            elif projector is None:  # nothing drawn yet: the projector shows black
-                projector = self.warp(np.zeros((self.resolution, self.resolution, 3), np.uint8))
+            projector = fade.frame(now)
+            if projector is None:
+                if black is None:
+                    black = np.zeros((cfg.display.size[1], cfg.display.size[0], 3), np.uint8)
+                projector = black
             try:
                 self.display.show(projector)
             except Exception as exc:
@@ -311,7 +316,7 @@ class Table:
                 self._stop.wait(period)
                 continue
             t_display = time.monotonic()
-            if stamps is not None and picture is not None:
+            if stamps is not None:
                 self.stats.record_display(t_display, t_display - stamps[0], t_display - stamps[1])
                 stamps = None
             else:
@@ -325,6 +330,11 @@ class Table:
             if self.recorder is not None and frame_no % self.record_every == 0:
                 self.recorder.offer(projector)
             frame_no += 1
+            if log_every and t_display - t_log >= log_every:
+                t_log = t_display
+                s = self.status()
+                log.info("event=table_stats state=%s display_fps=%.1f inferences=%d latency_p95_ms=%s faults=%s",
+                         s.state, s.display_fps_recent, s.inferences, s.stroke_latency_ms["p95"], s.faults)
             if self.display.quit_requested():
                 break
             next_t += period

@@ -21,8 +21,8 @@ class Warp:
     """Warps drawings into projector frames of one size through one fixed homography.
 
     The homography H maps drawing-pixel centres to projector-pixel centres (OpenCV's
-    convention), so a feature at drawing pixel p lands at projector pixel H p. The output
-    buffer is reused frame after frame to keep the display loop free of allocations.
+    convention), so a feature at drawing pixel p lands at projector pixel H p. Each call
+    returns a new frame: the display may still be showing (or fading from) the last one.
     """
 
     def __init__(self, homography: np.ndarray, projector_size: tuple[int, int]):
@@ -33,17 +33,13 @@ class Warp:
             raise ValueError("projector homography is singular; recalibrate the projector")
         self.homography = homography
         self.size = (int(projector_size[0]), int(projector_size[1]))
-        self._out: np.ndarray | None = None
 
     def __call__(self, drawing_rgb: np.ndarray) -> np.ndarray:
         """The projector frame (H x W x 3 uint8, black outside the drawing area)."""
-        if self._out is None or self._out.shape[2:] != drawing_rgb.shape[2:]:
-            self._out = np.zeros((self.size[1], self.size[0]) + drawing_rgb.shape[2:], np.uint8)
         return cv2.warpPerspective(
             drawing_rgb,
             self.homography,
             self.size,
-            dst=self._out,
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0,
