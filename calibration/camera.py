@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from calibration.record import CalibrationError, apply_homography
+from calibration.record import Calibration, CalibrationError, _now_iso, apply_homography, default_drawing_area
 from calibration.sheet import SheetLayout
 
 DEFAULT_MAX_ERROR_PX = 1.5
@@ -55,6 +55,28 @@ class CameraResult:
             "camera_corners_on_board": self.total,
             "camera_coverage": round(self.coverage, 3),
         }
+
+
+def to_calibration(result: CameraResult, sheet_mm, drawing_area_mm=None,
+                   previous: Calibration | None = None) -> Calibration:
+    """The calibration record of a camera step. A previous record's projector step is
+    kept when it was made on the same sheet (the projector did not move with the camera);
+    its drawing area too, unless a new one is given."""
+    sheet = (float(sheet_mm[0]), float(sheet_mm[1]))
+    same_sheet = previous is not None and tuple(previous.sheet_mm) == sheet and previous.calibrated
+    if drawing_area_mm is None:
+        drawing_area_mm = previous.drawing_area_mm if same_sheet else default_drawing_area(sheet)
+    residuals = {k: v for k, v in previous.residuals.items() if k.startswith("projector")} if same_sheet else {}
+    return Calibration(
+        camera_to_table=result.camera_to_table,
+        projector_to_table=previous.projector_to_table if same_sheet else None,
+        sheet_mm=sheet,
+        drawing_area_mm=tuple(float(v) for v in drawing_area_mm),
+        camera_mode=result.camera_mode,
+        projector_mode=previous.projector_mode if same_sheet else None,
+        created=_now_iso(),
+        residuals={**residuals, **result.residuals()},
+    )
 
 
 def frame_quality(gray: np.ndarray) -> tuple[float, float]:

@@ -324,6 +324,7 @@ def load(path, camera_mode=None, projector_mode=None, require_projector: bool = 
 def save(calibration: Calibration, path) -> Path:
     """Write the calibration file atomically (a temporary file, then os.replace)."""
     path = Path(path)
+    Calibration.from_dict(calibration.to_dict(), source=str(path))  # never write what load refuses
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(calibration.to_dict(), indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

@@ -140,6 +140,14 @@ class SheetLayout:
             u, v = x * px_per_mm - 0.5, y * px_per_mm - 0.5
             for (a, b), (c, d) in (((u - arm, v), (u + arm, v)), ((u, v - arm), (u, v + arm))):
                 cv2.line(sheet, (round(a * f), round(b * f)), (round(c * f), round(d * f)), 0, thick, cv2.LINE_AA, shift)
+        # each mark's number in the quadrant towards the sheet's centre, for the projector step
+        scale = 3.5 * px_per_mm / cv2.getTextSize("8", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][1]
+        w, h = self.size_mm
+        for n, (x, y) in enumerate(self.alignment_marks_mm(8), start=1):
+            dx = 1.5 if x <= w / 2 else -5.0
+            dy = 5.0 if y <= h / 2 else -1.5
+            org = (int((x + dx) * px_per_mm), int((y + dy) * px_per_mm))
+            cv2.putText(sheet, str(n), org, cv2.FONT_HERSHEY_SIMPLEX, scale, 0, max(1, int(scale)), cv2.LINE_AA)
 
     def _draw_label(self, sheet: np.ndarray, px_per_mm: float) -> None:
         w, h = self.size_mm

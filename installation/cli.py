@@ -15,8 +15,10 @@ import sys
 # Modules that add subcommands, in the order `newsnow --help` lists them.
 COMMAND_MODULES = [
     "installation.commands",  # demo, run
+    "training.commands",  # train ingest|gan|sketches|encoder|all
     "inference.commands",  # export, bench
     "installation.ops_commands",  # status, doctor
+    "calibration.commands",  # calibrate sheet, camera, projector, check
 ]
 
 
