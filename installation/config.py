@@ -88,7 +88,10 @@ class IdleConfig:
 
 @dataclass(frozen=True)
 class ChangeConfig:
-    threshold: float = field(default=0.002, metadata=_range(0, 1))  # share of sketch pixels that must differ
+    # Share of sketch pixels that must differ from the sketch last sent to the model. Low, so
+    # that a new stroke is sent within a frame or two; above the binarizer's flicker on a
+    # still sheet (none at 64 px, <= 17 px = 0.00026 at 256 px on the simulated camera).
+    threshold: float = field(default=0.0005, metadata=_range(0, 1))
     blank_ink: float = field(default=0.0005, metadata=_range(0, 1))  # below this ink share the sheet is blank
 
 

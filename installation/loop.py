@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -63,6 +64,7 @@ class Answer:
     fade_s: float  # crossfade into it over this long (0: cut)
     t_capture: float | None = None  # capture time of the sketch it answers (None: idle)
     t_stroke: float | None = None
+    sequence: int | None = None  # frame sequence number of the sketch it answers
 
 
 def frame_problem(frame: object, size: tuple[int, int] | None) -> str | None:
@@ -112,6 +114,8 @@ class Table:
         self.latest_sketch: Sketch | None = None
         self.latest_picture: np.ndarray | None = None
         self.latest_projector: np.ndarray | None = None
+        # (frame sequence, t_capture, t_display) of each answer when first shown, for benchmarks
+        self.answers_shown: deque[tuple[int, float, float]] = deque(maxlen=10_000)
 
     # ---- the watchers' side -------------------------------------------------------------
     def status(self) -> TableStatus:
@@ -222,7 +226,7 @@ class Table:
                     self.stats.set_idle(False)
                     x = pending.sketch.image.astype(np.float32).reshape(1, 1, self.resolution, self.resolution)
                     x = x / 127.5 - 1.0
-                    stamps = (pending.sketch.t_capture, pending.t_stroke)
+                    stamps = (pending.sketch.t_capture, pending.t_stroke, pending.sketch.sequence)
                     if latent:
                         w_new = np.asarray(self.backend.encode(x), dtype=np.float32)
                         self.stats.count_inference(now)
@@ -240,7 +244,7 @@ class Table:
                 elif move is not None:
                     w_from, w_to, t0, k, stamps, sketch = move
                     w_shown = w_from + ease(k / cfg.transition.latent_steps) * (w_to - w_from)
-                    self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (None, None), sketch)
+                    self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (), sketch)
                     self.stats.count_generation()
                     move = None if k >= cfg.transition.latent_steps else [w_from, w_to, t0, k + 1, stamps, sketch]
                 elif not idle and now - last_change >= cfg.idle.after_s:
@@ -256,7 +260,7 @@ class Table:
                     w_shown = wander.at(now)
                     latest = self.latest_sketch
                     sketch = latest if latest is not None and latest.ink_fraction >= cfg.change.blank_ink else None
-                    self._post(self.backend.generate(w_shown), fade_s, (None, None), sketch)
+                    self._post(self.backend.generate(w_shown), fade_s, (), sketch)
                     self.stats.count_generation()
                     next_idle = max(next_idle + idle_period, now)
             except Exception as exc:  # the model failed on this one: keep the last good drawing
@@ -302,7 +306,7 @@ class Table:
                 fade.start(answer.projector, now, answer.fade_s)
                 self.latest_picture = answer.picture
                 if answer.t_capture is not None:
-                    stamps = (answer.t_capture, answer.t_stroke)
+                    stamps = (answer.t_capture, answer.t_stroke, answer.sequence)
             projector = fade.frame(now)
             if projector is None:
                 if black is None:
@@ -318,6 +322,7 @@ class Table:
             t_display = time.monotonic()
             if stamps is not None:
                 self.stats.record_display(t_display, t_display - stamps[0], t_display - stamps[1])
+                self.answers_shown.append((stamps[2], stamps[0], t_display))
                 stamps = None
             else:
                 self.stats.record_display(t_display)
