@@ -102,6 +102,10 @@ class TableSimulator:
         """The next n replies arrive with a wrong checksum."""
         self._corrupt += n
 
+    def heal(self) -> None:
+        """Stop dropping and damaging replies."""
+        self._drop = self._corrupt = 0
+
     def reboot(self) -> None:
         """The board resets (brown-out, watchdog): state lost, `! BOOT` sent."""
         with self._lock:
