@@ -45,6 +45,7 @@ def save_model_checkpoint(path: str | os.PathLike, generator: Generator, encoder
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(record, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

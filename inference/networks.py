@@ -269,7 +269,7 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        if ws.ndim != 3 or ws.shape[1] != self.num_ws:
+        if not torch.jit.is_tracing() and (ws.ndim != 3 or ws.shape[1] != self.num_ws):
             raise ValueError(f"synthesis: ws has shape {tuple(ws.shape)}, expected [B, {self.num_ws}, w_dim]")
         x = img = None
         index = 0
