@@ -1,0 +1,200 @@
+"""The kiosk around a running table: READY and WATCHDOG to systemd, opening hours switching the
+projector over serial and putting the loop to sleep, the button starting a fresh table, the
+health endpoint while it runs, and the watchdog withheld when a model call hangs."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from calibration import Calibration
+from installation.config import Config
+from installation.controller_sim import TableSimulator
+from installation.kiosk import Kiosk, WatchedBackend, run_kiosk
+from installation.loop import Table
+from installation.notify import Notifier
+from installation.schedule import OpeningHours, Schedule
+from render.warp import Warp
+from tests.installation.fakes import CAMERA, R, FakeBackend, NullDisplay, ScriptedSource, paper, threshold_sketcher
+
+DISPLAY = (96, 64)
+BOX = (60, 40, 100, 80)
+TUESDAY = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
+
+
+def wait_for(predicate, timeout=5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class NotifyListener:
+    """A stand-in for systemd's notify socket that keeps every message."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.05)
+        self.messages: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self):
+        while not self._stop.is_set():
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (TimeoutError, socket.timeout):
+                pass
+
+    def count(self, text: str) -> int:
+        return sum(text in m for m in list(self.messages))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+def make_parts(config: Config, backend=None):
+    def open_table(parts, display=None):
+        calibration = Calibration.uncalibrated(CAMERA, DISPLAY)
+        warp = Warp(calibration.table_area_to_projector(R), DISPLAY)
+        parts.tables += 1
+        return Table(parts.config, parts.source, threshold_sketcher, parts.backend, display, warp,
+                     transition="crossfade", seed=0)
+
+    source = ScriptedSource(lambda t: paper([BOX]))
+    backend = backend or FakeBackend()
+    parts = SimpleNamespace(config=config, backend=backend, source=source, bundle=backend.bundle, tables=0)
+    return parts, open_table
+
+
+def table_config(**extra) -> Config:
+    data = {
+        "camera": {"resolution": list(CAMERA)},
+        "display": {"mode": "headless", "size": list(DISPLAY), "fps": 60},
+        "transition": {"duration_s": 0.05},
+        "health": {"port": 0},
+        "watchdog": {"tick_s": 0.05},
+        "hours": {"default": "10:00-17:00"},
+    }
+    data.update(extra)
+    return Config.from_dict(data)
+
+
+def get_status(kiosk) -> dict:
+    with urllib.request.urlopen(kiosk.health.url + "/status", timeout=2) as reply:
+        return json.loads(reply.read())
+
+
+def test_kiosk_runs_sleeps_wakes_and_restarts_on_the_button(tmp_path):
+    """Open hours: READY after the first frame, WATCHDOG pings, projector and IR on over serial, /status running.
+    The button: a fresh table. Closing time: projector and IR off, display black, state sleeping, pings go on.
+    Opening again: a new table and the projector back on. Stop: STOPPING=1."""
+    listener = NotifyListener(str(tmp_path / "notify"))
+    now = [TUESDAY.replace(hour=11)]
+    with TableSimulator() as sim:
+        config = table_config(serial={"port": sim.path, "reply_timeout_s": 0.1, "poll_s": 0.2, "led_level": 200})
+        notifier = Notifier({"NOTIFY_SOCKET": listener.sock.getsockname(), "WATCHDOG_USEC": "200000",
+                             "WATCHDOG_PID": str(os.getpid())})
+        kiosk = Kiosk(config, notifier=notifier,
+                      schedule=Schedule(config.section("hours"), now=lambda: now[0]))
+        parts, open_table = make_parts(config)
+        display = NullDisplay(DISPLAY)
+        stop = threading.Event()
+        runner = threading.Thread(target=run_kiosk, args=(parts, open_table),
+                                  kwargs=dict(kiosk=kiosk, display=display, stop=stop), daemon=True)
+        runner.start()
+        try:
+            assert wait_for(lambda: listener.count("READY=1") == 1)
+            assert wait_for(lambda: sim.projector is True and sim.led == 200)
+            assert wait_for(lambda: get_status(kiosk)["state"] == "running")
+            status = get_status(kiosk)
+            assert status["serial"]["connected"] and status["projector"]["power"] == "on"
+            assert status["counts"]["inferences"] >= 1 and status["fps"]["display"] > 10
+            assert wait_for(lambda: listener.count("WATCHDOG=1") >= 3)
+
+            sim.press_button()
+            assert wait_for(lambda: parts.tables == 2)
+
+            now[0] = TUESDAY.replace(hour=18)  # closing time
+            assert wait_for(lambda: kiosk.sleeping and sim.projector is False and sim.led == 0)
+            assert wait_for(lambda: display.last is not None and not display.last.any())  # black picture
+            assert get_status(kiosk)["state"] == "sleeping"
+            pings = listener.count("WATCHDOG=1")
+            assert wait_for(lambda: listener.count("WATCHDOG=1") > pings + 2)  # still alive while asleep
+            assert parts.tables == 2
+
+            now[0] = TUESDAY.replace(day=25, hour=10)  # the next morning
+            assert wait_for(lambda: parts.tables == 3 and sim.projector is True and sim.led == 200)
+            assert wait_for(lambda: get_status(kiosk)["state"] == "running")
+        finally:
+            stop.set()
+            runner.join(10)
+        assert not runner.is_alive()
+        assert wait_for(lambda: listener.count("STOPPING=1") == 1)
+        assert listener.count("READY=1") == 1  # once per process, not per table
+    listener.close()
+
+
+def test_watchdog_is_withheld_while_a_model_call_hangs(tmp_path):
+    """A model call running longer than watchdog.model_hang_s stops WATCHDOG=1 (systemd will restart the
+    table) and shows as degraded 'model: hung'; when the call returns, pings resume."""
+    listener = NotifyListener(str(tmp_path / "notify"))
+    clock = [0.0]
+    config = table_config(watchdog={"model_hang_s": 5.0})
+    notifier = Notifier({"NOTIFY_SOCKET": listener.sock.getsockname(), "WATCHDOG_USEC": "1000000"},
+                        clock=lambda: clock[0])
+    release = threading.Event()
+
+    class Stuck(FakeBackend):
+        def sketch_to_drawing(self, x):
+            release.wait(5)
+            return super().sketch_to_drawing(x)
+
+    backend = WatchedBackend(Stuck(), clock=lambda: clock[0])
+    kiosk = Kiosk(config, notifier=notifier, clock=lambda: clock[0], serve_health=False)
+    kiosk.backend, kiosk.started, kiosk.open = backend, True, True
+    call = threading.Thread(target=backend.sketch_to_drawing, args=(np.zeros((1, 1, R, R), np.float32),))
+    call.start()
+    assert wait_for(lambda: backend.busy_s() == 0.0 and backend._since is not None)
+    pings_at = {}
+    for step in range(100):  # 10 s of display frames at 10 fps on the driven clock
+        kiosk.on_display_frame()
+        pings_at[step] = notifier.pings
+        clock[0] += 0.1
+    # a ping every half interval for the first 5 s, none once the call passed model_hang_s
+    assert pings_at[49] >= 9
+    assert pings_at[99] == pings_at[51]
+    assert wait_for(lambda: listener.count("WATCHDOG=1") == pings_at[99])
+    assert "model: hung" in kiosk.problems(None, None)
+    release.set()
+    call.join(2)
+    kiosk.on_display_frame()
+    assert wait_for(lambda: listener.count("WATCHDOG=1") == pings_at[99] + 1)
+    assert kiosk.problems(None, None) == []
+    listener.close()
+
+
+def test_display_gaps_are_measured_and_counted():
+    """A gap between display frames longer than watchdog.display_stall_s is counted as a display_stall fault."""
+    clock = [0.0]
+    kiosk = Kiosk(table_config(watchdog={"display_stall_s": 0.5}), clock=lambda: clock[0], serve_health=False,
+                  notifier=Notifier({}))
+    for gap in [0.033] * 30 + [0.8] + [0.033] * 5:
+        clock[0] += gap
+        kiosk.on_display_frame()
+    assert kiosk.max_display_gap_s == pytest.approx(0.8)
+    assert kiosk.snapshot()["faults"] == {"display_stall": 1}
