@@ -32,7 +32,7 @@ from capture.frames import Frame
 from capture.health import FAULT_KINDS, FreezeDetector, RateMeter, SourceHealth
 
 STROKE_KINDS = ("splines", "kanji")
-NOISE_POOL = 16  # precomputed noise fields, cycled frame by frame
+NOISE_POOL = 8  # precomputed noise fields, cycled frame by frame
 
 
 @dataclass(frozen=True)
@@ -333,14 +333,13 @@ class SimulatedPenCamera:
         self._table_to_camera = self._make_table_to_camera()
         rng = np.random.default_rng([s.seed, 3])
         self._noise = [
-            np.clip(128 + rng.normal(0, s.noise, (h, w)), 0, 255).astype(np.uint8)
+            np.clip(128 + s.noise * rng.standard_normal((h, w), np.float32), 0, 255).astype(np.uint8)
             for _ in range(NOISE_POOL)
         ]
         # render cache: the lit sheet for one pose, and the inked picture for one state
         self._base_key = None
         self._base: np.ndarray | None = None
-        self._ink_key = None
-        self._ink: np.ndarray | None = None  # float coverage 0..255, camera px
+        self._ink: np.ndarray | None = None  # pen coverage 0..255, camera px
         self._ink_drawn: list[int] = []
         self._picture_key = None
         self._picture: np.ndarray | None = None
@@ -422,7 +421,7 @@ class SimulatedPenCamera:
     # rendering -----------------------------------------------------------------------------
 
     def _lit_sheet(self, sheet: Sheet | None, m: np.ndarray | None) -> np.ndarray:
-        """Paper (or bare window) under the IR light, before ink and noise: float32."""
+        """Paper (or bare window) under the IR light, before ink and noise."""
         s = self.settings
         key = None if sheet is None else (id(sheet), m.tobytes())
         if key == self._base_key and self._base is not None:
@@ -440,31 +439,29 @@ class SimulatedPenCamera:
                                         flags=cv2.INTER_LINEAR, borderValue=-1)
             on = paper >= 0
             table[on] = paper[on]
-        self._base_key, self._base = key, table * self._light
+        self._base_key = key
+        self._base = np.clip(table * self._light, 0, 255).astype(np.uint8)
         return self._base
 
     def _draw_strokes(self, layer: np.ndarray, sheet: Sheet, m: np.ndarray, t: float,
-                      start: list[int] | None, thickness: int, shift_bits: int = 4,
-                      anti_alias: bool = True) -> list[int]:
-        """Draw the strokes' visible parts (from `start` on) into `layer` through homography m."""
-        drawn = []
-        one = 1 << shift_bits
-        for i, stroke in enumerate(sheet.strokes):
+                      thickness: int, anti_alias: bool = True) -> list[int]:
+        """Draw the strokes' parts drawn by time t into `layer` through homography m.
+
+        Always the whole of them, so the picture depends on t alone (drawing onto earlier
+        anti-aliased edges again would darken them).
+        """
+        drawn, shift_bits = [], 4
+        for stroke in sheet.strokes:
             n = stroke.drawn(t)
             drawn.append(n)
-            k0 = 0 if start is None or i >= len(start) else max(0, start[i] - 1)
-            if n - k0 < 2:
+            if n < 2:
                 continue
-            pts = cv2.perspectiveTransform(stroke.points[None, k0:n], m)[0]
-            pts = np.round(pts * one).astype(np.int32)
-            p = stroke.pressure[k0:n]
-            # draw in a few runs of similar pressure (a per-segment colour is too slow)
-            for j0 in range(0, n - k0 - 1, 16):
-                seg = pts[j0:j0 + 17]
-                if len(seg) < 2:
-                    continue
-                colour = float(255 * p[j0:j0 + 17].mean())
-                cv2.polylines(layer, [seg], False, colour, thickness,
+            pts = cv2.perspectiveTransform(stroke.points[None, :n], m)[0]
+            pts = np.round(pts * (1 << shift_bits)).astype(np.int32)
+            # runs of 16 points share one pen pressure (a colour per segment is too slow)
+            for j in range(0, n - 1, 16):
+                colour = float(255 * stroke.pressure[j:j + 17].mean())
+                cv2.polylines(layer, [pts[j:j + 17]], False, colour, thickness,
                               cv2.LINE_AA if anti_alias else cv2.LINE_8, shift_bits)
         return drawn
 
@@ -477,23 +474,19 @@ class SimulatedPenCamera:
         picture_key = None
         if sheet is not None:
             drawn_now = [st.drawn(t) for st in sheet.strokes]
-            pose_key = (id(sheet), m.tobytes())
-            if self._ink_key != pose_key or self._ink is None:
+            picture_key = (id(sheet), m.tobytes(), tuple(drawn_now))
+            if picture_key != self._picture_key:
                 self._ink = np.zeros((s.height, s.width), np.uint8)
-                self._ink_drawn = []
-                self._ink_key = pose_key
-            if drawn_now != self._ink_drawn:
                 thickness = max(1, int(round(s.pen_mm * s.px_per_mm)))
-                self._ink_drawn = self._draw_strokes(self._ink, sheet, m, t, self._ink_drawn, thickness)
-            picture_key = (pose_key, tuple(drawn_now))
+                self._ink_drawn = self._draw_strokes(self._ink, sheet, m, t, thickness)
         if picture_key != self._picture_key or self._picture is None:
             if sheet is not None and any(self._ink_drawn):
-                ink = cv2.GaussianBlur(self._ink, (0, 0), s.blur_px).astype(np.float32)
-                shade = 1 - (s.ink_contrast / 255.0) * ink
-                pic = base * shade
+                # the paper's diffusion blurs the ink; a line blocks ink_contrast of the light
+                ink = cv2.GaussianBlur(self._ink, (0, 0), s.blur_px)
+                shade = cv2.convertScaleAbs(ink, alpha=-s.ink_contrast, beta=255)
+                self._picture = cv2.multiply(base, shade, scale=1 / 255)
             else:
-                pic = base
-            self._picture = np.clip(pic, 0, 255).astype(np.uint8)
+                self._picture = base
             self._picture_key = picture_key
         noise = self._noise[int(round(t * s.fps)) % NOISE_POOL]
         return cv2.addWeighted(self._picture, 1.0, noise, 1.0, -128.0)
@@ -506,7 +499,7 @@ class SimulatedPenCamera:
         sheet = self._sheet_at(t)
         if sheet is not None:
             thickness = max(1, int(round(s.pen_mm * s.px_per_mm)))
-            self._draw_strokes(mask, sheet, self.sheet_to_camera(t), t, None, thickness,
+            self._draw_strokes(mask, sheet, self.sheet_to_camera(t), t, thickness,
                                anti_alias=False)
         return mask > 0
 
@@ -517,7 +510,7 @@ class SimulatedPenCamera:
         sheet = self._sheet_at(t)
         if sheet is not None:
             px = self.settings.pen_mm * resolution / self.settings.drawing_area_mm[2]
-            self._draw_strokes(layer, sheet, self.sheet_to_sketch(resolution), t, None,
+            self._draw_strokes(layer, sheet, self.sheet_to_sketch(resolution), t,
                                max(1, int(round(px))), anti_alias=False)
         return np.where(layer > 0, np.uint8(0), np.uint8(255))
 
@@ -578,8 +571,8 @@ class SimulatedPenCamera:
                 self._frozen_image = None
             t_capture = self._clock()
             self._meter.tick(t_capture)
-            if isinstance(image, np.ndarray) and image.dtype == np.uint8:
-                self._freeze.update(image, t_capture)
+            if image.dtype == np.uint8:
+                self._freeze.update(image, t)  # simulation time: same verdict at any speed
             self._last_t_capture = t_capture
             return Frame(image, t_capture, self._index, self.name)
 

@@ -1,0 +1,435 @@
+"""Frame sources of the real table: the IR camera (OpenCV, V4L2) and the replay of a recording.
+
+Every source has the same small interface, which the loop's capture stage uses:
+`read(timeout) -> Frame | None` (the newest frame not yet returned, None if none came in
+time), `health() -> SourceHealth`, `close()`, and `with source:`.
+
+USB cameras fail in known ways, and a museum table must live through all of them:
+- after an unplug, `VideoCapture.read()` can block forever: so reads run in their own
+  thread, and a watchdog abandons a read that takes longer than `read_timeout` and opens a
+  new capture (a thread stuck inside a driver call cannot be killed; it is left behind and
+  releases its capture if the call ever returns);
+- a stream may hand out the same buffer again and again while `isOpened()` stays true:
+  identical frames for `freeze_after` seconds count as frozen and the camera is reopened;
+- a single failed read is normal; `max_failed_reads` in a row mean the device is gone;
+- reopening is retried with exponential back-off until the camera comes back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+
+from capture.frames import Frame
+from capture.health import FreezeDetector, RateMeter, SourceHealth
+
+log = logging.getLogger(__name__)
+
+
+class CameraError(OSError):
+    """The camera cannot be opened or configured; the message names the device."""
+
+
+class VideoCaptureLike(Protocol):
+    """What the camera source needs of `cv2.VideoCapture` (tests substitute a fake)."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """The IR camera: which device, its mode, and how patient to be with it."""
+
+    device: int | str = 0  # index, or a path such as /dev/v4l/by-id/...-video-index0
+    width: int = 1280
+    height: int = 720
+    fps: float = 30.0
+    exposure: float | None = None  # driver units (V4L2: 100 us); None leaves auto exposure
+    gain: float | None = None  # None leaves the driver's gain
+    read_timeout: float = 1.0  # a read longer than this: the camera is gone
+    open_timeout: float = 5.0  # opening longer than this: try again later
+    stale_after: float = 0.5  # no new frame for this long: health says "stale"
+    freeze_after: float = 2.0  # identical frames for this long: "frozen", reopen
+    max_failed_reads: int = 5  # failed reads in a row before reopening
+    backoff: float = 0.5  # first wait before reopening, doubled each failure...
+    backoff_max: float = 8.0  # ...up to this
+    give_up_after: int = 0  # failed opens in a row before "failed"; 0: never give up
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"camera.{name}: {why} (got {getattr(self, name)!r})")
+
+        if isinstance(self.device, bool) or not isinstance(self.device, (int, str)) or self.device == "":
+            raise bad("device", "must be a device index or a device path")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 16 <= v <= 8192:
+                raise bad(name, "must be an integer from 16 to 8192")
+        for name in ("fps", "read_timeout", "open_timeout", "stale_after", "freeze_after",
+                     "backoff", "backoff_max"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise bad(name, "must be a positive number")
+        for name in ("exposure", "gain"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise bad(name, "must be a number or absent")
+        for name in ("max_failed_reads", "give_up_after"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "max_failed_reads" else 0):
+                raise bad(name, "must be a whole number" + (" of at least 1" if name == "max_failed_reads" else " >= 0"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CameraSettings":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"camera.{unknown[0]}: unknown setting; known are {', '.join(names)}")
+        return cls(**d)
+
+
+def open_opencv_camera(settings: CameraSettings) -> cv2.VideoCapture:
+    """Open and configure the camera through OpenCV (V4L2 on Linux)."""
+    api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+    device = settings.device
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    cap = cv2.VideoCapture(device, api)
+    if not cap.isOpened():
+        cap.release()
+        raise CameraError(
+            f"camera {settings.device!r}: cannot open it; check that it is plugged in, that"
+            " the device exists (ls /dev/v4l/by-id) and that no other program uses it"
+        )
+    cap.set(cv2.CAP_PROP_FRAME_WIDTH, settings.width)
+    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, settings.height)
+    cap.set(cv2.CAP_PROP_FPS, settings.fps)
+    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not one queued a while ago
+    if settings.exposure is not None:
+        cap.set(cv2.CAP_PROP_AUTO_EXPOSURE, 1)  # V4L2: 1 = manual exposure
+        cap.set(cv2.CAP_PROP_EXPOSURE, settings.exposure)
+    if settings.gain is not None:
+        cap.set(cv2.CAP_PROP_GAIN, settings.gain)
+    return cap
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Camera pictures come as BGR (or BGRA) unless the driver gives gray."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    return image
+
+
+class _Source:
+    """The part every source shares: latest-wins hand-off of frames to `read`."""
+
+    def __init__(self, name: str, clock: Callable[[], float]) -> None:
+        self.name = name
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._returned = -1  # sequence of the last frame `read` gave out
+        self._closed = False
+        self._meter = RateMeter()
+        self._faults: dict[str, int] = {}
+
+    def _fault(self, kind: str) -> None:
+        with self._cond:
+            self._faults[kind] = self._faults.get(kind, 0) + 1
+
+    def _publish(self, image: np.ndarray, t: float) -> None:
+        with self._cond:
+            seq = 0 if self._latest is None else self._latest.sequence + 1
+            self._latest = Frame(image, t, seq, self.name)
+            self._meter.tick(t)
+            self._cond.notify_all()
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        """The newest frame not returned before; None if none arrives within `timeout` s."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._closed
+                or (self._latest is not None and self._latest.sequence > self._returned),
+                timeout,
+            )
+            if self._closed or self._latest is None or self._latest.sequence <= self._returned:
+                return None
+            self._returned = self._latest.sequence
+            return self._latest
+
+    def _health(self, state: str) -> SourceHealth:
+        now = self._clock()
+        with self._cond:
+            latest = self._latest
+            return SourceHealth(
+                state="closed" if self._closed else state,
+                fps=self._meter.rate(now),
+                faults=dict(self._faults),
+                last_frame_age=None if latest is None else now - latest.t_capture,
+                frames=0 if latest is None else latest.sequence + 1,
+                source=self.name,
+            )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Reader:
+    """One capture's reading thread and what the watchdog needs to know about it."""
+
+    def __init__(self) -> None:
+        self.read_started: float | None = None  # set while a read is under way
+        self.frames = 0
+        self.reason: str | None = None  # why the reader gave up its capture
+        self.abandoned = threading.Event()
+
+
+class CameraSource(_Source):
+    """The IR camera, read in its own thread, watched, and reopened when it fails.
+
+    `open_capture(settings)` makes the capture (default: `open_opencv_camera`); tests pass
+    a function that hands out scripted fakes.
+    """
+
+    def __init__(self, settings: CameraSettings | None = None,
+                 open_capture: Callable[[CameraSettings], VideoCaptureLike] = open_opencv_camera,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings or CameraSettings()
+        super().__init__(f"camera:{self.settings.device}", clock)
+        self._open_capture = open_capture
+        self._state = "reconnecting"
+        self._stop = threading.Event()
+        self.opens = 0  # captures opened so far
+        self._supervisor = threading.Thread(target=self._supervise, name=f"{self.name} watchdog",
+                                            daemon=True)
+        self._supervisor.start()
+
+    # the watchdog ------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        s = self.settings
+        backoff, failed_opens = s.backoff, 0
+        while not self._stop.is_set():
+            self._state = "reconnecting"
+            cap = self._open()
+            if cap is None:
+                failed_opens += 1
+                if s.give_up_after and failed_opens >= s.give_up_after:
+                    log.error("%s: gave up after %d failed opens", self.name, failed_opens)
+                    self._state = "failed"
+                    return
+                self._stop.wait(backoff)
+                backoff = min(2 * backoff, s.backoff_max)
+                continue
+            failed_opens = 0
+            self.opens += 1
+            reader = _Reader()
+            threading.Thread(target=self._read_loop, args=(cap, reader),
+                             name=f"{self.name} reader {self.opens}", daemon=True).start()
+            reason = self._watch(reader)
+            with self._cond:  # no frame of the dropped capture gets through after this
+                reader.abandoned.set()  # the reader releases its capture when it sees this
+                self._state = "frozen" if reason == "frozen" else "reconnecting"
+            if reason == "stopped":
+                return
+            self._fault(reason)
+            log.warning("%s: %s; reopening", self.name, reason)
+            if reader.frames:
+                backoff = s.backoff  # it worked for a while: start the back-off afresh
+            self._stop.wait(backoff)
+            backoff = min(2 * backoff, s.backoff_max)
+
+    def _open(self) -> VideoCaptureLike | None:
+        """Open a capture in a helper thread, so that a hanging open cannot stall the watchdog."""
+        box: dict[str, Any] = {}
+        late = threading.Event()
+
+        def attempt() -> None:
+            try:
+                cap = self._open_capture(self.settings)
+            except Exception as exc:  # noqa: BLE001 - any failure to open is retried
+                box["error"] = exc
+                return
+            if late.is_set():
+                cap.release()  # we stopped waiting for it
+            else:
+                box["cap"] = cap
+
+        helper = threading.Thread(target=attempt, name=f"{self.name} open", daemon=True)
+        helper.start()
+        helper.join(self.settings.open_timeout)
+        if helper.is_alive():
+            late.set()
+            self._fault("open_timeout")
+            return None
+        if "error" in box:
+            self._fault("open_failed")
+            log.warning("%s: %s", self.name, box["error"])
+            return None
+        return box["cap"]
+
+    def _watch(self, reader: _Reader) -> str:
+        """Watch one capture until it must be dropped; returns why."""
+        s = self.settings
+        poll = min(0.05, s.read_timeout / 4)
+        while not self._stop.wait(poll):
+            if reader.reason:
+                return reader.reason
+            started = reader.read_started
+            if started is not None and self._clock() - started > s.read_timeout:
+                return "timeout"
+        return "stopped"
+
+    def _read_loop(self, cap: VideoCaptureLike, reader: _Reader) -> None:
+        s = self.settings
+        freeze = FreezeDetector(s.freeze_after)
+        failures = 0
+        try:
+            while not reader.abandoned.is_set():
+                reader.read_started = self._clock()
+                try:
+                    ok, image = cap.read()
+                except Exception as exc:  # noqa: BLE001 - a driver error is a failed read
+                    log.debug("%s: read raised %s", self.name, exc)
+                    ok, image = False, None
+                reader.read_started = None
+                if reader.abandoned.is_set():
+                    break  # the watchdog has moved on to a new capture
+                t = self._clock()
+                if not ok or image is None or image.size == 0:
+                    failures += 1
+                    self._fault("failed_read")
+                    if failures >= s.max_failed_reads:
+                        reader.reason = "failed_reads"
+                        break
+                    reader.abandoned.wait(0.01)
+                    continue
+                failures = 0
+                gray = to_gray(image)
+                if freeze.update(gray, t):
+                    reader.reason = "frozen"
+                    break
+                with self._cond:  # (a reentrant lock) not after the watchdog dropped us
+                    if reader.abandoned.is_set():
+                        break
+                    reader.frames += 1
+                    self._state = "ok"
+                    self._publish(gray, t)
+        finally:
+            try:
+                cap.release()
+            except Exception:  # noqa: BLE001 - a dead device may fail to release; nothing to do
+                pass
+
+    # the source interface ------------------------------------------------------------------
+
+    def health(self) -> SourceHealth:
+        state = self._state
+        h = self._health(state)
+        if state == "ok" and (h.last_frame_age is None or h.last_frame_age > self.settings.stale_after):
+            return dataclasses.replace(h, state="stale")
+        return h
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._supervisor.join(timeout=1.0)
+
+
+class ReplaySource(_Source):
+    """A recording of the table (any video OpenCV decodes), looping, as gray frames.
+
+    `speed` 1 plays at the file's frame rate, 2 twice as fast, 0 as fast as `read` is called.
+    """
+
+    def __init__(self, path: str | os.PathLike, loop: bool = True, speed: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        path = os.fspath(path)
+        super().__init__(f"replay:{path}", clock)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"replay {path}: no such file; record one or fix the path")
+        if speed < 0:
+            raise ValueError(f"replay {path}: speed must be >= 0 (0 = as fast as read), got {speed}")
+        self.path, self.loop, self.speed = path, loop, speed
+        self._cap = cv2.VideoCapture(path)
+        if not self._cap.isOpened():
+            raise OSError(f"replay {path}: OpenCV cannot decode it; convert it to MJPEG .avi or H.264 .mp4")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 0 < fps < 1000 else 30.0
+        self.loops = 0
+        self._t0: float | None = None
+        self._index = 0  # frames handed out
+        self._ended = False
+        self._lock = threading.Lock()
+
+    def _next_image(self) -> np.ndarray | None:
+        ok, image = self._cap.read()
+        if not ok and self.loop:
+            self.loops += 1
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._cap.read()
+            if not ok:  # some containers cannot seek: open again
+                self._cap.release()
+                self._cap = cv2.VideoCapture(self.path)
+                ok, image = self._cap.read()
+        if not ok:
+            if self.loop:
+                self._fault("failed_read")
+            self._ended = True
+            return None
+        return to_gray(image)
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        with self._lock:
+            if self._closed or self._ended:
+                return None
+            if self.speed > 0:
+                if self._t0 is None:
+                    self._t0 = self._clock()
+                wait = self._t0 + self._index / (self.fps * self.speed) - self._clock()
+                if wait > timeout:
+                    time.sleep(max(timeout, 0))
+                    return None
+                if wait > 0:
+                    time.sleep(wait)
+            image = self._next_image()
+            if image is None:
+                return None
+            self._index += 1
+            self._publish(image, self._clock())
+            return super().read(0)
+
+    def health(self) -> SourceHealth:
+        h = self._health("ok")
+        if self._ended and not self._closed:
+            return dataclasses.replace(h, state="failed" if self.loop else "closed")
+        return h
+
+    def close(self) -> None:
+        with self._lock:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            self._cap.release()
