@@ -206,14 +206,19 @@ class Table:
         next_idle = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            if move is not None:
-                wait = max(0.0, move[2] + move[3] * step_s - now)
-            elif idle:
-                wait = max(0.0, next_idle - now)
+            # Step k of a latent move is due (k - 1) steps after its sketch came: the first at once.
+            step_due = None if move is None else move[2] + (move[3] - 1) * step_s
+            if step_due is not None and now >= step_due:
+                pending = None  # a due step goes out before the next sketch, so drawing never starves it
             else:
-                wait = max(0.0, min(0.1, last_change + cfg.idle.after_s - now))
-            pending = self._sketches.take(wait) if wait > 0 else self._sketches.take_nowait()
-            now = time.monotonic()
+                if step_due is not None:
+                    wait = step_due - now
+                elif idle:
+                    wait = max(0.0, next_idle - now)
+                else:
+                    wait = max(0.0, min(0.1, last_change + cfg.idle.after_s - now))
+                pending = self._sketches.take(wait) if wait > 0 else self._sketches.take_nowait()
+                now = time.monotonic()
             try:
                 if pending is not None:
                     if pending.blank:
@@ -241,7 +246,7 @@ class Table:
                         self.stats.count_inference(now)
                         self._post(drawing, cfg.transition.duration_s, stamps, pending.sketch)
                         w_shown = None  # the fused graph gives no W+: idle starts afresh
-                elif move is not None:
+                elif move is not None and now >= step_due:
                     w_from, w_to, t0, k, stamps, sketch = move
                     w_shown = w_from + ease(k / cfg.transition.latent_steps) * (w_to - w_from)
                     self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (), sketch)
@@ -342,9 +347,11 @@ class Table:
                          s.state, s.display_fps_recent, s.inferences, s.stroke_latency_ms["p95"], s.faults)
             if self.display.quit_requested():
                 break
+            # A fixed schedule keeps the average rate exact; a frame that ran late is caught up
+            # at once, but after a long stall the schedule restarts instead of bursting.
             next_t += period
             delay = next_t - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
-            else:
-                next_t = time.monotonic()  # behind: do not try to catch up with a burst
+            elif delay < -period:
+                next_t = time.monotonic()
