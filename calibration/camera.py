@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from calibration.record import Calibration, CalibrationError, _now_iso, apply_homography, default_drawing_area
+from calibration.lens import Lens
 from calibration.sheet import SheetLayout
 
 DEFAULT_MAX_ERROR_PX = 1.5
@@ -43,8 +44,9 @@ class CameraResult:
     coverage: float  # share of the corner grid's area that the detected corners span
     blur: float  # variance of the Laplacian of the frame
     glare: float  # share of saturated pixels
-    camera_px: np.ndarray = field(repr=False)  # (N, 2) inlier corners in the frame
+    camera_px: np.ndarray = field(repr=False)  # (N, 2) inlier corners in the (undistorted) frame
     table_mm: np.ndarray = field(repr=False)  # (N, 2) the same corners on the table
+    lens: Lens | None = None  # the lens model the corners were undistorted with
 
     def residuals(self) -> dict:
         return {
@@ -54,6 +56,7 @@ class CameraResult:
             "camera_inliers": self.inliers,
             "camera_corners_on_board": self.total,
             "camera_coverage": round(self.coverage, 3),
+            **({} if self.lens is None else {"lens_rms_px": round(self.lens.rms_px, 4), "lens_views": self.lens.views}),
         }
 
 
@@ -76,6 +79,7 @@ def to_calibration(result: CameraResult, sheet_mm, drawing_area_mm=None,
         projector_mode=previous.projector_mode if same_sheet else None,
         created=_now_iso(),
         residuals={**residuals, **result.residuals()},
+        lens=result.lens,
     )
 
 
@@ -110,9 +114,17 @@ def calibrate_camera(
     max_error_px: float = DEFAULT_MAX_ERROR_PX,
     min_corner_share: float = MIN_CORNER_SHARE,
     min_coverage: float = MIN_COVERAGE,
+    lens: Lens | None = None,
 ) -> CameraResult:
-    """camera -> table from one frame of the sheet; raises CameraCalibrationError."""
+    """camera -> table from one frame of the sheet; raises CameraCalibrationError.
+
+    With a `lens`, the corners are undistorted first, so the result maps undistorted
+    camera px (what `Lens.undistort` makes of a frame)."""
     gray = _as_gray(image)
+    if lens is not None and (gray.shape[1], gray.shape[0]) != tuple(lens.mode):
+        raise CameraCalibrationError(
+            f"camera frame is {gray.shape[1]}x{gray.shape[0]} but the lens model is for "
+            f"{lens.mode[0]}x{lens.mode[1]}: use the camera mode the lens was measured in")
     layout = SheetLayout.for_sheet(sheet_mm)
     total = len(layout.chessboard_corners_mm())
     blur, glare = frame_quality(gray)
@@ -133,6 +145,8 @@ def calibrate_camera(
     need = max(8, int(np.ceil(min_corner_share * total)))
     if len(camera_px) < need:
         raise refuse(f"too few markers: {len(camera_px)} of {total} sheet corners found (need {need})")
+    if lens is not None and len(camera_px):
+        camera_px = lens.undistort_points(camera_px)
     grid = layout.chessboard_corners_mm()
     coverage = _hull_area(table_mm) / _hull_area(grid)
     if coverage < min_coverage:
@@ -170,6 +184,7 @@ def calibrate_camera(
         glare=glare,
         camera_px=cam_in,
         table_mm=tab_in,
+        lens=lens,
     )
 
 
@@ -196,9 +211,10 @@ def grab_frame(device: int, warmup: int = 15) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, result: CameraResult, sheet_mm) -> np.ndarray:
-    """The frame with the detected corners and the sheet's outline drawn through the
+    """The (undistorted) frame with the detected corners and the sheet's outline drawn through the
     fitted homography, for the operator to look at."""
-    out = cv2.cvtColor(_as_gray(image), cv2.COLOR_GRAY2BGR)
+    gray = _as_gray(image) if result.lens is None else result.lens.undistort(_as_gray(image))
+    out = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     w, h = sheet_mm
     outline = apply_homography(np.linalg.inv(result.camera_to_table), [[0, 0], [w, 0], [w, h], [0, h]])
     cv2.polylines(out, [np.round(outline * 16).astype(np.int32)], True, (0, 0, 255), 2, cv2.LINE_AA, 4)

@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-error", type=float, default=1.5, help="refuse an RMS error over this, camera px")
     p.add_argument("--area", help="drawing area X,Y,W,H in table mm (default: the sheet less 15 mm)")
     p.add_argument("--overlay", help="write the frame with the found corners and the sheet outline here")
+    p.add_argument("--lens-images", nargs="+", metavar="PHOTO",
+                   help="4+ photos of the sheet at different tilts, same camera mode: fit lens distortion")
+    p.add_argument("--no-lens", action="store_true", help="drop a lens model kept from the old file")
     p.set_defaults(handler=camera)
 
     p = steps.add_parser("projector", help="projector -> table: lay projected crosses on the printed marks")
@@ -102,20 +105,31 @@ def camera(args) -> int:
     from calibration.record import CalibrationError, load, save
     from calibration.sheet import parse_size
 
+    def read(path):
+        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise CalibrationError(f"{path}: cannot read this image (missing, or not an image file)")
+        return image
+
     size = parse_size(args.size)
-    if args.image:
-        frame = cv2.imread(args.image, cv2.IMREAD_GRAYSCALE)
-        if frame is None:
-            raise CalibrationError(f"{args.image}: cannot read this image (missing, or not an image file)")
-    else:
-        frame = grab_frame(args.device)
-    result = calibrate_camera(frame, size, max_error_px=args.max_error)
+    frame = read(args.image) if args.image else grab_frame(args.device)
     previous = None
     if Path(args.out).exists():
         try:
             previous = load(args.out, require_projector=False)
         except CalibrationError as exc:
             print(f"note: the old {args.out} is not reused ({exc})")
+    lens = None
+    if args.lens_images:
+        from calibration.lens import calibrate_lens
+
+        lens = calibrate_lens([read(p) for p in args.lens_images], size)
+        print(f"lens from {lens.views} views: RMS {lens.rms_px:.3f} px")
+    elif previous is not None and previous.lens is not None and not args.no_lens:
+        if tuple(previous.lens.mode) == (frame.shape[1], frame.shape[0]):
+            lens = previous.lens
+            print(f"kept the lens model of the old {args.out} (--no-lens drops it)")
+    result = calibrate_camera(frame, size, max_error_px=args.max_error, lens=lens)
     cal = to_calibration(result, size, _area(args.area) if args.area else None, previous)
     save(cal, args.out)
     print(f"camera -> table: {result.inliers} of {result.corners} corners ({result.total} on the sheet), "

@@ -86,6 +86,12 @@ class Calibration:
     created: str  # ISO 8601 date of the last calibration step
     residuals: dict = field(default_factory=dict)  # RMS errors and point counts per step
     calibrated: bool = True  # False for the identity-like default of `uncalibrated()`
+    lens: "Lens | None" = None  # lens distortion; when set, camera px means undistorted px
+
+    def undistort(self, frame: np.ndarray) -> np.ndarray:
+        """The camera frame that `camera_to_table` / `camera_to_sketch` expect: the frame
+        itself, or with a lens model its undistorted version (calibration.lens)."""
+        return frame if self.lens is None else self.lens.undistort(frame)
 
     # -- the mappings the live loop needs --------------------------------------------
 
@@ -189,6 +195,7 @@ class Calibration:
             "projector_to_table": matrix(self.projector_to_table),
             "residuals": self.residuals,
             "calibrated": self.calibrated,
+            "lens": None if self.lens is None else self.lens.to_dict(),
         }
 
     @classmethod
@@ -226,6 +233,13 @@ class Calibration:
         residuals = d.get("residuals") or {}
         if not isinstance(residuals, dict):
             raise CalibrationError(f"{source}: field 'residuals' is not an object")
+        lens = None
+        if d.get("lens") is not None:
+            from calibration.lens import Lens  # lens.py imports this module
+
+            lens = Lens.from_dict(d["lens"], source)
+            if tuple(lens.mode) != camera_mode:
+                raise CalibrationError(f"{source}: field 'lens.mode' differs from camera_mode: calibrate again")
         return cls(
             camera_to_table=camera_to_table,
             projector_to_table=projector_to_table,
@@ -236,6 +250,7 @@ class Calibration:
             created=str(d["created"]),
             residuals=residuals,
             calibrated=bool(d.get("calibrated", True)),
+            lens=lens,
         )
 
 

@@ -34,8 +34,10 @@ def random_table_to_camera(rng: np.random.Generator, sheet_mm, camera=CAMERA, fi
 
 
 def render_camera_frame(layout: SheetLayout, table_to_camera, rng: np.random.Generator, camera=CAMERA,
-                        blur=(0.4, 1.0), noise=(1.0, 4.0), vignette=(0.0, 0.35), hand=True, sheet_image=None):
-    """uint8 gray camera frame of the sheet under `table_to_camera` with the degradations."""
+                        blur=(0.4, 1.0), noise=(1.0, 4.0), vignette=(0.0, 0.35), hand=True, sheet_image=None,
+                        lens_maps=None):
+    """uint8 gray camera frame of the sheet under `table_to_camera` with the degradations
+    (and the lens distortion of `lens_maps`, from distortion_maps)."""
     k = SHEET_PX_PER_MM
     sheet = layout.render(k, label=False) if sheet_image is None else sheet_image
     cw, ch = camera
@@ -49,6 +51,8 @@ def render_camera_frame(layout: SheetLayout, table_to_camera, rng: np.random.Gen
     big = cv2.warpPerspective(sheet.astype(np.float32) * (200 / 255.0) + 20, h2, (2 * cw, 2 * ch),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=table_level)
     frame = cv2.resize(big, (cw, ch), interpolation=cv2.INTER_AREA)
+    if lens_maps is not None:
+        frame = cv2.remap(frame, lens_maps[0], lens_maps[1], cv2.INTER_LINEAR, borderValue=table_level)
     if hand:
         frame = _hand_over_a_corner(frame, layout, table_to_camera, rng)
     sigma = rng.uniform(*blur)
@@ -75,3 +79,37 @@ def _hand_over_a_corner(frame, layout, table_to_camera, rng):
     mask = cv2.GaussianBlur(mask, (0, 0), 3)
     skin = float(rng.uniform(150, 210))
     return frame * (1 - mask) + skin * mask
+
+
+def pinhole_table_to_camera(rng: np.random.Generator, sheet_mm, camera_matrix, camera=CAMERA, tilt_deg=35.0):
+    """table mm -> ideal (distortion-free) camera px for the sheet held at a random tilt
+    in front of a pinhole camera: H = K [r1 r2 t], so all views share one camera."""
+    w, h = sheet_mm
+    axis = np.array([*rng.normal(size=2), 0.0])
+    tilt = cv2.Rodrigues(axis / np.linalg.norm(axis) * np.radians(rng.uniform(10, tilt_deg)))[0]
+    spin = cv2.Rodrigues(np.array([0.0, 0.0, rng.uniform(-0.3, 0.3)]))[0]
+    rot = tilt @ spin
+    f = camera_matrix[0, 0]
+    distance = f * max(w, h) / (0.9 * min(camera))  # the sheet about fills the frame's height
+    centre = np.array([-w / 2, -h / 2, 0.0])
+    t = rot @ centre + np.array([*rng.uniform(-0.12, 0.12, 2) * distance, distance])
+    return camera_matrix @ np.column_stack([rot[:, 0], rot[:, 1], t])
+
+
+def distortion_maps(camera_matrix, dist_coeffs, camera=CAMERA):
+    """remap tables that turn an ideal frame into what the distorting lens records: each
+    recorded pixel looks up its undistorted position."""
+    cw, ch = camera
+    grid = np.stack(np.meshgrid(np.arange(cw, dtype=np.float64), np.arange(ch, dtype=np.float64)), -1).reshape(-1, 1, 2)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-8)
+    ideal = cv2.undistortPoints(grid, camera_matrix, dist_coeffs, P=camera_matrix, criteria=criteria)
+    ideal = ideal.reshape(ch, cw, 2).astype(np.float32)
+    return ideal[..., 0], ideal[..., 1]
+
+
+def distort_points(points, camera_matrix, dist_coeffs) -> np.ndarray:
+    """Ideal camera px -> where the distorting lens records them."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    normalized = np.hstack([pts, np.ones((len(pts), 1))]) @ np.linalg.inv(camera_matrix).T
+    out, _ = cv2.projectPoints(normalized, np.zeros(3), np.zeros(3), camera_matrix, dist_coeffs)
+    return out.reshape(-1, 2)

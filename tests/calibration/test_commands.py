@@ -120,3 +120,27 @@ def test_calibration_never_imports_torch():
             "commands.register(argparse.ArgumentParser().add_subparsers())\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_camera_with_lens_images_stores_the_lens_and_keeps_it(tmp_path, capsys):
+    """`--lens-images` fits and stores a lens; a later camera step keeps it, and
+    `--no-lens` drops it."""
+    from tests.calibration.test_lens import SHEET as A4, K
+    from tests.calibration.synthetic import pinhole_table_to_camera
+
+    rng = np.random.default_rng(9)
+    layout = SheetLayout.for_sheet(A4)
+    paths = []
+    for n in range(4):
+        paths.append(str(tmp_path / f"view{n}.png"))
+        cv2.imwrite(paths[-1], render_camera_frame(layout, pinhole_table_to_camera(rng, A4, K), rng, hand=False))
+    photo = tmp_path / "table.png"
+    cv2.imwrite(str(photo), render_camera_frame(layout, random_table_to_camera(rng, A4), rng))
+    cal_path = str(tmp_path / "cal.json")
+    assert newsnow("camera", "--image", str(photo), "--size", "A4", "--out", cal_path, "--lens-images", *paths) == 0
+    assert load(cal_path, require_projector=False).lens.views == 4
+    assert newsnow("camera", "--image", str(photo), "--size", "A4", "--out", cal_path) == 0
+    assert "kept the lens model" in capsys.readouterr().out
+    assert load(cal_path, require_projector=False).lens is not None
+    assert newsnow("camera", "--image", str(photo), "--size", "A4", "--out", cal_path, "--no-lens") == 0
+    assert load(cal_path, require_projector=False).lens is None
