@@ -20,6 +20,7 @@ are in sketch pixels and the cost hardly depends on the camera's resolution.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,7 @@ def to_grid(gray: np.ndarray, to_sketch: np.ndarray, resolution: int) -> np.ndar
 
 
 _maps: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
+_maps_lock = threading.Lock()  # the loop and a trainer may binarize in several threads
 
 
 def _warp_maps(m: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,15 +175,17 @@ def _warp_maps(m: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     moves), and a cached `cv2.remap` is several times cheaper than `cv2.warpPerspective`.
     """
     key = (np.round(m, 9).tobytes(), r)
-    maps = _maps.get(key)
+    with _maps_lock:
+        maps = _maps.get(key)
     if maps is None:
         ys, xs = np.mgrid[0:r, 0:r].astype(np.float32)
         grid = np.stack([xs, ys], axis=-1).reshape(1, -1, 2)
         src = cv2.perspectiveTransform(grid, np.linalg.inv(m)).reshape(r, r, 2)
         maps = cv2.convertMaps(src.astype(np.float32), None, cv2.CV_16SC2)
-        if len(_maps) >= 8:
-            _maps.pop(next(iter(_maps)))
-        _maps[key] = maps
+        with _maps_lock:
+            if len(_maps) >= 8:
+                _maps.pop(next(iter(_maps)))
+            _maps[key] = maps
     return maps
 
 

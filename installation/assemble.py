@@ -59,10 +59,11 @@ def open_source(config: Config):
         from capture.video import VideoFileSource
 
         return VideoFileSource(cam.device, fps=cam.fps)
-    from capture.camera import CameraSource
+    from capture.camera import CameraSettings, CameraSource
 
     device: int | str = int(cam.device) if cam.device.isdigit() else cam.device
-    return CameraSource(device, resolution=cam.resolution, fps=cam.fps, exposure=cam.exposure, gain=cam.gain)
+    return CameraSource(CameraSettings(device=device, width=width, height=height, fps=cam.fps,
+                                       exposure=cam.exposure, gain=cam.gain))
 
 
 def measure_generate_ms(backend, bundle, repeats: int = 3) -> float:

@@ -1,4 +1,4 @@
-"""capture.sources.CameraSource: the reader thread and watchdog survive a failing USB camera.
+"""capture.camera.CameraSource: the reader thread and watchdog survive a failing USB camera.
 
 A scripted fake stands in for cv2.VideoCapture; the real reader, watchdog, freeze detector
 and back-off run against it, with short timeouts so the whole file takes a few seconds.
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from capture.sources import CameraError, CameraSettings, CameraSource, open_opencv_camera
+from capture.camera import CameraError, CameraSettings, CameraSource, open_opencv_camera
 
 FAST = dict(read_timeout=0.3, open_timeout=1.0, stale_after=0.15, freeze_after=0.3,
             max_failed_reads=3, backoff=0.05, backoff_max=0.4)

@@ -1,8 +1,4 @@
-"""Frame sources of the real table: the IR camera (OpenCV, V4L2) and the replay of a recording.
-
-Every source has the same small interface, which the loop's capture stage uses:
-`read(timeout) -> Frame | None` (the newest frame not yet returned, None if none came in
-time), `health() -> SourceHealth`, `close()`, and `with source:`.
+"""The IR camera under the table, through OpenCV (V4L2 on Linux).
 
 USB cameras fail in known ways, and a museum table must live through all of them:
 - after an unplug, `VideoCapture.read()` can block forever: so reads run in their own
@@ -13,12 +9,14 @@ USB cameras fail in known ways, and a museum table must live through all of them
   identical frames for `freeze_after` seconds count as frozen and the camera is reopened;
 - a single failed read is normal; `max_failed_reads` in a row mean the device is gone;
 - reopening is retried with exponential back-off until the camera comes back.
+
+Name the camera by a stable path (/dev/v4l/by-id/...): after a replug the kernel may give
+it another /dev/videoN while the old one is still held by an abandoned read.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import threading
 import time
@@ -28,8 +26,8 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
-from capture.frames import Frame
-from capture.health import FreezeDetector, RateMeter, SourceHealth
+from capture.health import FreezeDetector, SourceHealth
+from capture.source import FrameSource, to_gray
 
 log = logging.getLogger(__name__)
 
@@ -126,74 +124,6 @@ def open_opencv_camera(settings: CameraSettings) -> cv2.VideoCapture:
     return cap
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Camera pictures come as BGR (or BGRA) unless the driver gives gray."""
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-    if image.ndim == 3 and image.shape[2] == 1:
-        return image[:, :, 0]
-    return image
-
-
-class _Source:
-    """The part every source shares: latest-wins hand-off of frames to `read`."""
-
-    def __init__(self, name: str, clock: Callable[[], float]) -> None:
-        self.name = name
-        self._clock = clock
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._returned = -1  # sequence of the last frame `read` gave out
-        self._closed = False
-        self._meter = RateMeter()
-        self._faults: dict[str, int] = {}
-
-    def _fault(self, kind: str) -> None:
-        with self._cond:
-            self._faults[kind] = self._faults.get(kind, 0) + 1
-
-    def _publish(self, image: np.ndarray, t: float) -> None:
-        with self._cond:
-            seq = 0 if self._latest is None else self._latest.sequence + 1
-            self._latest = Frame(image, t, seq, self.name)
-            self._meter.tick(t)
-            self._cond.notify_all()
-
-    def read(self, timeout: float = 1.0) -> Frame | None:
-        """The newest frame not returned before; None if none arrives within `timeout` s."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: self._closed
-                or (self._latest is not None and self._latest.sequence > self._returned),
-                timeout,
-            )
-            if self._closed or self._latest is None or self._latest.sequence <= self._returned:
-                return None
-            self._returned = self._latest.sequence
-            return self._latest
-
-    def _health(self, state: str) -> SourceHealth:
-        now = self._clock()
-        with self._cond:
-            latest = self._latest
-            return SourceHealth(
-                state="closed" if self._closed else state,
-                fps=self._meter.rate(now),
-                faults=dict(self._faults),
-                last_frame_age=None if latest is None else now - latest.t_capture,
-                frames=0 if latest is None else latest.sequence + 1,
-                source=self.name,
-            )
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class _Reader:
     """One capture's reading thread and what the watchdog needs to know about it."""
 
@@ -204,7 +134,7 @@ class _Reader:
         self.abandoned = threading.Event()
 
 
-class CameraSource(_Source):
+class CameraSource(FrameSource):
     """The IR camera, read in its own thread, watched, and reopened when it fails.
 
     `open_capture(settings)` makes the capture (default: `open_opencv_camera`); tests pass
@@ -356,80 +286,3 @@ class CameraSource(_Source):
             self._closed = True
             self._cond.notify_all()
         self._supervisor.join(timeout=1.0)
-
-
-class ReplaySource(_Source):
-    """A recording of the table (any video OpenCV decodes), looping, as gray frames.
-
-    `speed` 1 plays at the file's frame rate, 2 twice as fast, 0 as fast as `read` is called.
-    """
-
-    def __init__(self, path: str | os.PathLike, loop: bool = True, speed: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        path = os.fspath(path)
-        super().__init__(f"replay:{path}", clock)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"replay {path}: no such file; record one or fix the path")
-        if speed < 0:
-            raise ValueError(f"replay {path}: speed must be >= 0 (0 = as fast as read), got {speed}")
-        self.path, self.loop, self.speed = path, loop, speed
-        self._cap = cv2.VideoCapture(path)
-        if not self._cap.isOpened():
-            raise OSError(f"replay {path}: OpenCV cannot decode it; convert it to MJPEG .avi or H.264 .mp4")
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if fps and 0 < fps < 1000 else 30.0
-        self.loops = 0
-        self._t0: float | None = None
-        self._index = 0  # frames handed out
-        self._ended = False
-        self._lock = threading.Lock()
-
-    def _next_image(self) -> np.ndarray | None:
-        ok, image = self._cap.read()
-        if not ok and self.loop:
-            self.loops += 1
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._cap.read()
-            if not ok:  # some containers cannot seek: open again
-                self._cap.release()
-                self._cap = cv2.VideoCapture(self.path)
-                ok, image = self._cap.read()
-        if not ok:
-            if self.loop:
-                self._fault("failed_read")
-            self._ended = True
-            return None
-        return to_gray(image)
-
-    def read(self, timeout: float = 1.0) -> Frame | None:
-        with self._lock:
-            if self._closed or self._ended:
-                return None
-            if self.speed > 0:
-                if self._t0 is None:
-                    self._t0 = self._clock()
-                wait = self._t0 + self._index / (self.fps * self.speed) - self._clock()
-                if wait > timeout:
-                    time.sleep(max(timeout, 0))
-                    return None
-                if wait > 0:
-                    time.sleep(wait)
-            image = self._next_image()
-            if image is None:
-                return None
-            self._index += 1
-            self._publish(image, self._clock())
-            return super().read(0)
-
-    def health(self) -> SourceHealth:
-        h = self._health("ok")
-        if self._ended and not self._closed:
-            return dataclasses.replace(h, state="failed" if self.loop else "closed")
-        return h
-
-    def close(self) -> None:
-        with self._lock:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-            self._cap.release()
