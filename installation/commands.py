@@ -90,27 +90,25 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
+    """The real table under the kiosk (systemd, watchdog, opening hours, health, serial)."""
+    import threading
+
     from installation.assemble import open_table, prepare
     from installation.config import Config
-    from installation.notify import Notifier
-    from installation.report import summary_line
+    from installation.kiosk import run_kiosk
 
     config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
     parts = prepare(config)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
-        table = open_table(parts)
-    except BaseException:
-        parts.close()
-        raise
-    notifier = Notifier()
-    table.on_first_frame.append(lambda: notifier.ready("projecting"))
-    table.on_display_frame.append(notifier.watchdog)
-    _stop_on_signals(table)
-    try:
-        status = table.run(args.seconds)
+        run_kiosk(parts, open_table, stop=stop, seconds=args.seconds)
     finally:
-        notifier.stopping()
         parts.close()
-        table.display.close()
-    log.info("event=stopped %s", summary_line(status, None))
     return 0
