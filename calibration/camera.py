@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from calibration.record import Calibration, CalibrationError, _now_iso, apply_homography, default_drawing_area
+from calibration.record import Calibration, CalibrationError, now_iso, apply_homography, default_drawing_area
 from calibration.lens import Lens
 from calibration.sheet import SheetLayout
 
@@ -77,7 +77,7 @@ def to_calibration(result: CameraResult, sheet_mm, drawing_area_mm=None,
         drawing_area_mm=tuple(float(v) for v in drawing_area_mm),
         camera_mode=result.camera_mode,
         projector_mode=previous.projector_mode if same_sheet else None,
-        created=_now_iso(),
+        created=now_iso(),
         residuals={**residuals, **result.residuals()},
         lens=result.lens,
     )

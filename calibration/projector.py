@@ -139,17 +139,17 @@ class Alignment:
             if font is not None:
                 surface.blit(font.render(str(i + 1), True, colour), (x + 14, y + 14))
         if font is not None:
+            # in the middle of the frame, inside the sheet, where no mark lies
             sx, sy = self.handles[self.selected]
-            text = (f"Put each cross on the printed mark with its number.  Drag, or Tab + arrows "
-                    f"(Shift x{COARSE_PX:g}, Ctrl/Alt x{FINE_PX:g}).  Enter saves, Esc cancels.   "
-                    f"[{self.selected + 1}] {sx:.2f}, {sy:.2f}")
-            label = font.render(text, True, (200, 200, 200))
-            surface.blit(label, (max(4, (surface.get_width() - label.get_width()) // 2), surface.get_height() // 2))
-
-
-def _signed_area(quad: np.ndarray) -> float:
-    x, y = quad[:, 0], quad[:, 1]
-    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+            lines = ["Put each cross on the printed mark with the same number.",
+                     f"Drag it, or Tab to pick and arrows to move (Shift x{COARSE_PX:g}, Ctrl/Alt x{FINE_PX:g}).",
+                     "Enter saves, Esc cancels.",
+                     f"cross {self.selected + 1}: {sx:.2f}, {sy:.2f}"]
+            y = surface.get_height() // 2 - len(lines) * font.get_linesize() // 2
+            for text in lines:
+                label = font.render(text, True, (200, 200, 200))
+                surface.blit(label, ((surface.get_width() - label.get_width()) // 2, y))
+                y += font.get_linesize()
 
 
 def open_screen(display: int = 0, window=None) -> pygame.Surface:
@@ -167,7 +167,7 @@ def open_screen(display: int = 0, window=None) -> pygame.Surface:
 def run(alignment: Alignment, screen: pygame.Surface, outline_mm=None, fps: float = 30.0,
         timeout_s: float | None = None) -> bool:
     """Show the handles and follow the events until Enter (True) or Esc (False)."""
-    font = pygame.font.Font(None, 28) if pygame.font.get_init() else None
+    font = pygame.font.Font(None, 26) if pygame.font.get_init() else None
     pygame.key.set_repeat(300, 30)  # hold an arrow to keep moving
     clock = pygame.time.Clock()
     start = time.monotonic()

@@ -32,7 +32,7 @@ class CalibrationError(ValueError):
     """A calibration file or result that cannot be used; the message names the field."""
 
 
-def _now_iso() -> str:
+def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -155,7 +155,7 @@ class Calibration:
             drawing_area_mm=area,
             camera_mode=(cw, ch),
             projector_mode=(pw, ph),
-            created=_now_iso(),
+            created=now_iso(),
             residuals={},
             calibrated=False,
         )
@@ -166,7 +166,7 @@ class Calibration:
             self,
             projector_to_table=_normalized(projector_to_table),
             projector_mode=_size(projector_mode),
-            created=_now_iso(),
+            created=now_iso(),
             residuals={**{k: v for k, v in self.residuals.items() if not k.startswith("projector")}, **residuals},
         )
 
