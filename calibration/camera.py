@@ -194,17 +194,25 @@ def _hull_area(points: np.ndarray) -> float:
     return float(cv2.contourArea(cv2.convexHull(points.astype(np.float32))))
 
 
-def grab_frame(device: int, warmup: int = 15) -> np.ndarray:
-    """One gray frame from camera `device`, after `warmup` frames for auto exposure."""
+def grab_frame(device: int, mode=None, warmup: int = 15) -> np.ndarray:
+    """One gray frame from camera `device` (in `mode` (w, h) when given, as the table
+    runs it), after `warmup` frames for auto exposure."""
     cap = cv2.VideoCapture(device)
     try:
         if not cap.isOpened():
             raise CameraCalibrationError(f"camera device {device}: cannot open it: check the cable and --device")
+        if mode is not None:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, mode[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, mode[1])
         frame = None
         for _ in range(max(1, warmup)):
             ok, frame = cap.read()
             if not ok:
                 raise CameraCalibrationError(f"camera device {device}: no frame came: is another program using it?")
+        if mode is not None and (frame.shape[1], frame.shape[0]) != tuple(mode):
+            raise CameraCalibrationError(
+                f"camera device {device} gives {frame.shape[1]}x{frame.shape[0]}, not the asked "
+                f"{mode[0]}x{mode[1]}: pick a mode the camera has (v4l2-ctl --list-formats-ext)")
         return _as_gray(frame)
     finally:
         cap.release()

@@ -48,6 +48,7 @@ def register(subparsers) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="a photo from the table's camera, at its running resolution")
     source.add_argument("--device", type=int, help="OpenCV camera index to grab a frame from")
+    p.add_argument("--mode", type=_mode, help="camera mode WxH for --device (the table's camera.resolution)")
     p.add_argument("--size", default="A3", help="the printed sheet's size, as given to `calibrate sheet`")
     p.add_argument("--out", default=DEFAULT_FILE, help=f"calibration file to write (default {DEFAULT_FILE})")
     p.add_argument("--max-error", type=float, default=1.5, help="refuse an RMS error over this, camera px")
@@ -112,7 +113,7 @@ def camera(args) -> int:
         return image
 
     size = parse_size(args.size)
-    frame = read(args.image) if args.image else grab_frame(args.device)
+    frame = read(args.image) if args.image else grab_frame(args.device, args.mode)
     previous = None
     if Path(args.out).exists():
         try:

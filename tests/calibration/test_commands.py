@@ -144,3 +144,32 @@ def test_camera_with_lens_images_stores_the_lens_and_keeps_it(tmp_path, capsys):
     assert load(cal_path, require_projector=False).lens is not None
     assert newsnow("camera", "--image", str(photo), "--size", "A4", "--out", cal_path, "--no-lens") == 0
     assert load(cal_path, require_projector=False).lens is None
+
+
+def test_check_shows_full_screen_until_a_key(tmp_path, monkeypatch, capsys):
+    """Without --out the check is shown on the display (dummy here) until a key comes;
+    a display running another mode than the calibration's is refused."""
+    from calibration import Calibration, save
+
+    cal = Calibration.uncalibrated((640, 480), (320, 200))
+    save(Calibration(**{**cal.__dict__, "calibrated": True}), tmp_path / "cal.json")
+    real_open = calibration.projector.open_screen
+
+    def screen_with_a_key(display=0, window=None, size=(320, 200)):
+        screen = real_open(display, size)
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_SPACE, mod=0))
+        return screen
+
+    monkeypatch.setattr(calibration.projector, "open_screen", screen_with_a_key)
+    assert newsnow("check", "--file", str(tmp_path / "cal.json")) == 0
+    assert "press a key" in capsys.readouterr().out
+    monkeypatch.setattr(calibration.projector, "open_screen",
+                        lambda display=0, window=None: screen_with_a_key(display, window, (640, 400)))
+    with pytest.raises(ValueError, match="display 0 runs 640x400.*320x200"):
+        newsnow("check", "--file", str(tmp_path / "cal.json"))
+
+
+def test_missing_camera_device_is_named(tmp_path):
+    """A camera index with no device behind it is refused naming the device."""
+    with pytest.raises(ValueError, match="camera device 97"):
+        newsnow("camera", "--device", "97", "--out", str(tmp_path / "c.json"))
