@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -211,6 +210,15 @@ def check_parity(generator: Generator, encoder: PSPEncoder, bundle: Bundle, batc
     return diffs
 
 
+def require_parity(bundle: Bundle, diffs: dict[str, float]) -> None:
+    """Raise ExportError if any graph is further from PyTorch than the bundle's precision allows."""
+    limit = TOLERANCE[bundle.precision]
+    worst = {k: v for k, v in diffs.items() if not v <= limit}
+    if worst:
+        raise ExportError(f"{bundle.path}: ONNX Runtime disagrees with PyTorch beyond {limit:g} "
+                          f"({', '.join(f'{k} {v:.3g}' for k, v in worst.items())}); do not ship this bundle")
+
+
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False,
                       check: bool = False, weights: bool = True, command: str | None = None
                       ) -> tuple[Bundle, dict[str, float] | None]:
@@ -224,17 +232,14 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     diffs = None
     if check:
         diffs = check_parity(generator, encoder, bundle)
-        limit = TOLERANCE[bundle.precision]
-        worst = {k: v for k, v in diffs.items() if not v <= limit}
-        if worst:
-            raise ExportError(f"{bundle.path}: ONNX Runtime disagrees with PyTorch beyond {limit:g} "
-                              f"({', '.join(f'{k} {v:.3g}' for k, v in worst.items())}); do not ship this bundle")
+        require_parity(bundle, diffs)
     return bundle, diffs
 
 
 def run(args) -> int:
     """CLI handler of `newsnow export`."""
-    command = " ".join(["newsnow"] + sys.argv[1:]) if sys.argv else None
+    flags = [f for f, on in (("--fp16", args.fp16), ("--check", args.check), ("--no-weights", args.no_weights)) if on]
+    command = " ".join(["newsnow export", str(args.checkpoint), "--out", str(args.out)] + flags)
     bundle, diffs = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, check=args.check,
                                       weights=not args.no_weights, command=command)
     size = sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file())
