@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                                                                    seed=args.seed)))
     parts = prepare(config, bundle=args.bundle, source=source)
     print(f"bundle {parts.bundle.path} ({parts.bundle.resolution}px), backend {parts.backend.name}, "
-          f"transition {parts.transition} (generate {parts.generate_ms:.1f} ms), {os.cpu_count()} CPUs")
+          f"transition {parts.transition} (latent step {parts.step_ms:.1f} ms), {os.cpu_count()} CPUs")
     figures = {"stages": stage_figures(parts, projector, args.repeats)}
     for name, f in figures["stages"].items():
         print(f"  {name:48s} {f['median_ms']:8.2f} ms  (p95 {f['p95_ms']:.2f})")

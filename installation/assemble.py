@@ -29,10 +29,11 @@ class Parts:
     bundle: object
     backend: object
     calibration: object
+    warp: object  # drawing pixels -> projector frame
     source: object
     sketcher: Callable[[np.ndarray], np.ndarray]
     transition: str  # crossfade | latent
-    generate_ms: float | None
+    step_ms: float | None  # measured latent step (generate + tone + warp); None: no generator
 
     def close(self) -> None:
         close = getattr(self.source, "close", None)
@@ -66,29 +67,36 @@ def open_source(config: Config):
                                        exposure=cam.exposure, gain=cam.gain))
 
 
-def measure_generate_ms(backend, bundle, repeats: int = 3) -> float:
-    """Median time of one W+ -> drawing generation (after one warm-up call)."""
+def measure_step_ms(backend, bundle, warp, tone, repeats: int = 3) -> float:
+    """Median time of one latent-transition step: generate a W+, tone it, warp it to the projector."""
+    from render.tone import apply_tone, drawing_to_rgb
+
     w = np.repeat(np.asarray(bundle.w_avg, np.float32).reshape(1, 1, -1), int(bundle.num_ws), axis=1)
-    backend.generate(w)
+
+    def step():
+        warp(apply_tone(drawing_to_rgb(np.asarray(backend.generate(w))[0]), tone))
+
+    step()  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        backend.generate(w)
+        step()
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000.0)
 
 
-def choose_transition(kind: str, generate_ms: float | None, config: Config) -> str:
-    """"auto": latent when a transition's generations take at most half its duration.
+def choose_transition(kind: str, step_ms: float | None, config: Config) -> str:
+    """"auto": latent when one latent step (generate, tone, warp) takes at most half a display frame.
 
-    The other half of the CPU is left to capture and display, which share the machine.
+    Then a latent transition can show a new generated frame on every display frame and
+    still leave the CPU to capture and display; on a slower backend each step would hold
+    up the next sketch's answer, so the pixel crossfade answers sooner.
     """
     if kind != "auto":
         return kind
-    if generate_ms is None:
+    if step_ms is None:
         return "crossfade"
-    t = config.transition
-    return "latent" if generate_ms * t.latent_steps <= 0.5 * t.duration_s * 1000.0 else "crossfade"
+    return "latent" if step_ms <= 0.5 * 1000.0 / config.display.fps else "crossfade"
 
 
 def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Parts:
@@ -97,6 +105,7 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
     from capture.binarize import BinarizeParams, binarize
     from inference.bundle import Bundle
     from inference.runtime import open_backend
+    from render.warp import Warp
 
     path = Path(bundle) if bundle is not None else bundle_path(config.model.bundle)
     model = Bundle.load(path)
@@ -108,22 +117,23 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
         raise ConfigError(f"{config.path or 'config'}: binarize.resolution {params.resolution} does not match "
                           f"the bundle's resolution {model.resolution}; remove the override")
     m = config.model
-    backend = open_backend(model, kind=m.backend if m.backend != "auto" else "auto",
-                           providers=list(m.providers) or None, threads=m.threads or None)
-    generate_ms = None
-    try:
-        generate_ms = measure_generate_ms(backend, model)
-    except Exception as exc:  # no generator graph: crossfade still works with the fused graph
-        log.warning("event=generate_unavailable error=%r", exc)
-    transition = choose_transition(config.transition.kind, generate_ms, config)
-    if transition == "latent" and generate_ms is None:
-        raise ConfigError(f"{config.path or 'config'}: transition.kind: latent needs the bundle's generator graph")
+    backend = open_backend(model, kind=m.backend, providers=list(m.providers) or None, threads=m.threads or None)
 
     if config.calibration.file:
         calibration = load_calibration(config.calibration.file, camera_mode=config.camera.resolution,
                                        projector_mode=config.display.size)
     else:
         calibration = Calibration.uncalibrated(config.camera.resolution, config.display.size)
+    warp = Warp(calibration.table_area_to_projector(model.resolution), config.display.size)
+
+    step_ms = None
+    try:
+        step_ms = measure_step_ms(backend, model, warp, config.tone)
+    except Exception as exc:  # no generator graph: crossfade still works with the fused graph
+        log.warning("event=generate_unavailable error=%r", exc)
+    transition = choose_transition(config.transition.kind, step_ms, config)
+    if transition == "latent" and step_ms is None:
+        raise ConfigError(f"{config.path or 'config'}: transition.kind: latent needs the bundle's generator graph")
 
     source = source if source is not None else open_source(config)
     r = model.resolution
@@ -140,21 +150,19 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
         def sketcher(image: np.ndarray) -> np.ndarray:
             return binarize(image, params, None)  # the centred square of the frame
 
-    log.info("event=table_prepared bundle=%s backend=%s transition=%s generate_ms=%s calibrated=%s",
+    log.info("event=table_prepared bundle=%s backend=%s transition=%s step_ms=%s calibrated=%s",
              path, getattr(backend, "name", "?"), transition,
-             None if generate_ms is None else round(generate_ms, 2), calibration.calibrated)
-    return Parts(config, model, backend, calibration, source, sketcher, transition, generate_ms)
+             None if step_ms is None else round(step_ms, 2), calibration.calibrated)
+    return Parts(config, model, backend, calibration, warp, source, sketcher, transition, step_ms)
 
 
 def open_table(parts: Parts, display=None, recorder=None, record_every: int = 3, seed: int | None = None) -> Table:
     """Open the projector display (unless one is given) and build the running table."""
     from render.display import Display
-    from render.warp import Warp
 
     cfg = parts.config
-    warp = Warp(parts.calibration.table_area_to_projector(parts.bundle.resolution), cfg.display.size)
     if display is None:
         display = Display(cfg.display.mode, cfg.display.size, cfg.display.index)
-    return Table(cfg, parts.source, parts.sketcher, parts.backend, display, warp,
-                 transition=parts.transition, generate_ms=parts.generate_ms,
+    return Table(cfg, parts.source, parts.sketcher, parts.backend, display, parts.warp,
+                 transition=parts.transition, step_ms=parts.step_ms,
                  recorder=recorder, record_every=record_every, seed=seed)

@@ -88,7 +88,7 @@ class Table:
     """The running table. `run()` drives the display from the calling thread."""
 
     def __init__(self, config: Config, source, sketcher: Callable[[np.ndarray], np.ndarray], backend,
-                 display, warp, *, transition: str = "crossfade", generate_ms: float | None = None,
+                 display, warp, *, transition: str = "crossfade", step_ms: float | None = None,
                  recorder=None, record_every: int = 3, seed: int | None = None):
         self.config = config
         self.source = source  # .read() -> Frame | None, raises OSError when the camera is gone
@@ -102,7 +102,7 @@ class Table:
         self.seed = seed
         self.resolution = int(backend.bundle.resolution)
         self.stats = TableStats(window=config.stats.window, backend=getattr(backend, "name", "?"),
-                                transition=transition, generate_ms=generate_ms)
+                                transition=transition, step_ms=step_ms)
         self.on_first_frame: list[Callable[[], None]] = []
         self.on_display_frame: list[Callable[[], None]] = []
         self._sketches: Mailbox[PendingSketch] = Mailbox()

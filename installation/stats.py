@@ -22,7 +22,7 @@ class TableStatus:
     uptime_s: float
     backend: str
     transition: str  # crossfade | latent (what "auto" chose)
-    generate_ms: float | None  # measured time of one W+ -> drawing generation
+    step_ms: float | None  # measured latent step: generate + tone + warp (what "auto" decided on)
     frames_captured: int
     frames_displayed: int
     inferences: int  # sketches answered by the model
@@ -59,7 +59,7 @@ class TableStats:
     window: int = 600
     backend: str = ""
     transition: str = ""
-    generate_ms: float | None = None
+    step_ms: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +150,7 @@ class TableStats:
                 uptime_s=round(now - self.t_start, 3),
                 backend=self.backend,
                 transition=self.transition,
-                generate_ms=None if self.generate_ms is None else round(self.generate_ms, 2),
+                step_ms=None if self.step_ms is None else round(self.step_ms, 2),
                 frames_captured=self.frames_captured,
                 frames_displayed=shown,
                 inferences=self.inferences,
