@@ -10,8 +10,10 @@ the sensor adds noise. `binarize` undoes that in a fixed order:
    vanishing between samples;
 2. flat-field: divide by the paper's brightness, estimated by a morphological closing
    (which fills in the dark lines) and a blur, so that the paper becomes one level;
-3. threshold (adaptive mean, Sauvola or Otsu, see docs/capture.md for the comparison),
-   never calling a pixel ink unless it is `min_contrast` darker than the paper;
+3. threshold: adaptive mean by default; Sauvola and Otsu are there for comparison
+   (docs/capture.md: adaptive and Sauvola tie on precision/recall, Otsu loses faint
+   pencil lines; adaptive is the cheaper); never call a pixel ink unless it is
+   `min_contrast` darker than the paper;
 4. remove specks: ink components smaller than `speck_area` sketch pixels.
 
 Everything after step 1 works on the small sketch grid, so all sizes in the parameters
@@ -38,8 +40,8 @@ class BinarizeParams:
 
     method: str = "adaptive"  # "adaptive" (mean - offset), "sauvola" or "otsu"
     window: int = 15  # odd side of the local neighbourhood, sketch px (adaptive, sauvola)
-    offset: float = 0.05  # adaptive: ink is this much darker than the local mean (x paper)
-    k: float = 0.2  # sauvola: the classic k (the share of local contrast to demand)
+    offset: float = 0.09  # adaptive: ink is this much darker than the local mean (x paper)
+    k: float = 0.1  # sauvola's k (0.2 in the paper; 0.1 keeps faint pencil, docs/capture.md)
     flat_field: int = 32  # scale of the paper-brightness estimate, sketch px; 0 turns it off
     min_contrast: float = 0.1  # ink is at least this much darker than paper (x paper)
     speck_area: int = 3  # ink components smaller than this (sketch px) are dust

@@ -73,6 +73,7 @@ class SimulatedPenSettings:
     pen_mm: float = 0.9  # line width
     ink_contrast: float = 0.65  # share of the light a pen line blocks
     pressure: float = 0.15  # variation of ink darkness along a stroke
+    darkness: tuple[float, float] = (1.0, 1.0)  # a stroke's share of the full ink: pencil ~0.3, felt pen 1
     blur_px: float = 1.1  # diffusion of the tracing paper (Gaussian sigma, camera px)
     noise: float = 3.0  # sensor noise, grey levels (sigma)
     # the visitor
@@ -111,6 +112,8 @@ class SimulatedPenSettings:
             raise bad("pause_s", "must be (min, max) seconds with 0 <= min <= max")
         if not 0 < self.ink_contrast <= 1:
             raise bad("ink_contrast", "must be in (0, 1]")
+        if not 0 < self.darkness[0] <= self.darkness[1] <= 1:
+            raise bad("darkness", "must be (min, max) with 0 < min <= max <= 1")
         if self.pen_speed <= 0 or self.pen_mm <= 0:
             raise bad("pen_speed", "pen_speed and pen_mm must be positive")
         if self.faults_per_minute < 0:
@@ -135,7 +138,7 @@ class SimulatedPenSettings:
         if unknown:
             raise ValueError(f"simulated.{unknown[0]}: unknown setting; known are {', '.join(sorted(names))}")
         d = dict(d)
-        for key in ("sheet_mm", "pause_s", "strokes_per_sheet"):
+        for key in ("sheet_mm", "pause_s", "strokes_per_sheet", "darkness"):
             if key in d:
                 d[key] = tuple(d[key])
         if "faults" in d:
@@ -281,7 +284,8 @@ def make_sheet(settings: SimulatedPenSettings, index: int, t_on: float) -> Sheet
         duration = max(0.1, length / (s.pen_speed * rng.uniform(0.7, 1.3)))
         wobble = np.cumsum(rng.normal(0, 0.08, len(pts)))
         wobble = (wobble - wobble.mean()) / (np.abs(wobble).max() + 1e-6)
-        pressure = np.clip(1 - s.pressure * (0.5 + 0.5 * wobble), 0.2, 1.0)
+        lo, hi = s.darkness  # (drawn only for a range, so fixed-darkness scripts stay as they were)
+        pressure = np.clip(1 - s.pressure * (0.5 + 0.5 * wobble), 0.2, 1.0) * (rng.uniform(lo, hi) if lo < hi else lo)
         strokes.append(Stroke(pts, pressure, t, t + duration))
         t += duration + rng.uniform(*s.pause_s)
         if rng.random() < s.shift_chance:

@@ -125,7 +125,8 @@ def test_paced_camera_keeps_its_frame_rate():
 
 
 @pytest.mark.parametrize("field,value", [("strokes", "words"), ("fps", 0), ("width", 10),
-                                         ("strokes_per_sheet", (5, 2)), ("area_margin_mm", 200)])
+                                         ("strokes_per_sheet", (5, 2)), ("area_margin_mm", 200),
+                                         ("darkness", (0.6, 0.2))])
 def test_settings_refuse_a_bad_field(field, value):
     """A bad setting raises ValueError naming it."""
     with pytest.raises(ValueError, match=f"simulated.{field}"):
