@@ -68,9 +68,13 @@ def run_demo(args: argparse.Namespace) -> int:
     table = open_table(parts, recorder=recorder, record_every=max(1, round(config.display.fps / record_fps)),
                        seed=args.seed)
     _stop_on_signals(table)
+    from installation.kiosk import demo_kiosk
+
+    kiosk = demo_kiosk(parts, table)  # the health endpoint (/status, /metrics) and a simulated table controller
     try:
         status = table.run(args.seconds)
     finally:
+        kiosk.stop()
         parts.close()
         table.display.close()
     video = recorder.close() if recorder else None
@@ -91,24 +95,20 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_table(args: argparse.Namespace) -> int:
     """The real table under the kiosk (systemd, watchdog, opening hours, health, serial)."""
-    import threading
+    import os
 
     from installation.assemble import open_table, prepare
     from installation.config import Config
     from installation.kiosk import run_kiosk
+    from installation.kiosk_log import setup_logging
 
+    # key=value lines to stderr (the journal under systemd), optionally a file; no line per frame
+    setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                  file=os.environ.get("NEWSNOW_LOG_FILE"))
     config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
     parts = prepare(config)
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        log.info("event=stopping signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
     try:
-        run_kiosk(parts, open_table, stop=stop, seconds=args.seconds)
+        run_kiosk(parts, open_table, seconds=args.seconds, handle_signals=True)
     finally:
         parts.close()
     return 0

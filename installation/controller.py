@@ -187,7 +187,7 @@ class TableController:
         self._resync.set()
         for thread in self._threads:
             thread.join(timeout)
-        self._disconnect("closed")
+        self._disconnect("closed", level=logging.INFO)
 
     def __enter__(self):
         return self.start()
@@ -419,7 +419,7 @@ class TableController:
             self._resync.set()
             self._stop.wait(0.2)
 
-    def _disconnect(self, why: str) -> None:
+    def _disconnect(self, why: str, level: int = logging.WARNING) -> None:
         port, self._port = self._port, None
         if port is None:
             return
@@ -427,7 +427,7 @@ class TableController:
         self.device = ""
         self.synced = False
         self.last_error = why
-        log.warning("event=serial_disconnected port=%s reason=%r", self.config.port, why)
+        log.log(level, "event=serial_disconnected port=%s reason=%r", self.config.port, why)
         try:
             port.close()
         except Exception:

@@ -88,7 +88,7 @@ class Kiosk:
 
     def __init__(self, config, *, notifier: Notifier | None = None, controller: TableController | None = None,
                  schedule: Schedule | None = None, clock: Callable[[], float] = time.monotonic,
-                 serve_health: bool = True):
+                 serve_health: bool = True, any_port_if_busy: bool = False):
         self.config = config
         self.watchdog = config.section("watchdog")
         self.notifier = notifier or Notifier()
@@ -105,6 +105,7 @@ class Kiosk:
         health = config.section("health")
         self.health: HealthServer | None = None
         self._health_cfg = health if serve_health and health.enabled else None
+        self._any_port_if_busy = any_port_if_busy  # the demo: a busy port is no reason to stop
         self.table = None
         self.source = None
         self.backend: WatchedBackend | None = None
@@ -123,12 +124,20 @@ class Kiosk:
     # -- life cycle
 
     def start(self) -> "Kiosk":
+        if self._health_cfg is not None:
+            host, port = self._health_cfg.host, self._health_cfg.port
+            try:
+                self.health = HealthServer(self.snapshot, host, port)
+            except OSError as exc:
+                if not self._any_port_if_busy:
+                    raise
+                log.warning("event=health_port_busy port=%d error=%r action=any_free_port", port, str(exc))
+                self.health = HealthServer(self.snapshot, host, 0)
+            self.health.start()
         if self.controller is not None and self.controller.config.port == "simulated":
             self._start_simulator()
         if self.controller is not None:
             self.controller.start()
-        if self._health_cfg is not None:
-            self.health = HealthServer(self.snapshot, self._health_cfg.host, self._health_cfg.port).start()
         self.tick()
         return self
 
@@ -337,7 +346,8 @@ def model_info(parts) -> dict:
 
 
 def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, display=None,
-              stop: threading.Event | None = None, seconds: float | None = None) -> Kiosk:
+              stop: threading.Event | None = None, seconds: float | None = None,
+              handle_signals: bool = False) -> Kiosk:
     """Runs the table under the kiosk until `stop` is set (or `seconds` pass, for tests).
 
     `parts` comes from `installation.assemble.prepare` (everything checked before the
@@ -352,9 +362,12 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
     watched = parts.backend if isinstance(parts.backend, WatchedBackend) else WatchedBackend(parts.backend)
     parts.backend = watched
     kiosk.model = model_info(parts)
-    if display is None:
+    own_display = display is None
+    if own_display:
         display = Display(config.display.mode, config.display.size, config.display.index)
     t_end = None if seconds is None else time.monotonic() + seconds
+    if handle_signals:
+        _stop_on_signals(kiosk, stop)
 
     def remaining() -> float | None:
         return None if t_end is None else max(0.0, t_end - time.monotonic())
@@ -388,7 +401,43 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
                 break
     finally:
         kiosk.stop()
+        if own_display:
+            display.close()
+    snap = kiosk.snapshot()
+    log.info("event=stopped uptime_s=%s display_frames=%d max_display_gap_ms=%.0f faults=%s",
+             snap["uptime_s"], kiosk.display_frames, kiosk.max_display_gap_s * 1000,
+             ",".join(f"{k}:{v}" for k, v in sorted(snap["faults"].items())) or "none")
     return kiosk
+
+
+def _stop_on_signals(kiosk: Kiosk, stop: threading.Event) -> None:
+    """SIGTERM (systemctl stop) and SIGINT end the run cleanly: the table, then the kiosk."""
+    import signal
+
+    def handler(signum, frame):
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+        table = kiosk.table
+        if table is not None:
+            table.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def demo_kiosk(parts, table) -> Kiosk:
+    """The kiosk for `newsnow demo`: the health endpoint (any free port if the configured one
+    is busy) and, unless the config names a real one, the simulated table controller."""
+    from dataclasses import replace
+
+    config = parts.config
+    serial_cfg = config.section("serial")
+    if not serial_cfg.port:
+        serial_cfg = replace(serial_cfg, port="simulated")
+    kiosk = Kiosk(config, controller=TableController(serial_cfg), notifier=Notifier({}), any_port_if_busy=True)
+    kiosk.model = model_info(parts)
+    kiosk.attach(table, source=parts.source)
+    return kiosk.start()
 
 
 def _watch_hours(kiosk: Kiosk, table, stop: threading.Event, done: threading.Event) -> None:
