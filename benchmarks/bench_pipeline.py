@@ -43,7 +43,7 @@ def stage_figures(parts, projector: tuple[int, int], repeats: int) -> dict:
     from capture.binarize import binarize
     from capture.simulated import SimulatedPenCamera, SimulatedPenSettings
     from render.display import Display
-    from render.tone import apply_tone, drawing_to_rgb
+    from render.tone import apply_tone, drawing_to_uint8
     from render.warp import Warp
 
     cfg, bundle, backend = parts.config, parts.bundle, parts.backend
@@ -59,7 +59,7 @@ def stage_figures(parts, projector: tuple[int, int], repeats: int) -> dict:
     wplus = np.asarray(backend.encode(x))
     z = np.random.default_rng(0).standard_normal((1, bundle.z_dim)).astype(np.float32)
     drawing = backend.sketch_to_drawing(x)
-    picture = apply_tone(drawing_to_rgb(drawing[0]), cfg.tone)
+    picture = apply_tone(drawing_to_uint8(drawing[0]), cfg.tone)
     warp = Warp(parts.calibration.table_area_to_projector(r), projector)
     a, b = warp(picture), warp(255 - picture)
     display = Display("headless", projector)
@@ -73,7 +73,7 @@ def stage_figures(parts, projector: tuple[int, int], repeats: int) -> dict:
         "model encode": timed(lambda: backend.encode(x), repeats),
         "model generate": timed(lambda: backend.generate(wplus), repeats),
         "model map": timed(lambda: backend.map(z), repeats),
-        "tone (per answer)": timed(lambda: apply_tone(drawing_to_rgb(drawing[0]), cfg.tone), repeats),
+        "tone (per answer)": timed(lambda: apply_tone(drawing_to_uint8(drawing[0]), cfg.tone), repeats),
         f"warp to {projector[0]}x{projector[1]} (per answer)": timed(lambda: warp(picture), repeats),
         "crossfade blend (per display frame)": timed(lambda: cv2.addWeighted(a, 0.4, b, 0.6, 0.0), repeats),
         "blit + flip, headless (per display frame)": timed(lambda: display.show(a), repeats),

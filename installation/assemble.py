@@ -69,12 +69,12 @@ def open_source(config: Config):
 
 def measure_step_ms(backend, bundle, warp, tone, repeats: int = 3) -> float:
     """Median time of one latent-transition step: generate a W+, tone it, warp it to the projector."""
-    from render.tone import apply_tone, drawing_to_rgb
+    from render.tone import apply_tone, drawing_to_uint8
 
     w = np.repeat(np.asarray(bundle.w_avg, np.float32).reshape(1, 1, -1), int(bundle.num_ws), axis=1)
 
     def step():
-        warp(apply_tone(drawing_to_rgb(np.asarray(backend.generate(w))[0]), tone))
+        warp(apply_tone(drawing_to_uint8(np.asarray(backend.generate(w))[0]), tone))
 
     step()  # warm-up
     times = []

@@ -38,7 +38,7 @@ from installation.config import Config
 from installation.idle import Wander
 from installation.mailbox import Mailbox
 from installation.stats import TableStats, TableStatus
-from render.tone import apply_tone, composite_strokes, drawing_to_rgb
+from render.tone import apply_tone, composite_strokes, drawing_to_uint8
 from render.transition import Crossfade, ease
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class Table:
     def _post(self, drawing: np.ndarray, fade_s: float, stamps: tuple, sketch: Sketch | None) -> None:
         """Model output [1, C, R, R] in [-1, 1] -> toned, composited, warped -> the display."""
         tone = self.config.tone
-        picture = apply_tone(drawing_to_rgb(np.asarray(drawing)[0]), tone)
+        picture = apply_tone(drawing_to_uint8(np.asarray(drawing)[0]), tone)
         if tone.composite_strokes and sketch is not None:
             picture = composite_strokes(picture, sketch.image, tone.stroke_opacity)
         if self._answers.post(Answer(picture, self.warp(picture), fade_s, *stamps)):
@@ -304,11 +304,15 @@ class Table:
         black = None  # what the projector shows before the first drawing
         frame_no = 0
         next_t = t_log = time.monotonic()
+        early: Answer | None = None  # an answer that arrived between frames, shown at once
         while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
-            answer = self._answers.take_nowait()
+            answer = early if early is not None else self._answers.take_nowait()
+            early = None
             now = time.monotonic()
             if answer is not None:
-                fade.start(answer.projector, now, answer.fade_s)
+                # The fade is started one frame back, so the first frame that shows it already
+                # holds part of the new drawing (the latency stamp is honest).
+                fade.start(answer.projector, now - period, answer.fade_s)
                 self.latest_picture = answer.picture
                 if answer.t_capture is not None:
                     stamps = (answer.t_capture, answer.t_stroke, answer.sequence)
@@ -352,6 +356,11 @@ class Table:
             next_t += period
             delay = next_t - time.monotonic()
             if delay > 0:
-                self._stop.wait(delay)
+                # Sleep until the next frame, unless an answer comes first: it is shown at once
+                # (a visitor's answer is not held back for the frame clock) and the clock
+                # restarts from there.
+                early = self._answers.take(delay)
+                if early is not None:
+                    next_t = time.monotonic()
             elif delay < -period:
                 next_t = time.monotonic()

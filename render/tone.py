@@ -31,37 +31,45 @@ class Tone:
         return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def drawing_to_rgb(drawing: np.ndarray) -> np.ndarray:
-    """A model drawing (float C x R x R in [-1, 1], or uint8 R x R) as uint8 R x R x 3 RGB."""
+def drawing_to_uint8(drawing: np.ndarray) -> np.ndarray:
+    """A model drawing (float C x R x R in [-1, 1]) as uint8: R x R gray, or R x R x 3 RGB.
+
+    Gray drawings stay one channel through tone and warp (a third of the work); the
+    warp makes the projector frame RGB.
+    """
     if drawing.dtype == np.uint8:
         image = drawing
     else:
         image = np.clip((drawing.astype(np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
         if image.ndim == 3:
             image = np.transpose(image, (1, 2, 0))  # C x R x R -> R x R x C
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return np.ascontiguousarray(image[..., 0])
     if image.shape[2] == 3:
         return np.ascontiguousarray(image)
     raise ValueError(f"drawing has {image.shape[2]} channels; expected 1 or 3")
 
 
-def apply_tone(rgb: np.ndarray, tone: Tone) -> np.ndarray:
-    """Saturation, then the contrast/brightness/gamma curve, on a uint8 RGB image."""
-    out = rgb
-    if tone.saturation != 1.0:
-        grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        out = cv2.addWeighted(rgb, tone.saturation, grey, 1.0 - tone.saturation, 0.0)
+def apply_tone(image: np.ndarray, tone: Tone) -> np.ndarray:
+    """Saturation (colour drawings), then the contrast/brightness/gamma curve, on uint8."""
+    out = image
+    if tone.saturation != 1.0 and image.ndim == 3:
+        grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        out = cv2.addWeighted(image, tone.saturation, grey, 1.0 - tone.saturation, 0.0)
     return cv2.LUT(out, tone.lookup_table())
 
 
-def composite_strokes(rgb: np.ndarray, sketch: np.ndarray, opacity: float) -> np.ndarray:
+def composite_strokes(image: np.ndarray, sketch: np.ndarray, opacity: float) -> np.ndarray:
     """The visitor's strokes (sketch ink 0, paper 255) darkened into the drawing.
 
     Multiplies, so the drawing shows through where the sheet is paper and the pen lines
     read as the visitor drew them; a sketch of another size is resized to the drawing.
     """
-    if sketch.shape[:2] != rgb.shape[:2]:
-        sketch = cv2.resize(sketch, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+    if sketch.shape[:2] != image.shape[:2]:
+        sketch = cv2.resize(sketch, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
     keep = 1.0 - opacity * (1.0 - sketch.astype(np.float32) / 255.0)
-    return (rgb.astype(np.float32) * keep[..., None]).astype(np.uint8)
+    if image.ndim == 3:
+        keep = keep[..., None]
+    return (image.astype(np.float32) * keep).astype(np.uint8)

@@ -7,7 +7,7 @@ import pytest
 
 from calibration import Calibration
 from render.display import Display, DisplayError
-from render.tone import Tone, apply_tone, composite_strokes, drawing_to_rgb
+from render.tone import Tone, apply_tone, composite_strokes, drawing_to_uint8
 from render.transition import Crossfade, ease
 from render.warp import Warp, map_point
 
@@ -31,15 +31,17 @@ def test_tone_contrast_gamma_brightness_saturation():
     assert flat.max() - flat.min() <= 1  # saturation 0 leaves grey
 
 
-def test_drawing_to_rgb_follows_the_tensor_contract():
-    """Model output [C, R, R] in [-1, 1]: -1 -> 0 (ink), +1 -> 255 (paper), gray made RGB."""
+def test_drawing_to_uint8_follows_the_tensor_contract():
+    """Model output [C, R, R] in [-1, 1]: -1 -> 0 (ink), +1 -> 255 (paper); gray stays one channel."""
     d = np.full((1, 4, 4), 1.0, np.float32)
     d[0, 1, 2] = -1.0
-    rgb = drawing_to_rgb(d)
-    assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8
-    assert tuple(rgb[1, 2]) == (0, 0, 0) and tuple(rgb[0, 0]) == (255, 255, 255)
-    colour = drawing_to_rgb(np.stack([np.full((4, 4), v, np.float32) for v in (1, 0, -1)]))
-    assert tuple(colour[0, 0]) == (255, 127, 0)
+    gray = drawing_to_uint8(d)
+    assert gray.shape == (4, 4) and gray.dtype == np.uint8
+    assert gray[1, 2] == 0 and gray[0, 0] == 255
+    colour = drawing_to_uint8(np.stack([np.full((4, 4), v, np.float32) for v in (1, 0, -1)]))
+    assert colour.shape == (4, 4, 3) and tuple(colour[0, 0]) == (255, 127, 0)
+    with pytest.raises(ValueError, match="2 channels"):
+        drawing_to_uint8(np.zeros((2, 4, 4), np.float32))
 
 
 def test_composite_strokes_darkens_only_the_visitors_ink():
@@ -51,24 +53,36 @@ def test_composite_strokes_darkens_only_the_visitors_ink():
     assert out[3, 0, 0] == 50 and out[0, 0, 0] == 200
 
 
-def test_warp_puts_a_point_where_the_homography_says():
-    """A dot at drawing pixel p appears in the projector frame at H p (OpenCV pixel-centre convention)."""
+@pytest.mark.parametrize("channels", [1, 3])
+def test_warp_puts_a_point_where_the_homography_says(channels):
+    """A dot at drawing pixel p appears in the RGB projector frame at H p (OpenCV pixel-centre convention)."""
     h = np.array([[3.1, 0.4, 40.0], [-0.2, 2.7, 25.0], [0.0004, 0.0002, 1.0]])
     warp = Warp(h, (320, 240))
-    drawing = np.zeros((64, 64, 3), np.uint8)
+    drawing = np.zeros((64, 64, 3) if channels == 3 else (64, 64), np.uint8)
     px, py = 20, 30
     cv2.circle(drawing, (px, py), 2, (255, 255, 255), -1)
-    out = warp(drawing)[..., 0].astype(np.float64)
+    frame = warp(drawing)
+    assert frame.shape == (240, 320, 3)
+    out = frame[..., 2].astype(np.float64)
     ys, xs = np.nonzero(out > 0)
     cx, cy = (xs * out[ys, xs]).sum() / out[ys, xs].sum(), (ys * out[ys, xs]).sum() / out[ys, xs].sum()
     ex, ey = map_point(h, px, py)
     assert abs(cx - ex) < 0.6 and abs(cy - ey) < 0.6
 
 
+def test_warp_of_the_box_equals_the_full_warp():
+    """Warping only the drawing's bounding box gives the same frame as warping the whole frame."""
+    h = np.array([[2.9, 0.3, 50.0], [-0.1, 2.6, 20.0], [0.0003, 0.0001, 1.0]])
+    drawing = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    full = cv2.warpPerspective(drawing, h, (320, 240), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    assert np.abs(Warp(h, (320, 240))(drawing).astype(int) - full).max() <= 1
+
+
 def test_uncalibrated_warp_fills_the_centred_square():
     """Before calibration the drawing covers exactly the projector's centred square, black elsewhere."""
     cal = Calibration.uncalibrated((1280, 720), (320, 240))
-    out = Warp(cal.table_area_to_projector(32), (320, 240))(np.full((32, 32, 3), 255, np.uint8))
+    out = Warp(cal.table_area_to_projector(32), (320, 240))(np.full((32, 32), 255, np.uint8))
     cols = np.nonzero(out[120, :, 0] > 127)[0]
     rows = np.nonzero(out[:, 160, 0] > 127)[0]
     assert (cols.min(), cols.max()) == (40, 279) and (rows.min(), rows.max()) == (0, 239)
