@@ -11,6 +11,10 @@ def _export(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.pipeline:  # the live loop's benchmark (installation/bench.py) instead of the graphs'
+        from installation.bench import run_from_bench_args
+
+        return run_from_bench_args(args)
     from inference.bench import run
 
     return run(args)
@@ -40,4 +44,6 @@ def register(subparsers) -> None:
     p.add_argument("--provider", default=None,
                    help="ONNX Runtime provider to try first (e.g. CUDAExecutionProvider); falls back to CPU")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--pipeline", action="store_true",
+                   help="benchmark the whole live loop instead: each stage, then 20 s of the demo")
     p.set_defaults(handler=_bench)
