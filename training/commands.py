@@ -73,6 +73,72 @@ def cmd_gan(args) -> int:
     return 0
 
 
+def _encoder_flags(parser: argparse.ArgumentParser) -> None:
+    from training.config import EncoderConfig
+    for field in dataclasses.fields(EncoderConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "blocks":
+            parser.add_argument(flag, dest=field.name, type=int, nargs=4, default=None)
+        else:
+            kind = int if isinstance(field.default, int) else float
+            parser.add_argument(flag, dest=field.name, type=kind, default=None,
+                                help=f"(default {field.default})")
+
+
+def _encoder_config(args):
+    from training.config import EncoderConfig, encoder_config_from
+    names = [f.name for f in dataclasses.fields(EncoderConfig)]
+    return encoder_config_from(args.preset, **{n: getattr(args, n, None) for n in names})
+
+
+def _sketch_settings(args):
+    from training.sketches import SketchSettings
+    return SketchSettings(edge_threshold=args.edge_threshold, min_length=args.min_length,
+                          line_width=args.line_width, width_jitter=args.width_jitter)
+
+
+def cmd_sketches(args) -> int:
+    from training.sketches import make_pairs
+    manifest = make_pairs(Path(args.run), Path(args.out), args.count, _sketch_settings(args),
+                          truncation=args.truncation, seed=args.seed)
+    print(f"{manifest['count']} pairs in {args.out} ({manifest['dropped_blank']} blank samples dropped); "
+          f"look at {Path(args.out) / 'contact_sheet.png'}")
+    return 0
+
+
+def cmd_encoder(args) -> int:
+    from training.encoder import train_encoder
+    summary = train_encoder(Path(args.pairs), Path(args.gan), Path(args.out), _encoder_config(args),
+                            resume=args.resume, lpips=Path(args.lpips) if args.lpips else None)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_all(args) -> int:
+    from training.pipeline import train_all
+    bundle = train_all(Path(args.src), Path(args.out), _gan_config(args), _encoder_config_all(args),
+                       preset=args.preset, pair_count=args.count, fit=args.fit, licence=args.licence,
+                       credit=args.credit, fp16=args.fp16,
+                       inception=Path(args.inception) if args.inception else None,
+                       lpips=Path(args.lpips) if args.lpips else None)
+    print(f"bundle: {bundle} (see {bundle / 'MODEL_CARD.md'})")
+    return 0
+
+
+def _encoder_config_all(args):
+    from training.config import encoder_config_from
+    return encoder_config_from(args.preset, steps=args.encoder_steps, lr=args.encoder_lr,
+                               batch=args.encoder_batch, threads=args.threads)
+
+
+def _sketch_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled drawings")
+    parser.add_argument("--edge-threshold", type=int, default=40)
+    parser.add_argument("--min-length", type=int, default=6, help="shorter skeleton bits are dropped (px)")
+    parser.add_argument("--line-width", type=int, default=0, help="pen width in sketch px (0: R / 48)")
+    parser.add_argument("--width-jitter", type=int, default=1)
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="curators: retrain the models on a collection")
     steps = train.add_subparsers(dest="step", metavar="STEP")
@@ -105,3 +171,38 @@ def register(subparsers) -> None:
     _preset_flags(p)
     _gan_flags(p)
     p.set_defaults(handler=cmd_gan)
+
+    p = steps.add_parser("sketches", help="sample the generator and make (sketch, drawing) pairs")
+    p.add_argument("run", help="the GAN run folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--count", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0)
+    _sketch_flags(p)
+    p.set_defaults(handler=cmd_sketches)
+
+    p = steps.add_parser("encoder", help="train the pSp encoder on sketch pairs (generator frozen)")
+    p.add_argument("pairs")
+    p.add_argument("--gan", required=True, help="the GAN run folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--lpips", default=None, help="a TorchScript LPIPS file (default: D's features)")
+    _preset_flags(p)
+    _encoder_flags(p)
+    p.set_defaults(handler=cmd_encoder)
+
+    p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> model card")
+    p.add_argument("src", help="folder of scans")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop")
+    p.add_argument("--licence", default="unknown")
+    p.add_argument("--credit", default="")
+    p.add_argument("--count", type=int, default=None, help="sketch pairs (preset's default)")
+    p.add_argument("--encoder-steps", type=int, default=None)
+    p.add_argument("--encoder-lr", type=float, default=None)
+    p.add_argument("--encoder-batch", type=int, default=None)
+    p.add_argument("--fp16", action="store_true", help="export an fp16 bundle")
+    p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
+    p.add_argument("--lpips", default=None, help="TorchScript LPIPS file (default: D's features)")
+    _preset_flags(p)
+    _gan_flags(p)
+    p.set_defaults(handler=cmd_all)

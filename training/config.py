@@ -89,3 +89,50 @@ def config_from(preset: str | None, **overrides) -> GanConfig:
     return GanConfig(**values).validate()
 
 
+
+
+@dataclass
+class EncoderConfig:
+    """Hyperparameters of pSp training (the generator stays frozen)."""
+    width: int = 64                # encoder backbone width (see inference.networks.PSPEncoder)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    channel_max: int = 512
+    head_width: int = 256
+    batch: int = 8
+    steps: int = 80000
+    lr: float = 1e-4
+    l2_lambda: float = 1.0         # pSp sketch recipe: l2 1, lpips 0.8, w_norm 0.005
+    perceptual_lambda: float = 0.8
+    w_norm_lambda: float = 0.005
+    val_every: int = 2000          # validation + reconstructions + checkpoint
+    log_every: int = 50
+    seed: int = 0
+    threads: int = 0
+
+    def validate(self) -> "EncoderConfig":
+        if self.batch < 1 or self.steps < 1 or self.val_every < 1:
+            raise ValueError("encoder: batch, steps and val_every must be positive")
+        if min(self.l2_lambda, self.perceptual_lambda, self.w_norm_lambda) < 0:
+            raise ValueError("encoder: loss weights must not be negative")
+        return self
+
+
+ENCODER_PRESETS = {
+    "tiny": dict(width=8, blocks=(1, 1, 1, 1), channel_max=32, head_width=32, batch=8, steps=60,
+                 lr=1e-3, val_every=30, log_every=10),
+    "cpu-demo": dict(width=16, blocks=(1, 1, 1, 1), channel_max=64, head_width=64, batch=16,
+                     steps=3000, lr=5e-4, val_every=250, log_every=25),
+    "full": dict(),
+}
+
+
+def encoder_config_from(preset: str | None, **overrides) -> EncoderConfig:
+    values = dict(ENCODER_PRESETS[preset]) if preset else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name for f in dataclasses.fields(EncoderConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"encoder: unknown setting {unknown[0]}")
+    if values.get("blocks") is not None:
+        values["blocks"] = tuple(int(b) for b in values["blocks"])
+    return EncoderConfig(**values).validate()

@@ -302,6 +302,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
                             state_path)
                 save_model_checkpoint(out / GENERATOR, G_ema, None, {
                     **(meta or {}), "dataset": str(dataset), "licence": manifest.get("licence", "unknown"),
+                    "credit": manifest.get("credit", ""), "images": len(reals_all), "resolution": cfg.resolution,
                     "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": elapsed,
                     "gan_losses": dict(losses)})
     if bar is not None:

@@ -1,0 +1,21 @@
+"""Latent editing of StyleGAN generators (thesis Chapters 2.5, 3 and 4).
+
+- `directions`: the linear edit w' = w + alpha n on chosen W+ layers, and the `.npz`
+  file of directions that `newsnow edit grid` reads;
+- `interfacegan`, `ganspace`, `sefa`: the three baseline ways to find directions;
+- `tensor`: mode-n unfolding, folding, products and the HOSVD (tensorly underneath);
+- `taugan`: Paper I's tensor model (standardised, vectorised or style-separated,
+  parameters by alternating ridge + lasso);
+- `expression`: Paper II's 5-mode model, parameter recovery, global expression and
+  rotation directions in W+;
+- `nrsfm`: Paper III's rank-one non-rigid structure from motion and camera model R(q);
+- `control3d`: the regressor phi: w -> q and the linear and gradient 3D edits;
+- `inversion`: optimisation-based inversion of images into W or W+ (thesis Eq 2.20);
+- `generator`: loading a bundle's torch generator for the methods that need weights;
+- `grid`: the editing grid image (ONNX Runtime only);
+- `commands`: `newsnow edit directions|grid`.
+
+Everything here is training-side research code and may import torch, except `grid`
+and `directions`, which run on ONNX Runtime so a curator can look at directions on
+a kiosk-like machine.
+"""

@@ -1,0 +1,203 @@
+"""pSp encoder training on (sketch, drawing) pairs (`newsnow train encoder`).
+
+The generator from the GAN run stays frozen; the encoder predicts W+ offsets from w_avg:
+x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it), and
+
+    loss = l2 * ||x - x_hat||^2 + perceptual * P(x, x_hat) + w_norm * ||E(sketch)||
+
+(pSp's sketch recipe 1 / 0.8 / 0.005). P is LPIPS when a TorchScript LPIPS file is given
+(`--lpips PATH`, called as lpips(x, y) on [B, C, R, R] in [-1, 1]); otherwise a feature
+distance on the trained discriminator's activations (unit-normalised over channels and
+averaged, LPIPS without learned weights), which needs no download.
+RUN2/state.pt resumes exactly; RUN2/model.pt is the generator + encoder for export.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
+from inference.networks import PSPEncoder, count_parameters
+from training.config import EncoderConfig
+from training.gan import GENERATOR, atomic_save, load_discriminator, rng_states, set_rng_states, to_uint8
+from training.sketches import contact_sheet, load_pairs
+
+log = logging.getLogger(__name__)
+
+STATE = "state.pt"
+MODEL = "model.pt"
+
+
+class FeatureDistance(torch.nn.Module):
+    """LPIPS-like distance on the discriminator's block activations: per level, unit-
+    normalise the channel vectors, square the difference, average; sum the levels."""
+
+    def __init__(self, discriminator):
+        super().__init__()
+        self.discriminator = discriminator.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = x.new_zeros(x.shape[0])
+        for fx, fy in zip(self.discriminator.features(x), self.discriminator.features(y)):
+            fx = fx / (fx.norm(dim=1, keepdim=True) + 1e-8)
+            fy = fy / (fy.norm(dim=1, keepdim=True) + 1e-8)
+            total = total + (fx - fy).square().sum(dim=1).mean(dim=[1, 2])
+        return total
+
+
+class ScriptedLPIPS(torch.nn.Module):
+    """A TorchScript LPIPS file from a local path: lpips(x, y) -> distances."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no LPIPS file; give a TorchScript LPIPS model or "
+                                    f"leave --lpips out to use the discriminator's features")
+        try:
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: not a TorchScript LPIPS model ({exc})") from exc
+        self.net.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(x, y).reshape(x.shape[0], -1).mean(dim=1)
+
+
+def build_encoder(cfg: EncoderConfig, generator) -> PSPEncoder:
+    return PSPEncoder(generator.resolution, generator.num_ws, generator.w_dim, in_channels=1,
+                      width=cfg.width, blocks=cfg.blocks, channel_max=cfg.channel_max,
+                      head_width=cfg.head_width)
+
+
+def losses_of(encoder, generator, perceptual, sketch, drawing, cfg: EncoderConfig) -> dict:
+    """The pSp loss terms for one batch (tensors in [-1, 1]); 'loss' is the weighted sum."""
+    offsets = encoder(sketch)
+    recon = generator.synthesis(offsets + generator.w_avg, noise_mode="const")
+    l2 = F.mse_loss(recon, drawing)
+    perc = perceptual(recon, drawing).mean()
+    w_norm = offsets.norm(2, dim=(1, 2)).mean()
+    loss = cfg.l2_lambda * l2 + cfg.perceptual_lambda * perc + cfg.w_norm_lambda * w_norm
+    return {"loss": loss, "l2": l2, "perceptual": perc, "w_norm": w_norm, "recon": recon}
+
+
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images)[:, None].float() / 127.5 - 1
+
+
+@torch.no_grad()
+def validate(encoder, generator, perceptual, sketches: np.ndarray, drawings: np.ndarray,
+             cfg: EncoderConfig) -> tuple[dict, np.ndarray]:
+    """Mean validation l2 / perceptual / w_norm, and the reconstructions (uint8)."""
+    encoder.eval()
+    sums, recons = {"l2": 0.0, "perceptual": 0.0, "w_norm": 0.0}, []
+    for i in range(0, len(sketches), 64):
+        terms = losses_of(encoder, generator, perceptual, _tensor(sketches[i:i + 64]),
+                          _tensor(drawings[i:i + 64]), cfg)
+        n = len(sketches[i:i + 64])
+        for k in sums:
+            sums[k] += float(terms[k]) * n
+        recons.append(to_uint8(terms["recon"]))
+    encoder.train()
+    return {k: v / len(sketches) for k, v in sums.items()}, np.concatenate(recons)
+
+
+def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, resume: bool = False,
+                  lpips: Path | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a pSp encoder for the GAN run's frozen generator."""
+    pairs, gan_run, out = Path(pairs), Path(gan_run), Path(out)
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    generator, _, gan_meta = load_model_checkpoint(gan_run / GENERATOR)
+    generator.requires_grad_(False)
+    sketches, drawings, manifest = load_pairs(pairs, "train")
+    val_sketches, val_drawings, _ = load_pairs(pairs, "validation")
+    if sketches.shape[1] != generator.resolution:
+        raise ValueError(f"encoder: pairs in {pairs} are {sketches.shape[1]} px but the generator "
+                         f"makes {generator.resolution} px; make the pairs from this GAN run")
+    perceptual = ScriptedLPIPS(lpips) if lpips else FeatureDistance(load_discriminator(gan_run))
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(cfg, generator).train()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
+    step, elapsed, history = 0, 0.0, []
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"{state_path}: nothing to resume; run without --resume")
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        encoder.load_state_dict(state["encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        set_rng_states(state["rng"])
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    log.info("encoder %d params, %d training pairs, %d validation pairs, perceptual: %s",
+             count_parameters(encoder), len(sketches), len(val_sketches),
+             "LPIPS" if lpips else "discriminator features")
+    from torch.utils.tensorboard import SummaryWriter
+    writer = SummaryWriter(str(out / "tensorboard"))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, unit="step")
+    started = time.time() - elapsed
+    shown = slice(0, min(16, len(val_sketches)))
+    terms = {}
+    while step < cfg.steps:
+        index = torch.randint(len(sketches), (cfg.batch,))
+        terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index.numpy()]),
+                          _tensor(drawings[index.numpy()]), cfg)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        step += 1
+        scalars = {k: float(v.detach()) for k, v in terms.items() if k != "recon"}
+        if not math.isfinite(scalars["loss"]):
+            raise FloatingPointError(f"encoder: loss became {scalars['loss']} at step {step}; lower --lr")
+        if step % cfg.log_every == 0:
+            for k, v in scalars.items():
+                writer.add_scalar(f"encoder/{k}", v, step)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", refresh=False)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            val, recons = validate(encoder, generator, perceptual, val_sketches, val_drawings, cfg)
+            for k, v in val.items():
+                writer.add_scalar(f"validation/{k}", v, step)
+            history.append({"step": step, "train": scalars, "validation": val})
+            sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
+            target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
+            cv2.imwrite(str(out / f"validation_{step:06d}.png"), np.vstack([sheet, target]))
+            elapsed = time.time() - started
+            atomic_save({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                         "step": step, "elapsed": elapsed, "history": history, "rng": rng_states(),
+                         "config": dataclasses.asdict(cfg)}, state_path)
+            provenance = {
+                "dataset": gan_meta.get("dataset"), "licence": gan_meta.get("licence", "unknown"),
+                "credit": gan_meta.get("credit", ""), "kimg": gan_meta.get("kimg"),
+                "gan_steps": gan_meta.get("steps"), "gan_seconds": gan_meta.get("train_seconds"),
+                "pairs": manifest["count"], "encoder_steps": step, "encoder_seconds": round(elapsed, 1),
+                "encoder_validation": val, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                "perceptual": "lpips" if lpips else "discriminator features"}
+            save_model_checkpoint(out / MODEL, generator, encoder.eval(), {
+                "binarize": manifest["binarize"], "provenance": provenance, "gan": gan_meta,
+                "steps": step})
+            encoder.train()
+    if bar is not None:
+        bar.close()
+    writer.close()
+    summary = {"steps": step, "seconds": time.time() - started,
+               "train": {k: float(v.detach()) for k, v in terms.items() if k != "recon"} if terms else {},
+               "validation": history[-1]["validation"] if history else {}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

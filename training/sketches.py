@@ -1,0 +1,175 @@
+"""Generated drawings -> (sketch, drawing) pairs for the pSp encoder (`newsnow train sketches`).
+
+For each drawing x = G(z) the sketch is made in three steps:
+
+1. the pSp "pencil sketch" filter (pixel2style2pixel's generate_sketch_data): grayscale,
+   3x3 Gaussian blur, Sobel edges of the image and of its inverse (each Sobel_x OR
+   Sobel_y, 8 bit, ksize 3), blended 0.75 / 0.75 and inverted: dark outlines on white;
+2. a classical simplification (in place of Simo-Serra et al.'s network, whose weights
+   are not available): threshold the outlines, thin them to one-pixel skeletons
+   (scikit-image), drop components shorter than `min_length` pixels, and redraw the
+   skeleton with a pen of `line_width` pixels, so the lines look like a felt pen's;
+3. `capture.binarize.binarize`, the function the table applies to camera frames, with
+   its parameters written into the pairs' manifest (and later into the bundle).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.morphology import remove_small_objects, skeletonize
+
+from capture.binarize import BinarizeParams, binarize, ink_fraction
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+PAIRS_FORMAT = "newsnow-pairs"
+
+
+@dataclass(frozen=True)
+class SketchSettings:
+    edge_threshold: int = 40    # pencil-sketch darkness (of 255) that counts as a line
+    min_length: int = 6         # skeleton components with fewer pixels are dropped
+    line_width: int = 0         # pen width in sketch px; 0: about R / 48 (2 px at 64)
+    width_jitter: int = 1       # each sketch's pen is line_width +- this (>= 1 px)
+    min_ink: float = 0.002      # sketches with less ink (share of pixels) are dropped
+
+    def width_for(self, resolution: int) -> int:
+        return self.line_width or max(2, round(resolution / 48))
+
+
+def pencil_sketch(gray: np.ndarray) -> np.ndarray:
+    """pSp's pencil-sketch filter: uint8 gray -> uint8 sketch (dark outlines on white)."""
+    blur = cv2.GaussianBlur(gray, (3, 3), 0)
+
+    def sobel(image: np.ndarray) -> np.ndarray:
+        x = cv2.Sobel(image, cv2.CV_8U, 1, 0, ksize=3)
+        y = cv2.Sobel(image, cv2.CV_8U, 0, 1, ksize=3)
+        return cv2.bitwise_or(x, y)
+
+    edges = cv2.bitwise_or(sobel(blur), sobel(255 - blur))
+    blended = cv2.addWeighted(edges, 0.75, edges, 0.75, 0)
+    return 255 - blended
+
+
+def simplify(pencil: np.ndarray, settings: SketchSettings, width: int) -> np.ndarray:
+    """Pencil outlines -> clean pen lines of `width` px: threshold, thin, drop short
+    bits, redraw with a round pen. uint8, ink 0, paper 255."""
+    lines = pencil < 255 - settings.edge_threshold
+    skeleton = skeletonize(lines)
+    skeleton = remove_small_objects(skeleton, max_size=settings.min_length - 1, connectivity=2) \
+        if settings.min_length > 1 else skeleton
+    pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    ink = cv2.dilate(skeleton.astype(np.uint8), pen)
+    return np.where(ink > 0, 0, 255).astype(np.uint8)
+
+
+def make_sketch(drawing: np.ndarray, settings: SketchSettings, params: BinarizeParams,
+                width: int | None = None) -> np.ndarray:
+    """One drawing (uint8 R x R) -> its training sketch through the runtime binarizer."""
+    width = width or settings.width_for(params.resolution)
+    return binarize(simplify(pencil_sketch(drawing), settings, width), params)
+
+
+def default_binarize(resolution: int) -> BinarizeParams:
+    """The table's binarizer at the model resolution (window and flat field fit R)."""
+    return BinarizeParams(resolution=resolution, window=min(15, resolution // 4 | 1),
+                          flat_field=min(32, resolution // 2))
+
+
+def contact_sheet(left: list[np.ndarray], right: list[np.ndarray], columns: int = 4,
+                  scale: int = 2) -> np.ndarray:
+    """Side-by-side (left | right) pairs in a grid, each tile enlarged `scale` times."""
+    r = left[0].shape[0] * scale
+    n = len(left)
+    rows = math.ceil(n / columns)
+    sheet = np.full((rows * (r + 4) + 4, columns * (2 * r + 8) + 4), 160, dtype=np.uint8)
+    for k, (a, b) in enumerate(zip(left, right)):
+        y, x = divmod(k, columns)
+        y0, x0 = 4 + y * (r + 4), 4 + x * (2 * r + 8)
+        sheet[y0:y0 + r, x0:x0 + r] = cv2.resize(a, (r, r), interpolation=cv2.INTER_NEAREST)
+        sheet[y0:y0 + r, x0 + r + 1:x0 + 2 * r + 1] = cv2.resize(b, (r, r), interpolation=cv2.INTER_NEAREST)
+    return sheet
+
+
+def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = SketchSettings(),
+               params: BinarizeParams | None = None, truncation: float = 1.0, validation: float = 0.05,
+               batch: int = 32, seed: int = 0) -> dict:
+    """Sample `count` drawings from the GAN run's EMA generator and write the pairs."""
+    import torch
+
+    from inference.checkpoint import load_model_checkpoint
+    from training.gan import GENERATOR, to_uint8
+
+    run, out = Path(run), Path(out)
+    generator, _, meta = load_model_checkpoint(run / GENERATOR)
+    r = generator.resolution
+    params = params or default_binarize(r)
+    if params.resolution != r:
+        raise ValueError(f"sketches: binarize resolution {params.resolution} is not the generator's {r}")
+    for sub in ("drawings", "sketches"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    z_source = torch.Generator().manual_seed(seed)
+    width = settings.width_for(r)
+    entries, dropped = [], 0
+    while len(entries) < count:
+        z = torch.randn(batch, generator.z_dim, generator=z_source)
+        with torch.no_grad():
+            ws = generator.mapping(z, truncation_psi=truncation)
+            drawings = to_uint8(generator.synthesis(ws, noise_mode="const"))
+        for drawing in drawings:
+            if len(entries) >= count:
+                break
+            pen = max(1, width + int(rng.integers(-settings.width_jitter, settings.width_jitter + 1)))
+            sketch = make_sketch(drawing, settings, params, pen)
+            if ink_fraction(sketch) < settings.min_ink:
+                dropped += 1
+                if dropped > 10 * count + 100:
+                    raise ValueError(f"sketches: the generator in {run} draws (almost) nothing; "
+                                     f"train the GAN longer or lower --edge-threshold")
+                continue
+            name = f"{len(entries):06d}.png"
+            cv2.imwrite(str(out / "drawings" / name), drawing)
+            cv2.imwrite(str(out / "sketches" / name), sketch)
+            entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{name}", "pen": pen})
+    n_val = int(round(count * validation))
+    for k, e in enumerate(entries):
+        e["split"] = "validation" if k >= count - n_val else "train"
+    manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(run / GENERATOR),
+                "resolution": r, "count": len(entries), "dropped_blank": dropped,
+                "truncation": truncation, "seed": seed,
+                "binarize": params.to_dict(), "sketch": dataclasses.asdict(settings),
+                "provenance": meta, "pairs": entries}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shown = entries[:32]
+    sheet = contact_sheet([cv2.imread(str(out / e["sketch"]), cv2.IMREAD_GRAYSCALE) for e in shown],
+                          [cv2.imread(str(out / e["drawing"]), cv2.IMREAD_GRAYSCALE) for e in shown])
+    cv2.imwrite(str(out / "contact_sheet.png"), sheet)
+    return manifest
+
+
+def load_pairs(pairs: Path, split: str | None = "train") -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sketches, drawings) uint8 [N, R, R] of one split, and the manifest."""
+    path = Path(pairs) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: no readable pairs manifest ({exc}); make it with "
+                         f"`newsnow train sketches`") from exc
+    if manifest.get("format") != PAIRS_FORMAT:
+        raise ValueError(f"{path}: not a New Snow pairs manifest")
+    entries = [e for e in manifest["pairs"] if split is None or e["split"] == split]
+    if not entries:
+        raise ValueError(f"{path}: no {split} pairs")
+    read = lambda f: cv2.imread(str(Path(pairs) / f), cv2.IMREAD_GRAYSCALE)  # noqa: E731
+    sketches = np.stack([read(e["sketch"]) for e in entries])
+    drawings = np.stack([read(e["drawing"]) for e in entries])
+    return sketches, drawings, manifest
