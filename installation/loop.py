@@ -44,6 +44,7 @@ from render.transition import Crossfade, ease
 log = logging.getLogger(__name__)
 
 STALL_S = 1.0  # no frame from the camera this long counts as a camera fault
+READ_TIMEOUT_S = 0.25  # how long one read waits for a frame, so that a stop is noticed soon
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Table:
         stalled = False
         while not self._stop.is_set():
             try:
-                frame = self.source.read()
+                frame = self.source.read(READ_TIMEOUT_S)
             except Exception as exc:  # a vanished camera: OSError; anything else is a fault too
                 self.stats.count_fault("camera")
                 log.warning("event=camera_fault error=%r retry_in_s=%.2f", exc, backoff)
