@@ -427,14 +427,16 @@ def _stop_on_signals(kiosk: Kiosk, stop: threading.Event) -> None:
 
 def demo_kiosk(parts, table) -> Kiosk:
     """The kiosk for `newsnow demo`: the health endpoint (any free port if the configured one
-    is busy) and, unless the config names a real one, the simulated table controller."""
+    is busy) and, unless the config names a real one, the simulated table controller. The
+    demo is always open: it ignores [hours]."""
     from dataclasses import replace
 
     config = parts.config
     serial_cfg = config.section("serial")
     if not serial_cfg.port:
         serial_cfg = replace(serial_cfg, port="simulated")
-    kiosk = Kiosk(config, controller=TableController(serial_cfg), notifier=Notifier({}), any_port_if_busy=True)
+    kiosk = Kiosk(config, controller=TableController(serial_cfg), notifier=Notifier({}),
+                  schedule=Schedule(OpeningHours()), any_port_if_busy=True)
     kiosk.model = model_info(parts)
     kiosk.attach(table, source=parts.source)
     return kiosk.start()

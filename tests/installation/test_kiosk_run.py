@@ -198,3 +198,26 @@ def test_display_gaps_are_measured_and_counted():
         kiosk.on_display_frame()
     assert kiosk.max_display_gap_s == pytest.approx(0.8)
     assert kiosk.snapshot()["faults"] == {"display_stall": 1}
+
+
+def test_demo_kiosk_serves_status_with_a_simulated_controller():
+    """`newsnow demo`'s kiosk: /status answers (on any free port when the configured one is taken) and shows
+    the simulated table controller connected with the projector on, and the table running."""
+    from installation.health import HealthServer
+    from installation.kiosk import demo_kiosk
+
+    with HealthServer(lambda: {}, "127.0.0.1", 0) as taken:
+        config = table_config(health={"port": taken.port})
+        parts, open_table = make_parts(config)
+        table = open_table(parts, display=NullDisplay(DISPLAY))
+        kiosk = demo_kiosk(parts, table)
+        runner = threading.Thread(target=table.run, args=(1.5,))
+        runner.start()
+        try:
+            assert kiosk.health.port != taken.port
+            assert wait_for(lambda: get_status(kiosk)["serial"].get("device", "").startswith("newsnow-table-sim"))
+            status = get_status(kiosk)
+            assert status["state"] == "running" and status["projector"]["power"] == "on"
+        finally:
+            runner.join()
+            kiosk.stop()
