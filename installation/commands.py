@@ -5,7 +5,9 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,21 @@ def demo_config(args: argparse.Namespace):
     config = Config.load(args.config) if args.config else Config()
     camera = dataclasses.replace(config.camera, source="simulated", seed=args.seed)
     mode = "headless" if args.headless else ("windowed" if not args.config else config.display.mode)
+    if mode != "headless" and not _has_screen():
+        log.info("event=no_screen running headless (no DISPLAY/WAYLAND_DISPLAY, or SDL's dummy driver)")
+        mode = "headless"
     display = dataclasses.replace(config.display, mode=mode)
     idle = config.idle if args.config else dataclasses.replace(config.idle, after_s=6.0)
     return dataclasses.replace(config, camera=camera, display=display, idle=idle)
+
+
+def _has_screen() -> bool:
+    """Whether a window could open: not on SDL's dummy driver, and on Linux an X or Wayland display."""
+    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
 
 def _stop_on_signals(table) -> None:
