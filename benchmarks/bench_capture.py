@@ -1,6 +1,6 @@
 """Benchmark capture and binarization, and compare the threshold methods.
 
-    python benchmarks/bench_capture.py [--repeats 300] [--compare] [--json FILE]
+    python benchmarks/bench_capture.py [--repeats 300] [--compare] [--threads N] [--json FILE]
 
 Timing (always): capture + binarize of a 1280 x 720 frame of the simulated pen camera
 for each method, the binarizer's stages, the camera thread's hand-off, the simulated
@@ -59,16 +59,21 @@ KNOBS = {  # each method's own knob, swept on the tuning seeds
 
 
 def timed(fn, repeats: int) -> dict:
-    """Median, p95 and min wall time (ms); the min is the figure least disturbed by other load."""
+    """Median, p95 and min wall time, and median CPU time of the calling thread (ms).
+
+    On a shared machine the wall median grows with the load; the thread's CPU time does
+    not (with --threads 1, when OpenCV works in the calling thread only).
+    """
     fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    a = np.asarray(times) * 1000.0
+        cpu.append(time.thread_time() - c0)
+    a, c = np.asarray(times) * 1000.0, np.asarray(cpu) * 1000.0
     return {"median_ms": round(float(np.median(a)), 3), "p95_ms": round(float(np.percentile(a, 95)), 3),
-            "min_ms": round(float(a.min()), 3)}
+            "min_ms": round(float(a.min()), 3), "cpu_median_ms": round(float(np.median(c)), 3)}
 
 
 def test_frame(seed: int = 1, t: float = 10.0):
@@ -212,10 +217,13 @@ def compare() -> dict:
 def markdown(timing_figures: dict | None, comparison: dict | None) -> str:
     lines = []
     if timing_figures:
-        lines += ["| timing (1280 x 720 frame) | median ms | p95 ms | min ms |", "| --- | --- | --- | --- |"]
+        lines += ["| timing (1280 x 720 frame) | median ms | p95 ms | min ms | thread CPU median ms |",
+                  "| --- | --- | --- | --- | --- |"]
         for k, v in timing_figures.items():
             if isinstance(v, dict):
-                lines.append(f"| {k} | {v['median_ms']} | {v['p95_ms']} | {v.get('min_ms', '')} |")
+                lines.append(f"| {k} | {v['median_ms']} | {v['p95_ms']} | {v.get('min_ms', '')} "
+                             f"| {v.get('cpu_median_ms', '')} |")
+        lines.append(f"OpenCV threads: {timing_figures['opencv_threads']}")
         lines.append("")
     if comparison:
         mats = list(MATERIALS)
@@ -242,7 +250,10 @@ def main() -> int:
     ap.add_argument("--compare", action="store_true", help="also compare the threshold methods")
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
+    ap.add_argument("--threads", type=int, help="OpenCV threads (default: OpenCV's choice)")
     args = ap.parse_args()
+    if args.threads:
+        cv2.setNumThreads(args.threads)
     figures = None if args.no_timing else timing(args.repeats)
     comparison = compare() if args.compare else None
     print(markdown(figures, comparison))

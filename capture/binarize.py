@@ -248,6 +248,10 @@ def remove_specks(ink: np.ndarray, min_area: int) -> np.ndarray:
     if keep[1:].all():
         return ink
     keep[0] = False  # label 0 is the paper
+    if n <= 256:  # the usual case: a table lookup is much cheaper than fancy indexing
+        lut = np.zeros(256, np.uint8)
+        lut[:n] = keep
+        return cv2.LUT(labels.astype(np.uint8), lut).view(bool)
     return keep[labels]
 
 

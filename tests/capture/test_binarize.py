@@ -115,14 +115,19 @@ def test_invert_reads_bright_ink():
     assert np.array_equal(dark, bright) and ink_fraction(dark) > 0.005
 
 
-def test_specks_are_removed_but_lines_kept():
-    """Isolated dust dots smaller than speck_area vanish; a stroke stays."""
+@pytest.mark.parametrize("dots", [3, 600])
+def test_specks_are_removed_but_lines_kept(dots):
+    """Isolated dust dots smaller than speck_area vanish and a stroke stays, with few specks
+    and with more than 255 (the two ways remove_specks relabels)."""
     img = np.full((256, 256), 220, np.uint8)
     cv2.line(img, (30, 128), (220, 128), 60, 2)
-    for x, y in [(40, 40), (200, 60), (100, 220)]:
+    lattice = [(x, y) for y in range(4, 252, 7) for x in range(4, 252, 7) if abs(y - 128) > 6]
+    spots = lattice[:: max(1, len(lattice) // dots)][:dots]
+    assert len(spots) == dots
+    for x, y in spots:
         img[y, x] = 40
     sketch = binarize(img, BinarizeParams(speck_area=3))
-    assert sketch[40, 40] == 255 and sketch[60, 200] == 255 and sketch[220, 100] == 255
+    assert all(sketch[y, x] == 255 for x, y in spots)
     assert (sketch[126:131, 40:210] == 0).any(axis=0).all()
     assert (binarize(img, BinarizeParams(speck_area=0)) == 0).sum() > (sketch == 0).sum()
 
