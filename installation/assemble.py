@@ -156,7 +156,7 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
     return Parts(config, model, backend, calibration, warp, source, sketcher, transition, step_ms)
 
 
-def open_table(parts: Parts, display=None, recorder=None, record_every: int = 3, seed: int | None = None) -> Table:
+def open_table(parts: Parts, display=None, recorder=None, seed: int | None = None) -> Table:
     """Open the projector display (unless one is given) and build the running table."""
     from render.display import Display
 
@@ -165,4 +165,4 @@ def open_table(parts: Parts, display=None, recorder=None, record_every: int = 3,
         display = Display(cfg.display.mode, cfg.display.size, cfg.display.index)
     return Table(cfg, parts.source, parts.sketcher, parts.backend, display, parts.warp,
                  transition=parts.transition, step_ms=parts.step_ms,
-                 recorder=recorder, record_every=record_every, seed=seed)
+                 recorder=recorder, seed=seed)

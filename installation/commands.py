@@ -77,9 +77,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = demo_config(args)
     parts = prepare(config, bundle=args.bundle)  # a bad bundle stops here, before any window opens
     args.out.mkdir(parents=True, exist_ok=True)
-    record_fps = 10.0
-    recorder = None if args.no_video else Recorder(args.out, fps=record_fps)
-    table = open_table(parts, recorder=recorder, record_every=max(1, round(config.display.fps / record_fps)),
+    recorder = None if args.no_video else Recorder(args.out, fps=10.0)
+    table = open_table(parts, recorder=recorder,
                        seed=args.seed)
     _stop_on_signals(table)
     from installation.kiosk import demo_kiosk

@@ -90,7 +90,7 @@ class Table:
 
     def __init__(self, config: Config, source, sketcher: Callable[[np.ndarray], np.ndarray], backend,
                  display, warp, *, transition: str = "crossfade", step_ms: float | None = None,
-                 recorder=None, record_every: int = 3, seed: int | None = None):
+                 recorder=None, seed: int | None = None):
         self.config = config
         self.source = source  # .read() -> Frame | None, raises OSError when the camera is gone
         self.sketcher = sketcher  # camera image -> sketch image (uint8 R x R, ink 0)
@@ -98,8 +98,7 @@ class Table:
         self.display = display  # .show(rgb), .quit_requested()
         self.warp = warp  # drawing picture -> projector frame (a new array each call)
         self.transition = transition  # "crossfade" or "latent" (auto is decided before)
-        self.recorder = recorder
-        self.record_every = max(1, int(record_every))
+        self.recorder = recorder  # .offer(frame) at recorder.fps, off the hot path (.fps, .offer)
         self.seed = seed
         self.resolution = int(backend.bundle.resolution)
         self.stats = TableStats(window=config.stats.window, backend=getattr(backend, "name", "?"),
@@ -304,7 +303,7 @@ class Table:
         stamps: tuple | None = None  # latency stamps of an answer not yet shown
         black = None  # what the projector shows before the first drawing
         frame_no = 0
-        next_t = t_log = time.monotonic()
+        next_t = t_log = next_record = time.monotonic()
         early: Answer | None = None  # an answer that arrived between frames, shown at once
         while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
             answer = early if early is not None else self._answers.take_nowait()
@@ -342,8 +341,9 @@ class Table:
                     hook()
             for hook in self.on_display_frame:
                 hook()
-            if self.recorder is not None and frame_no % self.record_every == 0:
-                self.recorder.offer(projector)
+            if self.recorder is not None and t_display >= next_record:
+                self.recorder.offer(projector)  # a copy into the recorder's queue; it encodes elsewhere
+                next_record = max(next_record + 1.0 / self.recorder.fps, t_display - 1.0 / self.recorder.fps)
             frame_no += 1
             if log_every and t_display - t_log >= log_every:
                 t_log = t_display
