@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
 import sys
 import threading
 import time
@@ -99,12 +101,28 @@ class CameraSettings:
         return cls(**d)
 
 
-def open_opencv_camera(settings: CameraSettings) -> cv2.VideoCapture:
-    """Open and configure the camera through OpenCV (V4L2 on Linux)."""
-    api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-    device = settings.device
+def camera_index(device: int | str) -> tuple[int | str, int]:
+    """(what to give cv2.VideoCapture, which backend) for a device index or path.
+
+    OpenCV's V4L2 backend opens devices by index only, so a path such as
+    /dev/v4l/by-id/usb-...-video-index0 (stable across replugs) is resolved to its
+    /dev/videoN and opened as N. Other strings (a GStreamer pipeline, a URL) go to any
+    backend that takes them.
+    """
     if isinstance(device, str) and device.isdigit():
         device = int(device)
+    linux = sys.platform.startswith("linux")
+    if isinstance(device, int):
+        return device, cv2.CAP_V4L2 if linux else cv2.CAP_ANY
+    m = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(device))
+    if linux and m:
+        return int(m.group(1)), cv2.CAP_V4L2
+    return device, cv2.CAP_ANY
+
+
+def open_opencv_camera(settings: CameraSettings) -> cv2.VideoCapture:
+    """Open and configure the camera through OpenCV (V4L2 on Linux)."""
+    device, api = camera_index(settings.device)
     cap = cv2.VideoCapture(device, api)
     if not cap.isOpened():
         cap.release()

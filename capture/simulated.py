@@ -61,7 +61,7 @@ class SimulatedPenSettings:
     pace: bool = True  # wait for each frame's time like a camera; False: as fast as read
     # the table and the sheet
     sheet_mm: tuple[float, float] = (420.0, 297.0)  # A3 landscape
-    px_per_mm: float = 2.2  # camera pixels per mm on the table
+    px_per_mm: float | None = None  # camera px per mm on the table; None: the sheet fills 90 %
     tilt: float = 0.04  # keystone of a camera not quite square to the table
     area_margin_mm: float = 15.0  # the drawing area keeps this far from the sheet's edge
     paper_level: float = 205.0  # grey level of the brightest paper
@@ -101,8 +101,10 @@ class SimulatedPenSettings:
         w, h = self.sheet_mm
         if not (w > 0 and h > 0):
             raise bad("sheet_mm", "must be two positive lengths")
-        if max(w * self.px_per_mm, h * self.px_per_mm) > 2 * max(self.width, self.height):
-            raise bad("px_per_mm", "puts the sheet far outside the view")
+        if self.px_per_mm is not None and not (
+            0 < max(w, h) * self.px_per_mm <= 2 * max(self.width, self.height)
+        ):
+            raise bad("px_per_mm", "must be positive and keep the sheet near the view")
         if not 0 <= self.area_margin_mm < min(w, h) / 2 - 10:
             raise bad("area_margin_mm", "must leave a drawing area of at least 20 mm")
         lo, hi = self.strokes_per_sheet
@@ -118,6 +120,13 @@ class SimulatedPenSettings:
             raise bad("pen_speed", "pen_speed and pen_mm must be positive")
         if self.faults_per_minute < 0:
             raise bad("faults_per_minute", "must be >= 0")
+
+    @property
+    def scale(self) -> float:
+        """Camera pixels per mm on the table."""
+        if self.px_per_mm is not None:
+            return self.px_per_mm
+        return 0.9 * min(self.width / self.sheet_mm[0], self.height / self.sheet_mm[1])
 
     @property
     def drawing_area_mm(self) -> tuple[float, float, float, float]:
@@ -270,7 +279,7 @@ def make_sheet(settings: SimulatedPenSettings, index: int, t_on: float) -> Sheet
     """Sheet number `index` of the script, laid at t_on; its own RNG keeps it reproducible."""
     s = settings
     rng = np.random.default_rng([s.seed, 1, index])
-    tw, th = s.width / s.px_per_mm, s.height / s.px_per_mm  # the table the camera sees, mm
+    tw, th = s.width / s.scale, s.height / s.scale  # the table the camera sees, mm
     slack = np.maximum(np.array([tw, th]) - np.array(s.sheet_mm), 0) * 0.25
     pose = (tw / 2 + rng.uniform(-slack[0], slack[0]), th / 2 + rng.uniform(-slack[1], slack[1]),
             rng.normal(0, 0.02))
@@ -352,7 +361,7 @@ class SimulatedPenCamera:
 
     def _make_table_to_camera(self) -> np.ndarray:
         s = self.settings
-        k = s.px_per_mm
+        k = s.scale
         w, h = s.width, s.height
         scale = np.array([[k, 0, 0], [0, k, 0], [0, 0, 1]], float)
         # a slight keystone about the image centre: the camera is not quite square to the table
@@ -481,7 +490,7 @@ class SimulatedPenCamera:
             picture_key = (id(sheet), m.tobytes(), tuple(drawn_now))
             if picture_key != self._picture_key:
                 self._ink = np.zeros((s.height, s.width), np.uint8)
-                thickness = max(1, int(round(s.pen_mm * s.px_per_mm)))
+                thickness = max(1, int(round(s.pen_mm * s.scale)))
                 self._ink_drawn = self._draw_strokes(self._ink, sheet, m, t, thickness)
         if picture_key != self._picture_key or self._picture is None:
             if sheet is not None and any(self._ink_drawn):
@@ -502,7 +511,7 @@ class SimulatedPenCamera:
         mask = np.zeros((s.height, s.width), np.uint8)
         sheet = self._sheet_at(t)
         if sheet is not None:
-            thickness = max(1, int(round(s.pen_mm * s.px_per_mm)))
+            thickness = max(1, int(round(s.pen_mm * s.scale)))
             self._draw_strokes(mask, sheet, self.sheet_to_camera(t), t, thickness,
                                anti_alias=False)
         return mask > 0

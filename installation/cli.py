@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "inference.commands",  # export, bench
     "installation.ops_commands",  # status, doctor
     "calibration.commands",  # calibrate sheet, camera, projector, check
+    "capture.commands",  # camera check, record
+    "training.editing.hspace_commands",  # hspace train-ddpm|sample|pca|jacobian|supervised|edit; train ddpm
 ]
 
 

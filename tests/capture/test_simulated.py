@@ -6,7 +6,7 @@ from capture.binarize import ink_fraction
 from capture.health import FAULT_KINDS
 from capture.simulated import Fault, SimulatedPenCamera, SimulatedPenSettings
 
-SMALL = dict(width=320, height=180, px_per_mm=0.55, pace=False)
+SMALL = dict(width=320, height=180, pace=False)
 
 
 def test_same_seed_same_frames_other_seed_other_frames():
@@ -125,7 +125,7 @@ def test_paced_camera_keeps_its_frame_rate():
 
 
 @pytest.mark.parametrize("field,value", [("strokes", "words"), ("fps", 0), ("width", 10),
-                                         ("strokes_per_sheet", (5, 2)), ("area_margin_mm", 200),
+                                         ("strokes_per_sheet", (5, 2)), ("area_margin_mm", 200), ("px_per_mm", 100.0),
                                          ("darkness", (0.6, 0.2))])
 def test_settings_refuse_a_bad_field(field, value):
     """A bad setting raises ValueError naming it."""
