@@ -69,3 +69,20 @@ def test_run_without_the_config_file_names_it(tmp_path, capsys):
     rc = cli.main(["run", "--config", str(tmp_path / "table.toml")])
     assert rc == 2
     assert "table.toml: config file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_never_imports_torch(tiny_bundle, tmp_path):
+    """The whole demo (config, bundle, ONNX Runtime, capture, loop, display, recorder) runs without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from installation import cli; "
+        f"rc = cli.main(['demo', '--headless', '--seconds', '1.5', '--out', {str(tmp_path)!r}, "
+        f"'--bundle', {str(tiny_bundle)!r}]); "
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "SDL_VIDEODRIVER": "dummy"})
+    assert "NO-TORCH 0" in result.stdout, result.stdout + result.stderr
