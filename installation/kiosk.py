@@ -119,6 +119,7 @@ class Kiosk:
         self.max_display_gap_s = 0.0
         self.display_frames = 0
         self.started = False  # the first frame reached the projector
+        self.t_first_frame = 0.0
         self._hung_logged = False
 
     # -- life cycle
@@ -185,7 +186,8 @@ class Kiosk:
     def on_first_frame(self) -> None:
         if not self.started:
             self.started = True
-            log.info("event=first_frame_displayed after_s=%.2f", self._clock() - self.t_start)
+            self.t_first_frame = self._clock()
+            log.info("event=first_frame_displayed after_s=%.2f", self.t_first_frame - self.t_start)
         self.notifier.ready(status="showing drawings")
 
     def on_display_frame(self) -> None:
@@ -260,7 +262,9 @@ class Kiosk:
         found = []
         if table_status is not None and not self.sleeping:
             age = table_status.get("last_frame_age_s")
-            if (age is None and self.started) or (age is not None and age > self.watchdog.camera_stale_s):
+            if age is None and self.started:  # no frame yet: give the camera as long as a stale one
+                age = self._clock() - self.t_first_frame
+            if age is not None and age > self.watchdog.camera_stale_s:
                 found.append("camera: no frames")
         if camera and camera.get("state") not in ("ok", None) and not self.sleeping:
             found.append(f"camera: {camera['state']}")
