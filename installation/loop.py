@@ -92,7 +92,7 @@ class Table:
                  display, warp, *, transition: str = "crossfade", step_ms: float | None = None,
                  recorder=None, seed: int | None = None):
         self.config = config
-        self.source = source  # .read() -> Frame | None, raises OSError when the camera is gone
+        self.source = source  # .read(timeout) -> Frame | None (None: no frame yet); may raise OSError
         self.sketcher = sketcher  # camera image -> sketch image (uint8 R x R, ink 0)
         self.backend = backend
         self.display = display  # .show(rgb), .quit_requested()
@@ -109,7 +109,8 @@ class Table:
         self._answers: Mailbox[Answer] = Mailbox()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # What is on show, for last.png and the stroke composite (references, swapped whole).
+        # The newest frame and sketch, and what is on show: for last.png, the idle composite and
+        # watchers (references, swapped whole, so reading them from another thread is safe).
         self.latest_frame: Frame | None = None
         self.latest_sketch: Sketch | None = None
         self.latest_picture: np.ndarray | None = None

@@ -186,3 +186,17 @@ def test_hooks_first_frame_once_and_every_frame():
     status = table.run(0.5)
     assert calls["first"] == 1
     assert calls["frame"] == status.frames_displayed > 20
+
+
+def test_composite_lays_the_answered_strokes_over_the_drawing():
+    """With tone.composite_strokes the visitor's ink is darkened into the drawing it answers."""
+    # the fake model inverts the sketch: its ink comes back white; the composite makes it black again
+    plain = make_table(lambda t: paper([BOX]))
+    plain.run(0.6)
+    composite = make_table(lambda t: paper([BOX]), tone={"composite_strokes": True, "stroke_opacity": 1.0})
+    composite.run(0.6)
+    ink = composite.latest_sketch.image == 0
+    assert ink.any()
+    assert plain.latest_picture[ink].min() == 255
+    assert composite.latest_picture[ink].max() == 0
+    assert np.array_equal(composite.latest_picture[~ink], plain.latest_picture[~ink])
