@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import serial
 
@@ -73,52 +73,24 @@ class Event:
     args: tuple[str, ...] = ()
 
 
+def _limits(lo: float, hi: float) -> dict:
+    """Field metadata the config loader checks (installation/config.py): a value in [lo, hi]."""
+    return {"min": lo, "max": hi}
+
+
 @dataclass(frozen=True)
 class SerialConfig:
-    """The `[serial]` config section. `port = ""` means no table controller."""
+    """The `[serial]` config section (validated by installation/config.py from these hints
+    and limits). `port = ""` means no table controller; "simulated" runs the pty simulator."""
 
     port: str = ""
-    baudrate: int = 115200
-    reply_timeout_s: float = 0.3
-    retries: int = 3
-    reconnect_max_s: float = 10.0
-    poll_s: float = 5.0
-    led_level: int = 255
-    max_temperature_c: float = 70.0
-
-    @classmethod
-    def from_dict(cls, d: dict | None, path: str = "serial") -> "SerialConfig":
-        return _from_dict(cls, d or {}, path, {
-            "baudrate": lambda v: v in (9600, 19200, 38400, 57600, 115200, 230400),
-            "reply_timeout_s": lambda v: 0 < v <= 10,
-            "retries": lambda v: 0 <= v <= 10,
-            "reconnect_max_s": lambda v: 0 < v <= 600,
-            "poll_s": lambda v: 0 < v <= 3600,
-            "led_level": lambda v: 0 <= v <= 255,
-            "max_temperature_c": lambda v: 0 < v < 150,
-        })
-
-
-def _from_dict(cls, d: dict, path: str, checks: dict):
-    """Builds a flat config dataclass, refusing unknown keys, wrong types and bad values."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a table, got {type(d).__name__}")
-    fields = cls.__dataclass_fields__
-    values = {}
-    for key, value in d.items():
-        if key not in fields:
-            raise ValueError(f"{path}.{key}: unknown key; expected one of {', '.join(fields)}")
-        default = fields[key].default
-        kind = type(default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not kind:
-            raise ValueError(f"{path}.{key}: expected {kind.__name__}, got {value!r}")
-        check = checks.get(key)
-        if check and not check(value):
-            raise ValueError(f"{path}.{key}: value {value!r} is out of range")
-        values[key] = value
-    return cls(**values)
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400] = 115200
+    reply_timeout_s: float = field(default=0.3, metadata=_limits(0.01, 10))
+    retries: int = field(default=3, metadata=_limits(0, 10))
+    reconnect_max_s: float = field(default=10.0, metadata=_limits(0.1, 600))
+    poll_s: float = field(default=5.0, metadata=_limits(0.1, 3600))
+    led_level: int = field(default=255, metadata=_limits(0, 255))  # IR LED brightness while open
+    max_temperature_c: float = field(default=70.0, metadata=_limits(1, 150))
 
 
 # ---------------------------------------------------------------- controller

@@ -18,7 +18,7 @@ import math
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -31,17 +31,11 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/status"
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """The `[health]` config section."""
+    """The `[health]` config section (validated by installation/config.py)."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-
-    @classmethod
-    def from_dict(cls, d: dict | None, path: str = "health") -> "HealthConfig":
-        from installation.controller import _from_dict
-
-        return _from_dict(cls, d or {}, path, {"port": lambda v: 0 <= v <= 65535, "host": bool})
+    host: str = "127.0.0.1"  # keep it on loopback; reach it from elsewhere through an SSH tunnel
+    port: int = field(default=DEFAULT_PORT, metadata={"min": 0, "max": 65535})  # 0: any free port
 
 
 class HealthServer:

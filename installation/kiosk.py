@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from installation.config import register_section
-from installation.controller import Event, SerialConfig, TableController, _from_dict
+from installation.controller import Event, SerialConfig, TableController
 from installation.health import HealthConfig, HealthServer
 from installation.notify import Notifier
 from installation.schedule import OpeningHours, Schedule
@@ -32,19 +32,18 @@ from installation.schedule import OpeningHours, Schedule
 log = logging.getLogger(__name__)
 
 
+def _seconds(default: float) -> float:
+    return field(default=default, metadata={"min": 0.01, "max": 3600})
+
+
 @dataclass(frozen=True)
 class WatchdogConfig:
     """The `[watchdog]` config section: when the table counts as hung or degraded."""
 
-    model_hang_s: float = 20.0  # one model call longer than this stops WATCHDOG=1: systemd restarts
-    display_stall_s: float = 0.5  # a gap between display frames longer than this is a fault
-    camera_stale_s: float = 3.0  # no camera frame this long: state degraded (the camera reconnects itself)
-    tick_s: float = 1.0  # how often opening hours and temperature are checked
-
-    @classmethod
-    def from_dict(cls, d: dict | None, path: str = "watchdog") -> "WatchdogConfig":
-        positive = lambda v: 0 < v <= 3600  # noqa: E731
-        return _from_dict(cls, d or {}, path, {k: positive for k in cls.__dataclass_fields__})
+    model_hang_s: float = _seconds(20.0)  # one model call longer than this stops WATCHDOG=1: systemd restarts
+    display_stall_s: float = _seconds(0.5)  # a gap between display frames longer than this is a fault
+    camera_stale_s: float = _seconds(3.0)  # no camera frame this long: degraded (the camera reconnects itself)
+    tick_s: float = _seconds(1.0)  # how often opening hours and temperature are checked
 
 
 register_section("serial", SerialConfig)

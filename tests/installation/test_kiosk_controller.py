@@ -151,13 +151,19 @@ def test_missing_device_at_start_is_retried_until_it_appears(tmp_path):
 
 
 def test_serial_config_refuses_bad_values():
-    """[serial] keys are checked: unknown keys, wrong types and out-of-range values name the key."""
-    assert SerialConfig.from_dict({"port": "/dev/newsnow-table", "retries": 1}).retries == 1
-    with pytest.raises(ValueError, match=r"serial\.baud: unknown key"):
-        SerialConfig.from_dict({"baud": 9600})
-    with pytest.raises(ValueError, match=r"serial\.baudrate: value 1234"):
-        SerialConfig.from_dict({"baudrate": 1234})
-    with pytest.raises(ValueError, match=r"serial\.led_level: expected int"):
-        SerialConfig.from_dict({"led_level": "full"})
+    """[serial], [health] and [watchdog] are checked by the table's config loader: unknown keys, wrong types
+    and out-of-range values are refused with the file and the key named."""
+    from installation.config import Config, ConfigError
+
+    config = Config.from_dict({"serial": {"port": "/dev/newsnow-table", "retries": 1}, "health": {"port": 0}})
+    assert config.section("serial").retries == 1 and config.section("health").port == 0
+    assert config.section("watchdog").model_hang_s == 20.0  # defaults without the table
+    for data, message in [({"serial": {"baud": 9600}}, r"table\.toml: serial\.baud: unknown key"),
+                          ({"serial": {"baudrate": 1234}}, r"serial\.baudrate: expected one of 9600"),
+                          ({"serial": {"led_level": "full"}}, r"serial\.led_level: expected an integer"),
+                          ({"health": {"port": 70000}}, r"health\.port: 70000 is out of range"),
+                          ({"watchdog": {"model_hang_s": 0}}, r"watchdog\.model_hang_s: 0 is out of range")]:
+        with pytest.raises(ConfigError, match=message):
+            Config.from_dict(data, source="table.toml")
     with pytest.raises(ValueError, match="serial.port"):
         TableController(SerialConfig())
