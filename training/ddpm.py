@@ -109,8 +109,9 @@ def _export(unet, ema, scheduler, out: Path, provenance: dict) -> Path:
     """The EMA weights as a DDPMPipeline folder at out/model, replaced atomically."""
     from diffusers import DDPMPipeline
 
-    export = type(unet).from_config(unet.config)
+    export = type(unet).from_config(unet.config).to(next(unet.parameters()).device)
     ema.copy_to(export.parameters())
+    export = export.cpu()
     tmp, final, old = out / "model.tmp", out / "model", out / "model.old"
     shutil.rmtree(tmp, ignore_errors=True)
     DDPMPipeline(unet=export, scheduler=scheduler).save_pretrained(tmp)
@@ -122,8 +123,8 @@ def _export(unet, ema, scheduler, out: Path, provenance: dict) -> Path:
     return final
 
 
-def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False) -> dict:
-    """Train (or continue) a DDPM on the drawings in `images`; returns a summary."""
+def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False, device: str = "cpu") -> dict:
+    """Train (or continue) a DDPM on the drawings in `images` (on `device`); returns a summary."""
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
@@ -131,7 +132,8 @@ def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False) -
     out.mkdir(parents=True, exist_ok=True)
     data = load_images(Path(images), cfg.resolution)
     torch.manual_seed(cfg.seed)
-    unet = build_unet(cfg, channels=data.shape[1])
+    unet = build_unet(cfg, channels=data.shape[1]).to(device)
+    data = data.to(device)
     scheduler = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
@@ -141,7 +143,7 @@ def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False) -
     if resume:
         if not state_file.is_file():
             raise FileNotFoundError(f"{state_file}: nothing to resume; run once without --resume")
-        state = torch.load(state_file, weights_only=False)
+        state = torch.load(state_file, weights_only=False, map_location=device)
         saved = {k: v for k, v in state["config"].items() if k != "steps"}
         wanted = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "steps"}
         if saved != wanted:
@@ -151,7 +153,7 @@ def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False) -
         unet.load_state_dict(state["unet"])
         opt.load_state_dict(state["opt"])
         ema.load_state_dict(state["ema"])
-        gen.set_state(state["generator"])
+        gen.set_state(state["generator"].cpu())
         start = state["step"]
         log.info("resuming %s at step %d", state_file, start)
     provenance = {
@@ -164,16 +166,17 @@ def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False) -
     step = start
     for step in range(start, cfg.steps):
         idx = torch.randint(data.shape[0], (cfg.batch,), generator=gen)
-        x0 = data[idx]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, cfg.train_timesteps, (cfg.batch,), generator=gen)
+        x0 = data[idx.to(device)]
+        # Noise and timesteps come from the CPU generator, so a resumed run draws the same.
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, cfg.train_timesteps, (cfg.batch,), generator=gen).to(device)
         loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         ema.step(unet.parameters())
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (step + 1) % 50 == 0:
             log.info("step %d/%d loss %.4f (mean of last 50) %.2f steps/s", step + 1, cfg.steps,
                      np.mean(losses[-50:]), len(losses) / (time.monotonic() - t0))

@@ -87,7 +87,7 @@ def cmd_train_ddpm(args) -> int:
                                             "layers_per_block") if getattr(args, f) is not None}
     if args.channels:
         fields["block_out_channels"] = tuple(int(c) for c in args.channels.split(","))
-    summary = train_ddpm(Path(args.images), Path(args.out), DdpmConfig(**fields), resume=args.resume)
+    summary = train_ddpm(Path(args.images), Path(args.out), DdpmConfig(**fields), resume=args.resume, device=args.device)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -224,6 +224,7 @@ def _train_ddpm_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers-per-block", type=int, default=None, help="(default 1)")
     p.add_argument("--seed", type=int, default=None, help="(default 0)")
     p.add_argument("--resume", action="store_true", help="continue OUT/state.pt")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(handler=cmd_train_ddpm)
 
 
