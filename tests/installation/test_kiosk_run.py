@@ -222,3 +222,37 @@ def test_demo_kiosk_serves_status_with_a_simulated_controller():
         finally:
             runner.join()
             kiosk.stop()
+
+
+@pytest.mark.slow
+def test_newsnow_run_speaks_to_systemd(tmp_path, tiny_bundle):
+    """`newsnow run` as systemd starts it (NOTIFY_SOCKET, WATCHDOG_USEC): READY=1 once the first frame is
+    shown, WATCHDOG=1 while it runs, structured key=value logs, and on SIGTERM STOPPING=1 and exit 0."""
+    import signal
+    import subprocess
+    import sys
+
+    listener = NotifyListener(str(tmp_path / "notify"))
+    config = tmp_path / "table.toml"
+    config.write_text(f'[camera]\nsource = "simulated"\nresolution = [320, 180]\n[model]\nbundle = "{tiny_bundle}"\n'
+                      f'threads = 1\n[display]\nmode = "headless"\nsize = [160, 120]\n[health]\nport = 0\n')
+    env = dict(os.environ, NOTIFY_SOCKET=listener.sock.getsockname(), WATCHDOG_USEC="1000000",
+               SDL_VIDEODRIVER="dummy")
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen([sys.executable, "-m", "installation.cli", "run", "--config", str(config)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: listener.count("READY=1") == 1, timeout=60)
+        assert wait_for(lambda: listener.count("WATCHDOG=1") >= 2, timeout=10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert wait_for(lambda: listener.count("STOPPING=1") == 1)
+    assert "level=info logger=installation.kiosk event=first_frame_displayed" in err
+    assert "event=stopping signal=SIGTERM" in err and "event=stopped" in err
+    listener.close()
