@@ -80,3 +80,22 @@ def test_section_refusals_name_the_key():
                       ({"always_open": "yes"}, r"hours\.always_open")]:
         with pytest.raises(ValueError, match=key):
             OpeningHours.from_dict(data)
+
+
+def test_example_config_hours_block_is_valid_when_uncommented():
+    """The commented [hours] example in installation/example.toml parses once uncommented (operators copy it)."""
+    import tomllib
+    from pathlib import Path
+
+    import installation
+
+    lines = (Path(installation.__file__).parent / "example.toml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# [hours]"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:].split("  #")[0])
+    hours = OpeningHours.from_dict(tomllib.loads("\n".join(block))["hours"])
+    assert not hours.always_open and not hours.is_open(at("2026-11-23", "12:00"))  # Monday closed
+    assert hours.is_open(at("2026-11-26", "20:00"))
