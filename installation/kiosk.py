@@ -54,7 +54,8 @@ register_section("watchdog", WatchdogConfig)
 
 class WatchedBackend:
     """The model backend with a stopwatch: `busy_s()` says how long the call in progress
-    has been running, so the watchdog notices a hung GPU or model call."""
+    has been running, so the watchdog notices a hung GPU or model call. (The loop calls
+    the model from its one inference thread, so one stopwatch is enough.)"""
 
     CALLS = ("sketch_to_drawing", "encode", "generate", "map")
 
@@ -98,7 +99,7 @@ class Kiosk:
         if controller is None and serial_cfg.port:
             controller = TableController(serial_cfg, on_event=self._on_event)
         self.controller = controller
-        if controller is not None and controller.on_event is not self._on_event:
+        if controller is not None:
             controller.on_event = self._on_event
         self._simulator = None
         health = config.section("health")
@@ -111,7 +112,7 @@ class Kiosk:
         self.model: dict = {}
         self.sleeping = False
         self.open: bool | None = None
-        self.new_sheet = threading.Event()
+        self.button_presses = 0
         self._faults: dict[str, int] = {}  # the kiosk's own, plus those of finished table runs
         self._lock = threading.Lock()
         self._last_display: float | None = None
@@ -217,7 +218,7 @@ class Kiosk:
         if event.name == "BUTTON":
             log.info("event=button name=%s", ",".join(event.args))
             if "NEW_SHEET" in event.args or "RESET" in event.args:
-                self.new_sheet.set()
+                self.button_presses += 1
                 table = self.table
                 if table is not None:
                     table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
@@ -315,6 +316,7 @@ class Kiosk:
                        "frames": ts.get("frames_captured", (camera or {}).get("frames"))},
             "projector": {"power": power or "unknown", "display_frames": self.display_frames,
                           "max_display_gap_s": round(self.max_display_gap_s, 3)},
+            "button_presses": self.button_presses,
             "serial": serial,
             "model": {**self.model, "backend": ts.get("backend") or self.model.get("backend"),
                       "transition": ts.get("transition")},
@@ -390,7 +392,6 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
                 continue
             table = open_table(parts, display=display)
             kiosk.attach(table, source=parts.source, backend=watched)
-            kiosk.new_sheet.clear()
             done = threading.Event()
             ticker = threading.Thread(target=_watch_hours, args=(kiosk, table, stop, done), name="kiosk-hours",
                                       daemon=True)

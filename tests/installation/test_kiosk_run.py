@@ -128,7 +128,7 @@ def test_kiosk_runs_sleeps_wakes_and_restarts_on_the_button(tmp_path):
             assert wait_for(lambda: listener.count("WATCHDOG=1") >= 3)
 
             sim.press_button()
-            assert wait_for(lambda: parts.tables == 2)
+            assert wait_for(lambda: parts.tables == 2) and kiosk.button_presses == 1
 
             now[0] = TUESDAY.replace(hour=18)  # closing time
             assert wait_for(lambda: kiosk.sleeping and sim.projector is False and sim.led == 0)
