@@ -128,3 +128,18 @@ def test_doctor_exit_status_and_json(tmp_path, tiny_bundle, capsys):
         assert run_doctor(["--config", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  bundle" in out and "fix: copy the model bundle" in out and "block the table: bundle" in out
+
+
+def test_kiosk_modules_and_doctor_never_import_torch():
+    """The kiosk's modules, `newsnow status` and a whole `newsnow doctor` run leave torch unimported
+    (a kiosk has only ONNX Runtime)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, installation.kiosk, installation.controller_sim, installation.kiosk_log, "
+            "installation.ops_commands as ops, installation.doctor as d\n"
+            "from installation.config import Config\n"
+            "d.run_checks(Config.from_dict({'camera': {'source': 'simulated'}, 'display': {'mode': 'headless'}}))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
