@@ -325,7 +325,8 @@ class SimulatedPenCamera:
         self.settings = s = settings or SimulatedPenSettings()
         self.name = f"simulated:{s.seed}"
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # read() and health()
+        self._script_lock = threading.Lock()  # the lazily written script
         self._sheets: list[Sheet] = []
         self._fault_minutes: dict[int, list[Fault]] = {}
         self._t0: float | None = None
@@ -404,9 +405,11 @@ class SimulatedPenCamera:
     # the script ----------------------------------------------------------------------------
 
     def _ensure_script(self, t: float) -> None:
-        while not self._sheets or self._sheets[-1].t_off + self.settings.away_s <= t:
-            t_on = self._sheets[-1].t_off + self.settings.away_s if self._sheets else 0.0
-            self._sheets.append(make_sheet(self.settings, len(self._sheets), t_on))
+        # The loop asks for camera_to_sketch from another thread than the one reading.
+        with self._script_lock:
+            while not self._sheets or self._sheets[-1].t_off + self.settings.away_s <= t:
+                t_on = self._sheets[-1].t_off + self.settings.away_s if self._sheets else 0.0
+                self._sheets.append(make_sheet(self.settings, len(self._sheets), t_on))
 
     def _last_sheet_before(self, t: float) -> Sheet:
         self._ensure_script(t)
@@ -423,8 +426,9 @@ class SimulatedPenCamera:
             minute = int(t // 60)
             for m in (minute - 1, minute):
                 if m >= 0:
-                    if m not in self._fault_minutes:
-                        self._fault_minutes[m] = fault_schedule(self.settings, m)
+                    with self._script_lock:
+                        if m not in self._fault_minutes:
+                            self._fault_minutes[m] = fault_schedule(self.settings, m)
                     faults += self._fault_minutes[m]
         for f in faults:
             if f.start <= t < f.start + f.duration:

@@ -146,3 +146,31 @@ def test_kanji_strokes_from_kanjivg():
     sheet = cam._last_sheet_before(0.0)
     assert len(sheet.strokes) == 3
     assert ink_fraction(cam.truth_sketch(128, sheet.strokes[-1].t_end)) > 0.001
+
+
+def test_crop_can_be_asked_from_another_thread_while_reading():
+    """The loop asks camera_to_sketch from its binarizing thread while the capture thread
+    reads: the lazily made script still has each sheet once, in order."""
+    import threading
+    import time
+
+    cam = SimulatedPenCamera(SimulatedPenSettings(seed=0, blank_s=0.2, strokes_per_sheet=(1, 1), **SMALL))
+    done = threading.Event()
+
+    def ask():
+        while not done.is_set():
+            cam.camera_to_sketch(64)
+            time.sleep(0.0005)
+
+    helpers = [threading.Thread(target=ask) for _ in range(2)]
+    for h in helpers:
+        h.start()
+    try:
+        for _ in range(450):  # 15 s of simulation: several sheets
+            cam.read()
+    finally:
+        done.set()
+        for h in helpers:
+            h.join()
+    starts = [s.t_on for s in cam._sheets]
+    assert len(starts) >= 3 and starts == sorted(set(starts))
