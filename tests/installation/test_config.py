@@ -58,6 +58,7 @@ def test_missing_config_names_the_file(tmp_path):
 def test_registered_section_is_validated_and_read_back(monkeypatch):
     """Another area's `[serial]` section is accepted once registered, validated like the rest."""
     monkeypatch.setattr(config_module, "_EXTRA_SECTIONS", {})
+    monkeypatch.setattr(config_module, "SECTION_MODULES", [])  # only this test's section
 
     @dataclass(frozen=True)
     class Serial:
@@ -75,6 +76,7 @@ def test_registered_section_is_validated_and_read_back(monkeypatch):
 def test_registered_section_with_its_own_from_dict(monkeypatch):
     """A section class that validates itself (from_dict(d, path)) has its ValueError reported as a ConfigError."""
     monkeypatch.setattr(config_module, "_EXTRA_SECTIONS", {})
+    monkeypatch.setattr(config_module, "SECTION_MODULES", [])  # only this test's section
 
     class Hours:
         def __init__(self, d):
