@@ -174,3 +174,16 @@ def test_crop_can_be_asked_from_another_thread_while_reading():
             h.join()
     starts = [s.t_on for s in cam._sheets]
     assert len(starts) >= 3 and starts == sorted(set(starts))
+
+
+def test_a_driven_clock_sets_the_pace():
+    """With an injected clock the camera shows the frame of that clock's time (frames in
+    between are skipped, like a camera read too slowly) and stamps frames with it."""
+    now = [100.0]
+    cam = SimulatedPenCamera(SimulatedPenSettings(seed=0, **{**SMALL, "pace": True}), clock=lambda: now[0])
+    first = cam.read(timeout=0)
+    now[0] += 0.5
+    later = cam.read(timeout=0)
+    assert first.sequence == 0 and later.sequence == 15
+    assert later.t_capture == 100.5
+    assert np.array_equal(later.image, SimulatedPenCamera(SimulatedPenSettings(seed=0, **SMALL)).render(0.5))
