@@ -68,6 +68,22 @@ class Answer:
     sequence: int | None = None  # frame sequence number of the sketch it answers
 
 
+@dataclass
+class LatentMove:
+    """A latent transition in progress: W+ from the drawing on show towards a new sketch's."""
+
+    w_from: np.ndarray
+    w_to: np.ndarray
+    t0: float  # when the sketch's W+ was known
+    sketch: Sketch
+    stamps: tuple  # latency stamps, carried by the first step only
+    k: int = 1  # the next step, 1..latent_steps
+
+    def due(self, step_s: float) -> float:
+        """Step k goes out (k - 1) steps after t0: the first at once."""
+        return self.t0 + (self.k - 1) * step_s
+
+
 def frame_problem(frame: object, size: tuple[int, int] | None) -> str | None:
     """Why a frame cannot be used (wrong type or size, all black or white), or None."""
     image = getattr(frame, "image", None)
@@ -203,12 +219,11 @@ class Table:
         idle = False
         wander: Wander | None = None
         w_shown: np.ndarray | None = None  # W+ of the drawing on show, when known
-        move = None  # a latent transition in progress: [w_from, w_to, t0, next step k, stamps, sketch]
+        move: LatentMove | None = None
         next_idle = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            # Step k of a latent move is due (k - 1) steps after its sketch came: the first at once.
-            step_due = None if move is None else move[2] + (move[3] - 1) * step_s
+            step_due = None if move is None else move.due(step_s)
             if step_due is not None and now >= step_due:
                 pending = None  # a due step goes out before the next sketch, so drawing never starves it
             else:
@@ -241,18 +256,19 @@ class Table:
                             self._post(self.backend.generate(w_new), cfg.transition.duration_s, stamps,
                                        pending.sketch)
                         else:
-                            move = [w_shown, w_new, now, 1, stamps, pending.sketch]
+                            move = LatentMove(w_shown, w_new, now, pending.sketch, stamps)
                     else:
                         drawing = self.backend.sketch_to_drawing(x)
                         self.stats.count_inference(now)
                         self._post(drawing, cfg.transition.duration_s, stamps, pending.sketch)
                         w_shown = None  # the fused graph gives no W+: idle starts afresh
                 elif move is not None and now >= step_due:
-                    w_from, w_to, t0, k, stamps, sketch = move
-                    w_shown = w_from + ease(k / cfg.transition.latent_steps) * (w_to - w_from)
-                    self._post(self.backend.generate(w_shown), step_s, stamps if k == 1 else (), sketch)
+                    w_shown = move.w_from + ease(move.k / cfg.transition.latent_steps) * (move.w_to - move.w_from)
+                    self._post(self.backend.generate(w_shown), step_s, move.stamps if move.k == 1 else (), move.sketch)
                     self.stats.count_generation()
-                    move = None if k >= cfg.transition.latent_steps else [w_from, w_to, t0, k + 1, stamps, sketch]
+                    move.k += 1
+                    if move.k > cfg.transition.latent_steps:
+                        move = None
                 elif not idle and now - last_change >= cfg.idle.after_s:
                     idle, wander, next_idle = True, None, now
                     self.stats.set_idle(True)
@@ -275,7 +291,6 @@ class Table:
                 move = None
                 next_idle = now + max(idle_period, 1.0)  # a broken idle graph is retried slowly
                 self._stop.wait(0.05)
-
 
     # ---- display (the caller's thread) --------------------------------------------------
     def run(self, seconds: float | None = None) -> TableStatus:
