@@ -182,3 +182,17 @@ def test_sketch_difference_counts_changed_pixels():
     assert sketch_difference(a, b) == pytest.approx(0.005)
     with pytest.raises(ValueError, match="shape"):
         sketch_difference(a, b[:50])
+
+
+def test_mirrored_homography_gives_the_mirrored_sketch():
+    """The camera films the sheet from below, so the calibration's to_sketch mirrors: a
+    mirrored homography yields exactly the left-right flipped sketch."""
+    img = np.full((480, 640), 215, np.uint8)
+    cv2.line(img, (150, 60), (420, 400), 50, 3)
+    cv2.circle(img, (330, 200), 70, 70, 2)
+    p = BinarizeParams()
+    straight = centred_square(img.shape, 256)
+    flip = np.array([[-1.0, 0, 255], [0, 1, 0], [0, 0, 1]])
+    plain, mirrored = binarize(img, p, straight), binarize(img, p, flip @ straight)
+    assert ink_fraction(plain) > 0.01
+    assert np.array_equal(np.fliplr(plain), mirrored)
