@@ -164,6 +164,10 @@ def prometheus_text(status: dict) -> str:
            [({}, camera.get("last_frame_age_s"))])
     metric("newsnow_projector_on", "gauge", "1 when the projector is switched on.",
            [({}, {"on": 1, "off": 0}.get(projector.get("power")))])
+    metric("newsnow_display_max_gap_seconds", "gauge", "Longest gap between two projector frames.",
+           [({}, projector.get("max_display_gap_s"))])
+    metric("newsnow_button_presses_total", "counter", "Presses of the operator's new-sheet button.",
+           [({}, status.get("button_presses"))])
     if serial.get("configured", True) and serial:
         metric("newsnow_serial_connected", "gauge", "1 while the table controller answers.",
                [({}, int(bool(serial.get("connected"))))])

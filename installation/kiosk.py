@@ -44,6 +44,9 @@ class WatchdogConfig:
     display_stall_s: float = _seconds(0.5)  # a gap between display frames longer than this is a fault
     camera_stale_s: float = _seconds(3.0)  # no camera frame this long: degraded (the camera reconnects itself)
     tick_s: float = _seconds(1.0)  # how often opening hours and temperature are checked
+    # No camera frame this long stops WATCHDOG=1 too: a restart reopens a camera whose driver
+    # hung. 0: never. Long enough that a restart loop stays under StartLimitBurst.
+    camera_restart_s: float = field(default=300.0, metadata={"min": 0, "max": 86400})
 
 
 register_section("serial", SerialConfig)
@@ -202,13 +205,26 @@ class Kiosk:
             if gap > self.watchdog.display_stall_s:
                 self.count_fault("display_stall")
         busy = self.backend.busy_s() if self.backend is not None else 0.0
+        hung = None
         if busy > self.watchdog.model_hang_s:
+            hung = f"event=model_hung busy_s={busy:.1f}"
+        elif self.watchdog.camera_restart_s:
+            age = self._camera_age(now)
+            if age > self.watchdog.camera_restart_s:
+                hung = f"event=camera_lost no_frame_for_s={age:.0f}"
+        if hung is not None:
             if not self._hung_logged:  # no WATCHDOG=1 from now on: systemd restarts us
                 self._hung_logged = True
-                log.error("event=model_hung busy_s=%.1f action=stop_watchdog", busy)
+                log.error("%s action=stop_watchdog", hung)
             return
         self._hung_logged = False
         self.notifier.watchdog()
+
+    def _camera_age(self, now: float) -> float:
+        """Seconds since the table's camera last gave a frame (since the first display frame if never)."""
+        stats = getattr(self.table, "stats", None)
+        t_last = getattr(stats, "t_last_frame", None)
+        return now - (t_last if t_last is not None else self.t_first_frame)
 
     def count_fault(self, kind: str) -> None:
         with self._lock:

@@ -15,7 +15,8 @@ from installation.health import HealthServer, StatusUnavailable, fetch_status, p
 STATUS = {
     "state": "running", "problems": [], "uptime_s": 12.5,
     "camera": {"state": "ok", "fps": 30.0, "last_frame_age_s": 0.02},
-    "projector": {"power": "on"},
+    "projector": {"power": "on", "max_display_gap_s": 0.041},
+    "button_presses": 2,
     "serial": {"connected": True, "port": "/dev/newsnow-table", "connects": 2, "retries": 1, "temperature_c": 41.5},
     "model": {"bundle": "demo", "backend": "onnxruntime/CPUExecutionProvider"},
     "providers": ["CPUExecutionProvider"],
@@ -65,6 +66,7 @@ def test_metrics_are_valid_prometheus_text(server):
     assert 'newsnow_faults_total{kind="camera"} 2' in body
     assert 'newsnow_latency_milliseconds{quantile="0.95"} 90.0' in body
     assert "newsnow_table_temperature_celsius 41.5" in body and "newsnow_serial_connected 1" in body
+    assert "newsnow_display_max_gap_seconds 0.041" in body and "newsnow_button_presses_total 2" in body
     types = re.findall(r"^# TYPE (\S+) (\S+)$", body, flags=re.M)
     assert len(types) == len({name for name, _ in types})  # each metric declared once
 

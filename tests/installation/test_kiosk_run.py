@@ -256,3 +256,26 @@ def test_newsnow_run_speaks_to_systemd(tmp_path, tiny_bundle):
     assert "level=info logger=installation.kiosk event=first_frame_displayed" in err
     assert "event=stopping signal=SIGTERM" in err and "event=stopped" in err
     listener.close()
+
+
+def test_watchdog_is_withheld_when_the_camera_is_gone_for_long():
+    """No camera frame for longer than watchdog.camera_restart_s stops WATCHDOG=1 (a restart reopens a camera
+    whose driver hung); pings resume as soon as a frame arrives."""
+    clock = [100.0]
+    notifier = Notifier({"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000000"}, clock=lambda: clock[0])
+    sent = []
+    notifier.send = lambda *fields: sent.append(fields) or True
+    kiosk = Kiosk(table_config(watchdog={"camera_restart_s": 60}), notifier=notifier, clock=lambda: clock[0],
+                  serve_health=False)
+    kiosk.table = SimpleNamespace(stats=SimpleNamespace(t_last_frame=100.0))
+    kiosk.on_first_frame()
+    pings_at = []
+    for _ in range(1200):  # 120 s of display frames, no camera frame after t = 100
+        kiosk.on_display_frame()
+        pings_at.append(notifier.pings)
+        clock[0] += 0.1
+    assert pings_at[598] >= 90  # about one per 0.5 s while the camera is within 60 s
+    assert pings_at[-1] == pings_at[602]  # none after
+    kiosk.table.stats.t_last_frame = clock[0]
+    kiosk.on_display_frame()
+    assert notifier.pings == pings_at[-1] + 1 and sent[-1] == ("WATCHDOG=1",)
