@@ -289,6 +289,7 @@ class TableController:
     def _read_forever(self) -> None:
         delay = 0.0
         next_try = 0.0
+        pending = b""  # bytes of a line not yet complete (a line may arrive in pieces)
         while not self._stop.is_set():
             port = self._port
             if port is None:
@@ -306,18 +307,24 @@ class TableController:
                                     self.config.port, delay, str(exc))
                     continue
                 delay = 0.0
+                pending = b""
                 self.connects += 1
                 log.info("event=serial_connected port=%s connects=%d", self.config.port, self.connects)
                 self._resync.set()
                 continue
             try:
-                line = port.readline()
+                chunk = port.read(max(1, port.in_waiting))  # waits the port's timeout (50 ms) at most
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 # pyserial raises TypeError/AttributeError when the port is closed under it.
                 self._disconnect(f"read failed: {exc}")
                 continue
-            if line:
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
                 self._handle(line)
+            if len(pending) > MAX_LINE:  # garbage without newlines: drop it
+                self.bad_lines += 1
+                pending = b""
 
     def _handle(self, line: bytes) -> None:
         body = unframe(line)

@@ -14,6 +14,7 @@ import os
 import select
 import tempfile
 import threading
+import time
 import tty
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class TableSimulator:
         self._last_reply: bytes = b""
         self._drop = 0
         self._corrupt = 0
+        self._split = 0
         self._lock = threading.Lock()
         self._master: int | None = None
         self._slave: int | None = None
@@ -98,13 +100,17 @@ class TableSimulator:
         """The next n replies are lost on the wire."""
         self._drop += n
 
+    def split_replies(self, n: int) -> None:
+        """The next n replies arrive in two pieces 80 ms apart (a slow USB-serial bridge)."""
+        self._split += n
+
     def corrupt_replies(self, n: int) -> None:
         """The next n replies arrive with a wrong checksum."""
         self._corrupt += n
 
     def heal(self) -> None:
         """Stop dropping and damaging replies."""
-        self._drop = self._corrupt = 0
+        self._drop = self._corrupt = self._split = 0
 
     def reboot(self) -> None:
         """The board resets (brown-out, watchdog): state lost, `! BOOT` sent."""
@@ -165,6 +171,11 @@ class TableSimulator:
         if self._corrupt:
             self._corrupt -= 1
             reply = reply[:-3] + b"%02X\n" % (crc8(reply[:-4]) ^ 0x55)
+        if self._split:
+            self._split -= 1
+            self._write(reply[:4])
+            time.sleep(0.08)
+            reply = reply[4:]
         self._write(reply)
 
     def _serve(self) -> None:

@@ -82,6 +82,17 @@ def test_lost_and_damaged_replies_are_retried_without_acting_twice(link):
     assert sim.led == 90
 
 
+def test_a_reply_in_pieces_is_joined(link):
+    """A reply whose bytes arrive 80 ms apart (longer than the port's read timeout) is one line, not two
+    damaged ones: no retry, no bad line."""
+    sim, controller, _ = link
+    before = controller.status()
+    sim.split_replies(1)
+    assert controller.command("LED?") == ["180"]
+    after = controller.status()
+    assert after["retries"] == before["retries"] and after["bad_lines"] == before["bad_lines"]
+
+
 def test_refusal_raises_with_the_device_reason(link):
     """An ERR reply is final: the command raises ControllerError naming the port and the device's reason."""
     _, controller, _ = link
