@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "installation.ops_commands",  # status, doctor
     "calibration.commands",  # calibrate sheet, camera, projector, check
     "capture.commands",  # camera check, record
+    "training.editing.commands",  # edit directions|grid
     "training.editing.hspace_commands",  # hspace train-ddpm|sample|pca|jacobian|supervised|edit; train ddpm
 ]
 

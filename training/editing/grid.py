@@ -1,0 +1,61 @@
+"""The editing grid: what each direction does to the table's own generator (no torch).
+
+Rows are directions, columns strengths; the middle column (strength 0) is the unedited
+drawing. Strengths are in standard deviations of the generator's W along each direction
+(the file's `std`, or measured here from sampled codes), so one scale suits every method;
+SeFa and InterFaceGAN directions carry no natural scale of their own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from training.editing.directions import Directions, DirectionsError, edit
+from training.editing.ganspace import sample_w
+
+DEFAULT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
+
+
+def direction_std(backend, directions: np.ndarray, samples: int = 2000, seed: int = 1) -> np.ndarray:
+    """Standard deviation of sampled W codes projected on each direction [k, w_dim]."""
+    w = sample_w(backend.map, n=samples, z_dim=backend.bundle.z_dim, seed=seed)
+    return (w @ directions.T).std(axis=0)
+
+
+def editing_grid(backend, directions: Directions, strengths: Sequence[float] = DEFAULT_STRENGTHS,
+                 seed: int = 0, truncation: float = 0.7, rows: int | None = None,
+                 batch: int = 8) -> np.ndarray:
+    """uint8 image [rows * R, len(strengths) * R(, 3)] of one sampled drawing edited along each direction.
+
+    backend: an `inference.runtime` backend (map, generate, bundle). The drawing is
+    w = w_avg + truncation (map(z) - w_avg) for z from `seed`, in W+ on every layer.
+    """
+    bundle = backend.bundle
+    d = directions.directions[:rows] if rows else directions.directions
+    if d.shape[1] != bundle.w_dim:
+        raise DirectionsError(f"directions have {d.shape[1]} entries, the bundle's W has {bundle.w_dim}; "
+                              f"find directions for this bundle ({bundle.path})")
+    std = directions.std[:len(d)] if directions.std is not None else direction_std(backend, d)
+    z = np.random.default_rng(seed).standard_normal((1, bundle.z_dim)).astype(np.float32)
+    w = bundle.w_avg + truncation * (backend.map(z)[0] - bundle.w_avg)
+    wplus = np.broadcast_to(w, (bundle.num_ws, bundle.w_dim))
+    codes = np.stack([edit(wplus, d[i], s * std[i], directions.layers)
+                      for i in range(len(d)) for s in strengths]).astype(np.float32)
+    images = np.concatenate([backend.generate(codes[i:i + batch]) for i in range(0, len(codes), batch)])
+    u8 = np.clip((images + 1) * 127.5, 0, 255).astype(np.uint8)  # [N, C, R, R]
+    r, cols = bundle.resolution, len(strengths)
+    tiles = u8.reshape(len(d), cols, bundle.channels, r, r).transpose(0, 3, 1, 4, 2)
+    grid = tiles.reshape(len(d) * r, cols * r, bundle.channels)
+    return grid[..., 0] if bundle.channels == 1 else grid
+
+
+def write_grid(path: str | Path, grid: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = grid if grid.ndim == 2 else cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"{path}: could not write the grid image (use a .png name in a writable folder)")
+    return path
