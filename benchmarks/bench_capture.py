@@ -1,6 +1,6 @@
 """Benchmark capture and binarization, and compare the threshold methods.
 
-    python benchmarks/bench_capture.py [--repeats 300] [--compare] [--threads N] [--json FILE]
+    python benchmarks/bench_capture.py [--repeats 300] [--compare] [--flicker] [--threads N] [--json FILE]
 
 Timing (always): capture + binarize of a 1280 x 720 frame of the simulated pen camera
 for each method, the binarizer's stages, the camera thread's hand-off, the simulated
@@ -15,6 +15,8 @@ tuned on seeds 0-1 and scored on seeds 2-5, on two materials:
                texture, vignetting and LED gradient, more blur and noise;
   mixed-pens   spline strokes of pens from a faint pencil (30 % of the felt pen's ink)
                to a felt pen, a textured sheet, stronger vignetting and gradient.
+--flicker: how much consecutive sketches differ while the pen rests (sensor noise only),
+the floor for the loop's change threshold.
 Figures are printed as Markdown tables (docs/capture.md keeps a copy).
 """
 from __future__ import annotations
@@ -37,7 +39,9 @@ from capture.binarize import (  # noqa: E402
     binarize,
     flat_field,
     ink_fraction,
+    paper_brightness,
     remove_specks,
+    sketch_difference,
     threshold,
     to_grid,
 )
@@ -133,10 +137,11 @@ def timing(repeats: int) -> dict:
     out["binarize_adaptive_centred_square"] = timed(lambda: binarize(frame, BinarizeParams()), repeats)
     p = BinarizeParams()
     grid = to_grid(frame, m, 256)
-    norm = flat_field(grid, p.flat_field)
+    bg = paper_brightness(grid, p.flat_field)
+    norm = flat_field(grid, bg)
     ink = threshold(norm, p)
     out["stage_to_grid"] = timed(lambda: to_grid(frame, m, 256), repeats)
-    out["stage_flat_field"] = timed(lambda: flat_field(grid, p.flat_field), repeats)
+    out["stage_flat_field"] = timed(lambda: flat_field(grid, paper_brightness(grid, p.flat_field)), repeats)
     out["stage_threshold"] = timed(lambda: threshold(norm, p), repeats)
     out["stage_remove_specks"] = timed(lambda: remove_specks(ink, p.speck_area), repeats)
     # the same thresholds on the full camera frame, for reference
@@ -164,6 +169,27 @@ def timing(repeats: int) -> dict:
     out["video_replay_read_mjpeg"] = replay_cost(frame, min(repeats, 100))
     out["camera_thread_handoff_latency"] = handoff_latency(bgr)
     return out
+
+
+def flicker(material: str = "simulated", seeds=(0, 1, 2), seconds: float = 20.0) -> dict:
+    """Change between consecutive sketches while the pen rests (the truth is unchanged):
+    what the loop's change threshold must stay above."""
+    diffs = []
+    for seed in seeds:
+        cam = SimulatedPenCamera(SimulatedPenSettings(pace=False, seed=seed, **MATERIALS[material]))
+        prev = None
+        for i in range(int(seconds * cam.settings.fps)):
+            t = i / cam.settings.fps
+            m = cam.camera_to_sketch(256, t)
+            now = (cam.truth_sketch(256, t), m, cam.sheet_present(t))
+            sketch = binarize(cam.render(t), BinarizeParams(), m)
+            # the same strokes on a sheet that lies still
+            if prev is not None and now[2] and prev[3] and np.array_equal(now[0], prev[1]) and np.array_equal(m, prev[2]):
+                diffs.append(sketch_difference(sketch, prev[0]))
+            prev = (sketch, *now)
+    a = np.asarray(diffs)
+    return {"pairs": len(a), "median": float(np.median(a)), "p99": float(np.percentile(a, 99)),
+            "max": float(a.max()), "max_pixels": int(round(a.max() * 256 * 256))}
 
 
 def samples(material: str, seeds, times=(6.0, 12.0, 18.0, 24.0, 30.0)):
@@ -249,6 +275,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--compare", action="store_true", help="also compare the threshold methods")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--flicker", action="store_true",
+                    help="also measure sketch changes between frames of a still sheet")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     ap.add_argument("--threads", type=int, help="OpenCV threads (default: OpenCV's choice)")
     args = ap.parse_args()
@@ -257,6 +285,10 @@ def main() -> int:
     figures = None if args.no_timing else timing(args.repeats)
     comparison = compare() if args.compare else None
     print(markdown(figures, comparison))
+    if args.flicker:
+        figures = (figures or {}) | {"flicker": {m: flicker(m) for m in MATERIALS}}
+        for m, f in figures["flicker"].items():
+            print(f"flicker on a still sheet, {m}: {f}")
     if args.json:
         args.json.write_text(json.dumps({"timing": figures, "comparison": comparison}, indent=2))
     return 0

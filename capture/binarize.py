@@ -13,7 +13,7 @@ the sensor adds noise. `binarize` undoes that in a fixed order:
 3. threshold: adaptive mean by default; Sauvola and Otsu are there for comparison
    (docs/capture.md: adaptive and Sauvola tie on precision/recall, Otsu loses faint
    pencil lines; adaptive is the cheaper); never call a pixel ink unless it is
-   `min_contrast` darker than the paper;
+   `min_contrast` darker than the paper and `min_depth` grey levels below it;
 4. remove specks: ink components smaller than `speck_area` sketch pixels.
 
 Everything after step 1 works on the small sketch grid, so all sizes in the parameters
@@ -44,6 +44,7 @@ class BinarizeParams:
     k: float = 0.1  # sauvola's k (0.2 in the paper; 0.1 keeps faint pencil, docs/capture.md)
     flat_field: int = 32  # scale of the paper-brightness estimate, sketch px; 0 turns it off
     min_contrast: float = 0.1  # ink is at least this much darker than paper (x paper)
+    min_depth: int = 10  # ...and at least this many grey levels darker (above sensor noise)
     speck_area: int = 3  # ink components smaller than this (sketch px) are dust
     resolution: int = 256  # side R of the sketch
     invert: bool = False  # the camera sees bright ink on dark paper
@@ -107,6 +108,8 @@ def _check(p: BinarizeParams) -> None:
         raise bad("flat_field", f"must not exceed the resolution {p.resolution}")
     if not isinstance(p.min_contrast, (int, float)) or not 0.0 <= p.min_contrast < 1.0:
         raise bad("min_contrast", "must be a number in [0, 1)")
+    if not isinstance(p.min_depth, int) or isinstance(p.min_depth, bool) or not 0 <= p.min_depth <= 255:
+        raise bad("min_depth", "must be an integer from 0 to 255 (grey levels)")
     if not isinstance(p.speck_area, int) or isinstance(p.speck_area, bool) or p.speck_area < 0:
         raise bad("speck_area", "must be a non-negative integer (0 keeps every speck)")
     if not isinstance(p.invert, bool):
@@ -191,12 +194,15 @@ def _warp_maps(m: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     return maps
 
 
-def flat_field(grid: np.ndarray, scale: int) -> np.ndarray:
-    """Divide by the paper's brightness so that paper is PAPER everywhere.
+def paper_brightness(grid: np.ndarray, scale: int) -> np.ndarray:
+    """How bright the paper is at each pixel, pen lines left out.
 
-    The brightness is the closing of the image (a max filter wider than a pen line, then a
-    min filter) at a quarter of the grid, blurred; dark lines do not pull it down.
+    The closing of the image (a max filter wider than a pen line, then a min filter) at a
+    quarter of the grid, blurred, so that dark lines do not pull it down. `scale` 0: no
+    estimate, full white everywhere.
     """
+    if not scale:
+        return np.full_like(grid, 255)
     r = grid.shape[0]
     q = max(4, r // 4)
     small = cv2.resize(grid, (q, q), interpolation=cv2.INTER_AREA)
@@ -204,7 +210,11 @@ def flat_field(grid: np.ndarray, scale: int) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (ks, ks))
     bg = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     bg = cv2.blur(bg, (ks, ks), borderType=cv2.BORDER_REPLICATE)
-    bg = cv2.resize(bg, (r, r), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(bg, (r, r), interpolation=cv2.INTER_LINEAR)
+
+
+def flat_field(grid: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Divide by the paper's brightness so that paper is PAPER everywhere."""
     out = cv2.divide(grid, bg, scale=PAPER)
     # Where nothing is lit there is no paper to see: no ink either.
     out[bg < MIN_LIGHT] = PAPER
@@ -285,12 +295,13 @@ def binarize(
     if params.invert:
         gray = cv2.bitwise_not(gray)
     grid = to_grid(gray, to_sketch, r)
-    norm = (
-        flat_field(grid, params.flat_field)
-        if params.flat_field
-        else cv2.convertScaleAbs(grid, alpha=PAPER / 255.0)
-    )
-    ink = remove_specks(threshold(norm, params), params.speck_area)
+    bg = paper_brightness(grid, params.flat_field)
+    ink = threshold(flat_field(grid, bg), params)
+    if params.min_depth:
+        # Sensor noise is a few grey levels whatever the light: on dim paper or the bare
+        # table a relative threshold alone would take it for ink.
+        ink &= cv2.subtract(bg, grid) > params.min_depth
+    ink = remove_specks(ink, params.speck_area)
     return np.where(ink, np.uint8(0), np.uint8(255))
 
 
