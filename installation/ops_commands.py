@@ -5,6 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
+
+SYSTEM_CONFIG = "/etc/newsnow/table.toml"  # where docs/operations.md puts the table's config
+
+
+def default_config() -> str | None:
+    """$NEWSNOW_CONFIG, else the system config if there is one (as `newsnow run` defaults to it)."""
+    path = os.environ.get("NEWSNOW_CONFIG") or SYSTEM_CONFIG
+    return path if Path(path).is_file() else None
 
 
 def register(subparsers) -> None:
@@ -12,14 +21,18 @@ def register(subparsers) -> None:
                                    description="Read the status of the table running on this machine.")
     status.add_argument("--json", action="store_true", help="print the status JSON as served")
     status.add_argument("--url", default=None,
-                        help="status URL (default: $NEWSNOW_STATUS_URL or http://127.0.0.1:8765/status)")
+                        help="status URL (default: $NEWSNOW_STATUS_URL, else [health] of the config, "
+                             "else http://127.0.0.1:8765/status)")
+    status.add_argument("--config", default=None,
+                        help=f"the table's config, for its [health] port (default: $NEWSNOW_CONFIG or {SYSTEM_CONFIG})")
     status.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
     status.set_defaults(handler=status_command)
 
     doctor = subparsers.add_parser("doctor", help="check camera, display, serial, bundle, calibration, GPU",
                                    description="Check what the table needs; exit status 1 when something blocks it.")
-    doctor.add_argument("--config", default=os.environ.get("NEWSNOW_CONFIG"),
-                        help="the table's TOML config (default: $NEWSNOW_CONFIG; none: the defaults)")
+    doctor.add_argument("--config", default=None,
+                        help=f"the table's TOML config (default: $NEWSNOW_CONFIG or {SYSTEM_CONFIG}; "
+                             "neither: the built-in defaults)")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
     doctor.set_defaults(handler=doctor_command)
 
@@ -27,7 +40,15 @@ def register(subparsers) -> None:
 def status_command(args) -> int:
     from installation.health import DEFAULT_URL, fetch_status
 
-    url = args.url or os.environ.get("NEWSNOW_STATUS_URL") or DEFAULT_URL
+    url = args.url or os.environ.get("NEWSNOW_STATUS_URL")
+    config_path = args.config or (None if url else default_config())
+    if not url and config_path:
+        from installation.config import Config
+
+        health = Config.load(config_path).section("health")
+        host = "127.0.0.1" if health.host in ("0.0.0.0", "", "::") else health.host
+        url = f"http://{host}:{health.port}/status"
+    url = url or DEFAULT_URL
     status = fetch_status(url, timeout=args.timeout)
     if args.json:
         print(json.dumps(status, indent=1, default=str))
@@ -83,7 +104,8 @@ def doctor_command(args) -> int:
     from installation.config import Config
     from installation.doctor import FAIL, run_checks, print_report
 
-    config = Config.load(args.config) if args.config else Config.from_dict({}, source="<defaults>")
+    path = args.config or default_config()
+    config = Config.load(path) if path else Config.from_dict({}, source="<defaults>")
     results = run_checks(config)
     if args.json:
         print(json.dumps([c.to_dict() for c in results], indent=1))

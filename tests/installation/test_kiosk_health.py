@@ -128,3 +128,13 @@ def test_status_command_without_a_table_says_what_to_check():
     srv.stop()  # the port is free again: nobody answers there
     with pytest.raises(StatusUnavailable, match=r"127\.0\.0\.1.*systemctl status newsnow"):
         run_status(["--url", url, "--timeout", "0.5"])
+
+
+def test_status_command_finds_the_port_in_the_config(server, tmp_path, capsys, monkeypatch):
+    """Without --url, `newsnow status --config FILE` asks the [health] port the config gives."""
+    srv, _ = server
+    monkeypatch.delenv("NEWSNOW_STATUS_URL", raising=False)
+    config = tmp_path / "table.toml"
+    config.write_text(f"[health]\nport = {srv.port}\n")
+    assert run_status(["--json", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "running"
