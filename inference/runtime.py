@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,8 @@ class OrtBackend:
                 skipped.append(f"{provider} not installed")
                 continue
             try:
-                self.sessions = self._open(provider, options)
+                later = [p for p in wanted[wanted.index(provider) + 1:] if p in available]
+                self.sessions = self._open(provider, later, options)
                 self.provider = provider
                 break
             except BundleError:
@@ -117,7 +119,8 @@ class OrtBackend:
                  f"; skipped {'; '.join(skipped)}" if skipped else "")
         self._warm_up()
 
-    def _open(self, provider: str, options) -> dict:
+    def _open(self, provider: str, later: list[str], options) -> dict:
+        """Sessions with `provider` first; `later` providers take the nodes it cannot run."""
         sessions = {}
         for name in GRAPH_NAMES:
             if provider == "CPUExecutionProvider":
@@ -125,11 +128,12 @@ class OrtBackend:
             else:
                 import onnxruntime as ort
 
-                # CPU listed after: nodes the GPU provider lacks still run.
-                chain = [provider, "CPUExecutionProvider"]
-                session = ort.InferenceSession(str(self.bundle.graphs[name]), sess_options=options,
-                                               providers=chain,
-                                               provider_options=[_provider_options(provider, self.bundle), {}])
+                chain = [provider] + later
+                with warnings.catch_warnings():  # ORT warns of a failed provider; our one log line says it
+                    warnings.simplefilter("ignore", UserWarning)
+                    session = ort.InferenceSession(str(self.bundle.graphs[name]), sess_options=options,
+                                                   providers=chain, provider_options=[
+                                                       _provider_options(p, self.bundle) for p in chain])
                 if session.get_providers()[0] != provider:  # ORT fell back silently
                     raise RuntimeError(f"session came up on {session.get_providers()[0]}")
             check_session(self.bundle, name, session)

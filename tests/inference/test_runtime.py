@@ -86,3 +86,21 @@ def test_cuda_provider_matches_cpu(tiny_bundle):
     cpu = open_backend(tiny_bundle, providers=["CPUExecutionProvider"])
     x = sketches()
     assert np.abs(gpu.sketch_to_drawing(x) - cpu.sketch_to_drawing(x)).max() < 1e-3
+
+
+def test_provider_that_fails_to_start_falls_back_to_cpu(tiny_bundle, caplog, monkeypatch, recwarn):
+    """A provider reported as installed but unable to start (here: CUDA in a CPU build) is
+    skipped with its reason in the one log line, and the CPU runs the bundle."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: it would start")
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with caplog.at_level(logging.INFO, logger="inference.runtime"):
+        b = open_backend(tiny_bundle, threads=1)
+    assert b.name == "onnxruntime/CPUExecutionProvider" and not b.on_gpu
+    lines = [r.getMessage() for r in caplog.records if r.name == "inference.runtime"]
+    assert len(lines) == 1 and "CUDAExecutionProvider failed" in lines[0], lines
+    assert b.sketch_to_drawing(sketches()).shape == (2, 1, 32, 32)
+    assert not [w for w in recwarn if "CUDAExecutionProvider" in str(w.message)]  # no second message
