@@ -239,6 +239,8 @@ def _add_train_ddpm(subparsers) -> None:
         return
     for action in train._actions:
         if isinstance(action, argparse._SubParsersAction):
+            if "ddpm" in action.choices:  # training.commands took it over: keep theirs
+                return
             _train_ddpm_flags(action.add_parser("ddpm", help="train a small DDPM on drawings (for h-space editing)"))
             return
 
@@ -294,6 +296,6 @@ def register(subparsers) -> None:
     _model_flags(p)
     _grid_flags(p)
     p.add_argument("--direction", nargs="+", required=True, help="direction files (.safetensors)")
-    p.add_argument("--image", default=None, help="folder of real drawings to edit (DDIM inversion, use --eta 0)")
+    p.add_argument("--image", default=None, help="folder of real drawings to edit (DDIM inversion; the edit then samples with η = 0)")
     p.add_argument("--out", required=True, help="PNG file")
     p.set_defaults(handler=cmd_edit)
