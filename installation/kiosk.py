@@ -321,7 +321,8 @@ class Kiosk:
         for kind, n in (table_status or {}).get("faults", {}).items():
             faults[kind] = faults.get(kind, 0) + n
         serial = self.controller.status() if self.controller is not None else {"configured": False}
-        power = serial.get("projector") if self.controller is not None else ("off" if state == "sleeping" else "on")
+        # Only the table controller switches (and confirms) the projector's power.
+        power = (serial.get("projector") or "unknown") if self.controller is not None else "not controlled"
         nxt = self.schedule.next_change()
         ts = table_status or {}
         return {
@@ -330,7 +331,7 @@ class Kiosk:
             "uptime_s": round(self._clock() - self.t_start, 1),
             "camera": {**(camera or {}), "last_frame_age_s": ts.get("last_frame_age_s"),
                        "frames": ts.get("frames_captured", (camera or {}).get("frames"))},
-            "projector": {"power": power or "unknown", "display_frames": self.display_frames,
+            "projector": {"power": power, "display_frames": self.display_frames,
                           "max_display_gap_s": round(self.max_display_gap_s, 3)},
             "button_presses": self.button_presses,
             "serial": serial,
