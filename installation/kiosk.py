@@ -118,6 +118,7 @@ class Kiosk:
         self.button_presses = 0
         self._faults: dict[str, int] = {}  # the kiosk's own, plus those of finished table runs
         self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()
         self._last_display: float | None = None
         self.max_display_gap_s = 0.0
         self.display_frames = 0
@@ -243,6 +244,10 @@ class Kiosk:
 
     def tick(self) -> bool:
         """Checks the hours (and switches the projector when they change); True while open."""
+        with self._tick_lock:  # the hours thread and the run loop may both ask
+            return self._tick()
+
+    def _tick(self) -> bool:
         is_open = self.schedule.is_open()
         if is_open != self.open:
             self.open = is_open
