@@ -127,11 +127,6 @@ def test_garbage_frames_keep_the_last_good_drawing():
 
     backend = FakeBackend()
     table, kiosk, display = kiosk_table(ScriptedSource(script), backend)
-    shown = {}
-
-    def remember():
-        shown[round(time.monotonic(), 2)] = display.last
-
     runner = threading.Thread(target=table.run, args=(1.6,))
     runner.start()
     time.sleep(0.45)

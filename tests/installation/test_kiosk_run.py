@@ -21,7 +21,7 @@ from installation.controller_sim import TableSimulator
 from installation.kiosk import Kiosk, WatchedBackend, run_kiosk
 from installation.loop import Table
 from installation.notify import Notifier
-from installation.schedule import OpeningHours, Schedule
+from installation.schedule import Schedule
 from render.warp import Warp
 from tests.installation.fakes import CAMERA, R, FakeBackend, NullDisplay, ScriptedSource, paper, threshold_sketcher
 

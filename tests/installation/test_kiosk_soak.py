@@ -119,7 +119,7 @@ def merged_fault_windows(settings) -> list[tuple[float, float]]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc for RSS")
-def test_soak_ten_simulated_minutes_with_random_faults(tiny_bundle, tmp_path):
+def test_soak_ten_simulated_minutes_with_random_faults(tiny_bundle):
     """10 simulated minutes of the demo table with seeded camera, model, serial and disk faults: no crash,
     no display stall over the bound, RSS growth < 5%, every fault counted and recovered from."""
     settings = SimulatedPenSettings(width=320, height=180, fps=FPS, seed=SEED, pace=False, px_per_mm=0.6,
