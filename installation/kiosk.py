@@ -209,7 +209,7 @@ class Kiosk:
         hung = None
         if busy > self.watchdog.model_hang_s:
             hung = f"event=model_hung busy_s={busy:.1f}"
-        elif self.watchdog.camera_restart_s:
+        elif self.watchdog.camera_restart_s and self.started:
             age = self._camera_age(now)
             if age > self.watchdog.camera_restart_s:
                 hung = f"event=camera_lost no_frame_for_s={age:.0f}"
