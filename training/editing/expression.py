@@ -41,7 +41,7 @@ class RecoverySettings:
 
     tikhonov: float = 1e-3   # lambda_1,i on |q'_i|^2, all modes
     sum_to_one: float = 1.0  # lambda_2,i on (q'_i . 1 - 1)^2, all modes
-    steps: int = 400
+    steps: int = 200
     lr: float = 0.05
     seed: int = 0
 

@@ -48,3 +48,17 @@ def test_bad_inputs_are_reported_without_traceback(tiny_bundle, tmp_path, capsys
     assert main(["edit", "directions", "--method", "interfacegan", "--bundle", str(tiny_bundle),
                  "--out", str(tmp_path / "i.npz")]) == 2
     assert "--latents" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grid_on_the_demo_bundle(tmp_path):
+    """With the bundled demo model, GANSpace directions and their grid are written with no --bundle given."""
+    from inference.bundle import DEMO_BUNDLE
+
+    if not (DEMO_BUNDLE / "bundle.json").is_file():
+        pytest.skip("the demo bundle is not in this checkout")
+    npz, png = tmp_path / "d.npz", tmp_path / "grid.png"
+    assert main(["edit", "directions", "--method", "ganspace", "--out", str(npz), "--k", "2", "--samples", "300"]) == 0
+    assert main(["edit", "grid", "--directions", str(npz), "--out", str(png), "--strengths=-2,0,2"]) == 0
+    grid = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    assert grid is not None and grid.shape[0] * 3 == grid.shape[1] * 2

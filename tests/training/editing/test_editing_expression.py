@@ -75,6 +75,7 @@ def test_recovered_expression_parameters_classify_held_out_codes(fitted):
     assert np.median(err / spread) < 0.1
 
 
+@pytest.mark.slow
 def test_one_hot_parameters_reproduce_training_codes_and_full_rank_fits_better():
     """With no truncation one-hot q' give back a training code; the full-rank Q fits held-out codes no worse than rank one."""
     codes, _, _ = planted()

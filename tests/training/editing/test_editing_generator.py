@@ -125,6 +125,7 @@ def test_regressor_predicts_landmarks_of_held_out_codes(regressor_setup):
     assert landmark_loss(phi, model, w[400:], held) < 0.02 * held.var()
 
 
+@pytest.mark.slow
 def test_linear_and_gradient_edits_reach_the_target(regressor_setup):
     """Eq 14 brings phi(w) closer to a changed yaw; Eq 15 reaches it, and the image regulariser keeps G(w) nearer G(w0)."""
     model, w, q, phi = regressor_setup
