@@ -139,6 +139,12 @@ def open_opencv_camera(settings: CameraSettings) -> cv2.VideoCapture:
         cap.set(cv2.CAP_PROP_EXPOSURE, settings.exposure)
     if settings.gain is not None:
         cap.set(cv2.CAP_PROP_GAIN, settings.gain)
+    got = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    if got != (settings.width, settings.height):
+        # The driver picks the nearest mode it has; the calibration belongs to one mode.
+        log.warning("camera %r: asked for %dx%d, the driver gives %dx%d; set camera.resolution to a mode"
+                    " it has (v4l2-ctl --list-formats-ext) and calibrate in that mode",
+                    settings.device, settings.width, settings.height, *got)
     return cap
 
 
