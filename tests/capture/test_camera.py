@@ -11,7 +11,7 @@ import pytest
 
 from capture.camera import CameraError, CameraSettings, CameraSource, open_opencv_camera
 
-FAST = dict(read_timeout=0.3, open_timeout=1.0, stale_after=0.15, freeze_after=0.3,
+FAST = dict(read_timeout=0.6, open_timeout=1.0, stale_after=0.15, freeze_after=0.3,
             max_failed_reads=3, backoff=0.05, backoff_max=0.4)
 
 
@@ -154,10 +154,10 @@ def test_unplug_and_return_with_backoff(run_camera):
     reconnecting meanwhile, reopen attempts back off exponentially, and frames resume."""
     gone = CameraError("camera 0: cannot open it")
     opener = Opener(["frame"] * 5 + ["end"], gone, gone, gone, ["frame"])
-    cam = run_camera(opener)
+    cam = run_camera(opener, backoff=0.1, backoff_max=1.0)
     assert len(read_frames(cam, 5)) == 5
     assert wait_for(lambda: cam.health().state == "reconnecting", 2)
-    assert wait_for(lambda: len(opener.times) == 5, 5)
+    assert wait_for(lambda: len(opener.times) == 5, 6)
     assert len(read_frames(cam, 3)) == 3 and cam.health().state == "ok"
     gaps = np.diff(opener.times[1:])  # between the failed opens and the return
     assert gaps[1] > 1.5 * gaps[0] and gaps[2] > 1.5 * gaps[1]
