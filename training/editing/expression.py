@@ -91,6 +91,20 @@ class ExpressionModel:
         core = multi_mode_dot(centred, factors, [1, 2, 3, 4], transpose=True)
         return cls(mean=mean, core=core, factors=factors, latent_shape=latent_shape)
 
+    def save(self, path) -> None:
+        """One .npz with the mean, core, factors U2..U5 and the latent shape."""
+        np.savez(path, mean=self.mean, core=self.core, latent_shape=np.array(self.latent_shape),
+                 **{f"u{i}": u for i, u in zip(range(2, 6), self.factors)})
+
+    @classmethod
+    def load(cls, path) -> "ExpressionModel":
+        try:
+            data = np.load(path, allow_pickle=False)
+            return cls(mean=data["mean"], core=data["core"], factors=[data[f"u{i}"] for i in range(2, 6)],
+                       latent_shape=tuple(int(n) for n in data["latent_shape"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not an expression model file saved by ExpressionModel.save ({exc})") from exc
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return tuple(u.shape[0] for u in self.factors)

@@ -3,7 +3,9 @@
 Rows are directions, columns strengths; the middle column (strength 0) is the unedited
 drawing. Strengths are in standard deviations of the generator's W along each direction
 (the file's `std`, or measured here from sampled codes), so one scale suits every method;
-SeFa and InterFaceGAN directions carry no natural scale of their own.
+SeFa and InterFaceGAN directions carry no natural scale of their own. W+ directions
+(num_ws * w_dim long, e.g. Paper II's expression directions saved with `Directions` and
+layers = all) are added layer by layer on the file's layers.
 """
 from __future__ import annotations
 
@@ -20,9 +22,17 @@ DEFAULT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
 
 def direction_std(backend, directions: np.ndarray, samples: int = 2000, seed: int = 1) -> np.ndarray:
-    """Standard deviation of sampled W codes projected on each direction [k, w_dim]."""
-    w = sample_w(backend.map, n=samples, z_dim=backend.bundle.z_dim, seed=seed)
-    return (w @ directions.T).std(axis=0)
+    """Standard deviation of sampled codes projected on each direction [k, w_dim or num_ws * w_dim].
+
+    A W+ direction is measured on the sampled w copied to every layer, i.e. against the
+    sum of its layers.
+    """
+    bundle = backend.bundle
+    w = sample_w(backend.map, n=samples, z_dim=bundle.z_dim, seed=seed)
+    d = np.asarray(directions, dtype=np.float64)
+    if d.shape[1] == bundle.num_ws * bundle.w_dim:
+        d = d.reshape(len(d), bundle.num_ws, bundle.w_dim).sum(axis=1)
+    return (w @ d.T).std(axis=0)
 
 
 def editing_grid(backend, directions: Directions, strengths: Sequence[float] = DEFAULT_STRENGTHS,
@@ -35,10 +45,12 @@ def editing_grid(backend, directions: Directions, strengths: Sequence[float] = D
     """
     bundle = backend.bundle
     d = directions.directions[:rows] if rows else directions.directions
-    if d.shape[1] != bundle.w_dim:
-        raise DirectionsError(f"directions have {d.shape[1]} entries, the bundle's W has {bundle.w_dim}; "
-                              f"find directions for this bundle ({bundle.path})")
+    if d.shape[1] not in (bundle.w_dim, bundle.num_ws * bundle.w_dim):
+        raise DirectionsError(f"directions have {d.shape[1]} entries; the bundle needs W ({bundle.w_dim}) or "
+                              f"W+ ({bundle.num_ws} x {bundle.w_dim}) directions ({bundle.path})")
     std = directions.std[:len(d)] if directions.std is not None else direction_std(backend, d)
+    if d.shape[1] != bundle.w_dim:  # W+ directions (e.g. Paper II's) are added whole
+        d = d.reshape(len(d), bundle.num_ws, bundle.w_dim)
     z = np.random.default_rng(seed).standard_normal((1, bundle.z_dim)).astype(np.float32)
     w = bundle.w_avg + truncation * (backend.map(z)[0] - bundle.w_avg)
     wplus = np.broadcast_to(w, (bundle.num_ws, bundle.w_dim))

@@ -62,3 +62,17 @@ def test_grid_on_the_demo_bundle(tmp_path):
     assert main(["edit", "grid", "--directions", str(npz), "--out", str(png), "--strengths=-2,0,2"]) == 0
     grid = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
     assert grid is not None and grid.shape[0] * 3 == grid.shape[1] * 2
+
+
+def test_grid_takes_w_plus_directions(tiny_bundle):
+    """A W+ direction (num_ws * w_dim, like Paper II's) is applied whole: only the edited columns differ."""
+    from inference.runtime import open_backend
+    from training.editing.grid import editing_grid
+
+    backend = open_backend(tiny_bundle)
+    n = np.random.default_rng(0).standard_normal((1, 8 * 64))
+    grid = editing_grid(backend, Directions(n / np.linalg.norm(n), "tensor", np.arange(8)), strengths=[0.0, 3.0])
+    assert grid.shape == (32, 64)
+    assert np.abs(grid[:, :32].astype(int) - grid[:, 32:]).max() > 0
+    with pytest.raises(ValueError, match="W\\+ \\(8 x 64\\)"):
+        editing_grid(backend, Directions(np.ones((1, 10)), "x", np.arange(8)))

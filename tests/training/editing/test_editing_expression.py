@@ -100,3 +100,14 @@ def test_directions_need_truncated_intensity():
     model = ExpressionModel.fit(codes[:P_TRAIN], intensity_rank=None)
     with pytest.raises(ValueError, match="intensity_rank=1"):
         model.expression_direction(0)
+
+
+def test_model_file_round_trip(fitted, tmp_path):
+    """A saved model loads back with the same directions; a foreign file is a ValueError naming it."""
+    model = fitted[0]
+    model.save(tmp_path / "m.npz")
+    back = ExpressionModel.load(tmp_path / "m.npz")
+    np.testing.assert_allclose(back.expression_direction(2), model.expression_direction(2), rtol=1e-12)
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    with pytest.raises(ValueError, match="other.npz"):
+        ExpressionModel.load(tmp_path / "other.npz")

@@ -74,6 +74,15 @@ def test_torch_render_matches_numpy():
     np.testing.assert_allclose(render_torch(model, torch.as_tensor(q)).numpy(), model.render(q), atol=1e-12)
 
 
+def test_shape_model_file_round_trip(tmp_path):
+    """A saved shape model renders the same landmarks after loading."""
+    rng = np.random.default_rng(3)
+    model = ShapeModel(b0=rng.standard_normal((3, 10)), d=rng.standard_normal((3, 2)), b=rng.standard_normal((2, 10)))
+    model.save(tmp_path / "shape.npz")
+    q = rng.standard_normal(model.param_size)
+    np.testing.assert_array_equal(ShapeModel.load(tmp_path / "shape.npz").render(q), model.render(q))
+
+
 def test_bad_landmarks_are_rejected():
     """NaN landmarks or a wrong shape raise a ValueError that says what is wrong."""
     pts = np.zeros((5, 10, 2))
