@@ -58,7 +58,7 @@ def cmd_kanjivg(args) -> int:
 def cmd_ingest(args) -> int:
     from training.ingest import IngestSettings, ingest
     settings = IngestSettings(resolution=args.resolution, fit=args.fit, validation=args.validation,
-                              near_bits=args.near_bits, drop_near=args.drop_near, seed=args.seed)
+                              near_rms=args.near_rms, drop_near=args.drop_near, seed=args.seed)
     manifest = ingest(Path(args.src), Path(args.out), settings, licence=args.licence, credit=args.credit)
     print(json.dumps(manifest["counts"], indent=1))
     for bad in manifest["unreadable"]:
@@ -157,7 +157,8 @@ def register(subparsers) -> None:
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--fit", choices=("crop", "pad"), default="crop")
     p.add_argument("--validation", type=float, default=0.05, help="share held out (default 0.05)")
-    p.add_argument("--near-bits", type=int, default=4, help="pHash bits that make a near duplicate")
+    p.add_argument("--near-rms", type=float, default=0.03,
+                   help="thumbnail RMS difference (0..1) that makes a near duplicate")
     p.add_argument("--drop-near", action="store_true", help="keep one of each near-duplicate group")
     p.add_argument("--licence", default="unknown", help="the collection's licence (goes to the model card)")
     p.add_argument("--credit", default="", help="who to credit (goes to the model card)")

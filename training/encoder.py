@@ -67,7 +67,8 @@ class ScriptedLPIPS(torch.nn.Module):
             self.net = torch.jit.load(str(path), map_location="cpu").eval()
         except RuntimeError as exc:
             raise ValueError(f"{path}: not a TorchScript LPIPS model ({exc})") from exc
-        self.net.requires_grad_(False)
+        for parameter in self.net.parameters():
+            parameter.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.net(x, y).reshape(x.shape[0], -1).mean(dim=1)

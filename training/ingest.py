@@ -3,7 +3,7 @@
 `newsnow train ingest SRC --out DATASET`. Every readable image (PNG, JPEG, TIFF, BMP,
 WebP; 8 or 16 bit; gray, colour or with alpha) becomes a `resolution` x `resolution`
 grayscale PNG, centre-cropped or padded with the paper's colour. Exact duplicates (same
-pixels) are kept once; near duplicates (perceptual hashes a few bits apart) are reported
+pixels) are kept once; near duplicates (16 x 16 thumbnails a few grey levels apart) are reported
 and, with `drop_near=True`, kept once. Unreadable files are listed and skipped, never a
 crash. The manifest (`manifest.json`) records the split, the sources and the decisions.
 """
@@ -37,7 +37,7 @@ class IngestSettings:
     resolution: int = 256
     fit: str = "crop"            # "crop": centre square; "pad": whole image, paper added
     validation: float = 0.05     # share of images held out for validation
-    near_bits: int = 4           # pHash distance (of 64 bits) that counts as a near duplicate
+    near_rms: float = 0.03       # thumbnail RMS difference (0..1) that counts as a near duplicate
     drop_near: bool = False      # keep only the first of a near-duplicate group
     seed: int = 0
 
@@ -89,22 +89,25 @@ def square(gray: np.ndarray, resolution: int, fit: str) -> np.ndarray:
     return cv2.resize(out, (resolution, resolution), interpolation=interpolation)
 
 
-def phash(gray: np.ndarray) -> int:
-    """64-bit perceptual hash: signs of the 8x8 lowest DCT frequencies against their median."""
-    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
-    low = cv2.dct(small)[:8, :8].flatten()
-    bits = low > np.median(low[1:])
-    return int(np.packbits(bits).view(">u8")[0])
+def thumbnail(gray: np.ndarray) -> np.ndarray:
+    """The perceptual fingerprint: a 16 x 16 area-averaged thumbnail in [0, 1]. (A DCT
+    pHash flips many bits on sparse line drawings, whose coefficients crowd its median.)"""
+    return cv2.resize(gray, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
 
 
-def near_duplicate_pairs(hashes: list[int], max_bits: int) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for every pair i < j whose hashes differ in at most max_bits bits."""
-    h = np.array(hashes, dtype=np.uint64)
+def near_duplicate_pairs(thumbs: np.ndarray, max_rms: float, chunk: int = 1024) -> list[tuple[int, int, float]]:
+    """(i, j, rms) for every pair i < j whose thumbnails differ by at most max_rms (RMS)."""
+    t = np.asarray(thumbs, dtype=np.float32)
+    if len(t) < 2:
+        return []
+    sq = (t * t).sum(1)
     pairs = []
-    for i in range(len(h) - 1):
-        distance = np.bitwise_count(h[i + 1:] ^ h[i])
-        for j in np.flatnonzero(distance <= max_bits):
-            pairs.append((i, i + 1 + int(j), int(distance[j])))
+    for start in range(0, len(t), chunk):
+        block = t[start:start + chunk]
+        d2 = np.maximum(sq[start:start + chunk, None] + sq[None, :] - 2 * block @ t.T, 0) / t.shape[1]
+        for i, j in zip(*np.nonzero(d2 <= max_rms ** 2)):
+            if start + i < j:
+                pairs.append((int(start + i), int(j), float(np.sqrt(d2[i, j]))))
     return pairs
 
 
@@ -128,7 +131,7 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
     (out / "images").mkdir(parents=True, exist_ok=True)
     unreadable, exact, kept = [], [], []
     first_by_digest: dict[str, str] = {}
-    images, hashes = [], []
+    images, thumbs = [], []
     for path in files:
         source = str(path.relative_to(src))
         try:
@@ -144,8 +147,8 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
         first_by_digest[digest] = source
         kept.append(source)
         images.append(image)
-        hashes.append(phash(image))
-    near = near_duplicate_pairs(hashes, settings.near_bits)
+        thumbs.append(thumbnail(image))
+    near = near_duplicate_pairs(np.array(thumbs), settings.near_rms)
     dropped = set()
     if settings.drop_near:
         for i, j, _ in near:
@@ -159,7 +162,7 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
     for k in sorted(order):
         name = f"images/{len(entries):06d}.png"
         cv2.imwrite(str(out / name), images[k])
-        entries.append({"file": name, "source": kept[k], "phash": f"{hashes[k]:016x}",
+        entries.append({"file": name, "source": kept[k],
                         "split": "validation" if k in validation else "train"})
     manifest = {
         "format": DATASET_FORMAT, "format_version": 1, "source": str(src.resolve()),
@@ -169,7 +172,7 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
                    "unreadable": len(unreadable), "exact_duplicates": len(exact),
                    "near_duplicate_pairs": len(near), "near_duplicates_dropped": len(dropped)},
         "images": entries, "unreadable": unreadable, "exact_duplicates": exact,
-        "near_duplicates": [{"file": kept[i], "like": kept[j], "bits": d} for i, j, d in near],
+        "near_duplicates": [{"file": kept[j], "like": kept[i], "rms": round(d, 4)} for i, j, d in near],
     }
     _write_json(out / MANIFEST, manifest)
     return manifest

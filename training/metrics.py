@@ -46,7 +46,7 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets."""
     mu1, mu2 = real.mean(0), fake.mean(0)
     s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = linalg.sqrtm(s1 @ s2)
     return float(np.square(mu1 - mu2).sum() + np.trace(s1 + s2 - 2 * np.real(covmean)))
 
 
@@ -67,7 +67,7 @@ def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int
     return float(total / subsets / m)
 
 
-def gan_metrics(inception: Path | None, real: np.ndarray, fake: np.ndarray) -> dict:
+def gan_metrics(inception: Path | None, real: np.ndarray, fake: np.ndarray, kid_subsets: int = 100) -> dict:
     """{'fid', 'kid'} or {'skipped': why} when no Inception file is at hand."""
     try:
         net = load_inception(inception)
@@ -75,4 +75,4 @@ def gan_metrics(inception: Path | None, real: np.ndarray, fake: np.ndarray) -> d
         log.warning("%s", exc)
         return {"skipped": str(exc)}
     fr, ff = features(net, real), features(net, fake)
-    return {"fid": fid(fr, ff), "kid": kid(fr, ff), "real": len(real), "fake": len(fake)}
+    return {"fid": fid(fr, ff), "kid": kid(fr, ff, subsets=kid_subsets), "real": len(real), "fake": len(fake)}

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from inference.checkpoint import load_model_checkpoint
+from training.config import encoder_config_from
+from training.encoder import FeatureDistance, ScriptedLPIPS, build_encoder, losses_of
+from training.gan import GENERATOR, load_discriminator
+from training.metrics import fid, gan_metrics, kid
+from training.sketches import load_pairs
+
+
+def _batch(pairs):
+    s, d, _ = load_pairs(pairs, "train")
+    to = lambda a: torch.from_numpy(a[:8])[:, None].float() / 127.5 - 1  # noqa: E731
+    return to(s), to(d)
+
+
+def test_encoder_steps_lower_the_loss_on_a_fixed_batch(tiny_pipeline):
+    """Ten Adam steps on one batch lower the pSp loss (L2 + D-feature perceptual + w-norm)
+    while the generator stays frozen."""
+    torch.manual_seed(0)
+    generator, _, _ = load_model_checkpoint(tiny_pipeline / "gan" / GENERATOR)
+    generator.requires_grad_(False)
+    before_g = [p.clone() for p in generator.parameters()]
+    perceptual = FeatureDistance(load_discriminator(tiny_pipeline / "gan"))
+    cfg = encoder_config_from("tiny", lr=1e-3)
+    encoder = build_encoder(cfg, generator).train()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
+    sketch, drawing = _batch(tiny_pipeline / "pairs")
+    first = float(losses_of(encoder, generator, perceptual, sketch, drawing, cfg)["loss"])
+    for _ in range(10):
+        terms = losses_of(encoder, generator, perceptual, sketch, drawing, cfg)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+    last = float(losses_of(encoder, generator, perceptual, sketch, drawing, cfg)["loss"])
+    assert last < first
+    assert all(torch.equal(a, b) for a, b in zip(before_g, generator.parameters()))
+
+
+def test_feature_distance_is_zero_for_equal_images_only(tiny_pipeline):
+    """The D-feature perceptual distance is 0 for identical images and positive otherwise."""
+    perceptual = FeatureDistance(load_discriminator(tiny_pipeline / "gan"))
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    assert torch.allclose(perceptual(x, x), torch.zeros(2))
+    assert (perceptual(x, x.flip(3)) > 0).all()
+
+
+def test_lpips_from_a_local_torchscript_file(tmp_path):
+    """--lpips loads a TorchScript distance from a path and averages it per sample;
+    a missing file is a clear error."""
+    class Toy(torch.nn.Module):
+        def forward(self, x, y):
+            return (x - y).abs().mean(dim=[1, 2, 3], keepdim=True)
+
+    torch.jit.save(torch.jit.script(Toy()), str(tmp_path / "lpips.pt"))
+    lpips = ScriptedLPIPS(tmp_path / "lpips.pt")
+    x = torch.zeros(3, 1, 8, 8)
+    assert torch.allclose(lpips(x, x + 0.5), torch.full((3,), 0.5))
+    with pytest.raises(FileNotFoundError, match="no LPIPS file"):
+        ScriptedLPIPS(tmp_path / "missing.pt")
+
+
+def test_fid_kid_with_a_local_feature_network(tmp_path):
+    """FID/KID run with a locally made TorchScript 'Inception': ~0 for the same set, larger
+    for a different one; without a file they are skipped with a message."""
+    class Features(torch.nn.Module):
+        def forward(self, x, return_features: bool = True):
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1) / 255.0
+
+    path = tmp_path / "inception.pt"
+    torch.jit.save(torch.jit.script(Features()), str(path))
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (200, 16, 16), dtype=np.uint8)
+    other = rng.integers(0, 128, (200, 16, 16), dtype=np.uint8)
+    same = gan_metrics(path, real, real, kid_subsets=5)
+    differ = gan_metrics(path, real, other, kid_subsets=5)
+    assert abs(same["fid"]) < 1e-6 and differ["fid"] > same["fid"] + 0.1
+    assert differ["kid"] > same["kid"]
+    assert "skipped" in gan_metrics(None, real, real)
+    assert "skipped" in gan_metrics(tmp_path / "none.pt", real, real)
+    f = rng.normal(size=(300, 8))
+    assert fid(f, f) == pytest.approx(0, abs=1e-6) and kid(f, f + 3, subsets=5) > kid(f, f, subsets=5)
