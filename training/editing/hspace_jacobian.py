@@ -146,10 +146,12 @@ def sequential_jacobian_subspace_iteration(
     found = torch.zeros(d_in, 0, dtype=hv.dtype, device=hv.device)
     total_iters, all_converged = 0, True
 
-    def deflate(Phi: torch.Tensor) -> torch.Tensor:
+    def project(Phi: torch.Tensor) -> torch.Tensor:
         # The found columns are orthonormal, so (VᵀV)^-1 = I in [I - V (VᵀV)^-1 Vᵀ].
-        Phi = Phi - found @ (found.T @ Phi)
-        return torch.linalg.qr(Phi)[0]
+        return Phi - found @ (found.T @ Phi)
+
+    def deflate(Phi: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.qr(project(Phi))[0]
 
     for start in range(0, k, b):
         stop = min(start + b, k)
@@ -162,7 +164,7 @@ def sequential_jacobian_subspace_iteration(
         converged = False
         for it in range(1, iters + 1):
             _, Phi_hat = _jtjv_columns(f_flat, hv, Phi)
-            Phi, eig, _ = torch.linalg.svd(deflate(Phi_hat), full_matrices=False)
+            Phi, eig, _ = torch.linalg.svd(project(Phi_hat), full_matrices=False)
             history.append(eig)
             if _converged(history, tol, patience):
                 converged = True
