@@ -161,7 +161,8 @@ class NRSfMFit:
 
 
 def fit_nrsfm(landmarks: np.ndarray, num_bases: int = 12, unit_penalty: float = 1.0,
-              steps: int = 300, optimizer: str = "lbfgs", lr: float = 0.01, seed: int = 0) -> NRSfMFit:
+              steps: int = 300, optimizer: str = "lbfgs", lr: float = 0.01, seed: int = 0,
+              face_camera: bool = True) -> NRSfMFit:
     """Rigid SVD + rank-one non-rigid bases by gradient descent (Paper III Eq 3-10).
 
     num_bases: K (the thesis uses 12). unit_penalty: lambda of the (d.d - 1)^2 term, in
@@ -169,6 +170,8 @@ def fit_nrsfm(landmarks: np.ndarray, num_bases: int = 12, unit_penalty: float = 
     1 keeps |d_k| within a fraction of a percent of 1 in the tests. optimizer: "lbfgs"
     (default; gradient-based with a line search, converges in a few hundred steps) or
     "adam" (plain gradient descent as in the paper, needs thousands of steps and `lr`).
+    face_camera: turn the model so that the mean camera rotation is the identity (theta
+    centred on 0), as Paper III does to steady the regressor.
     """
     import torch
 
@@ -214,9 +217,18 @@ def fit_nrsfm(landmarks: np.ndarray, num_bases: int = 12, unit_penalty: float = 
             opt.zero_grad()
             objective().backward()
             opt.step()
-    model = ShapeModel(b0=b0, d=d.detach().numpy(), b=b)
-    a = alpha.detach().numpy()
+    d_fit = d.detach().numpy()
     projections = m0.reshape(n, 2, 3)
+    if face_camera:
+        # Paper III rotates the basis shapes to face the camera at theta = 0: turn the 3D
+        # frame by the mean camera rotation (projected back onto SO(3)). M_n B = (M_n Rm^T)(Rm B),
+        # so every reprojection is unchanged and the Euler angles now centre on zero.
+        rotations = np.stack([complete_rotation(camera_decomposition(m)[1]) for m in projections])
+        u_, _, vt_ = np.linalg.svd(rotations.sum(axis=0))
+        mean_rot = u_ @ np.diag([1.0, 1.0, np.linalg.det(u_ @ vt_)]) @ vt_
+        b0, d_fit, projections = mean_rot @ b0, mean_rot @ d_fit, projections @ mean_rot.T
+    model = ShapeModel(b0=b0, d=d_fit, b=b)
+    a = alpha.detach().numpy()
     q = np.stack([params_from_projection(projections[i], a[i], t[i]) for i in range(n)])
     fitted = model.render(q)
     rms = float(np.sqrt(np.mean((fitted - np.asarray(landmarks, dtype=np.float64)) ** 2)))

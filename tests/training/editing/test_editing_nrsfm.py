@@ -40,6 +40,10 @@ def test_fit_reprojects_within_twice_the_noise(k):
     assert rms == pytest.approx(fit.rms)
     assert rms <= 2 * NOISE
     np.testing.assert_allclose(np.linalg.norm(fit.model.d, axis=0), 1.0, atol=1e-2)
+    # The model faces the camera: the shapes' rotations average to the identity.
+    rotations = np.stack([rotation_from_euler(theta) for theta in fit.q[:, 3:6]])
+    np.testing.assert_allclose(np.linalg.svd(rotations.mean(axis=0))[0] @ np.linalg.svd(rotations.mean(axis=0))[2],
+                               np.eye(3), atol=1e-6)
     # Fitting q to one shape from scratch (Eq 11) is as good as the batch fit.
     q = fit.model.fit_q(landmarks[7])
     assert np.sqrt(np.mean((fit.model.render(q) - landmarks[7]) ** 2)) <= 2 * NOISE
