@@ -10,12 +10,72 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from training.config import EncoderConfig, GanConfig
 
 log = logging.getLogger(__name__)
 
 # Sketch pairs per preset (the thesis sampled 10K).
 PAIR_COUNTS = {"tiny": 48, "cpu-demo": 4000, "full": 10000, None: 10000}
+
+
+def strokes_like_a_visitor(resolution: int, count: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """Pen strokes as a visitor might draw them (lines, arcs, a zigzag, a cross), drawn on a
+    camera-sized grey frame with a soft pen and passed through the table's binarizer."""
+    import cv2
+
+    from training.sketches import default_binarize
+    from capture.binarize import binarize
+
+    rng = np.random.default_rng(seed)
+    size = 4 * resolution
+    params = default_binarize(resolution)
+    sketches = []
+    for k in range(count):
+        frame = np.full((size, size), 215, np.uint8)
+        pen = max(2, size // 64)
+        kind = k % 4
+        pts = rng.uniform(0.15, 0.85, size=(5, 2)) * size
+        if kind == 0:      # one long stroke
+            cv2.line(frame, tuple(map(int, pts[0])), tuple(map(int, pts[1])), 40, pen, cv2.LINE_AA)
+        elif kind == 1:    # an arc
+            centre = tuple(int(v) for v in rng.uniform(0.35, 0.65, 2) * size)
+            cv2.ellipse(frame, centre, (size // 4, size // 5), float(rng.uniform(0, 180)), 0,
+                        float(rng.uniform(150, 300)), 40, pen, cv2.LINE_AA)
+        elif kind == 2:    # a zigzag
+            cv2.polylines(frame, [pts.astype(np.int32)], False, 40, pen, cv2.LINE_AA)
+        else:              # a cross and a short bar
+            c = size // 2
+            cv2.line(frame, (c, size // 6), (c, 5 * size // 6), 40, pen, cv2.LINE_AA)
+            cv2.line(frame, (size // 5, c), (4 * size // 5, c), 40, pen, cv2.LINE_AA)
+            cv2.line(frame, (size // 4, size // 4), (size // 2 - 8, size // 4 + 5), 40, pen, cv2.LINE_AA)
+        frame = cv2.GaussianBlur(frame, (5, 5), 0)  # tracing paper softens the pen
+        sketches.append(binarize(frame, params))
+    return sketches
+
+
+def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> Path:
+    """Contact sheet (sketch | drawing by the exported bundle, through ONNX Runtime) of
+    sketches the encoder never saw: validation pairs, sketches of held-out real drawings
+    from the collection, and visitor-like strokes."""
+    import cv2
+
+    from inference.runtime import open_backend
+    from training.ingest import load_images
+    from training.sketches import SketchSettings, load_pairs, make_sketch, default_binarize, contact_sheet
+
+    backend = open_backend(bundle, kind="onnxruntime")
+    r = backend.bundle.resolution
+    val_sketches, _, _ = load_pairs(pairs, "validation")
+    real = load_images(dataset, "validation")
+    params = default_binarize(r)
+    shown = (list(val_sketches[:8]) + [make_sketch(d, SketchSettings(), params) for d in real[:8]]
+             + strokes_like_a_visitor(r, 8))
+    x = np.stack(shown)[:, None].astype(np.float32) / 127.5 - 1
+    drawings = np.clip((backend.sketch_to_drawing(x)[:, 0] + 1) * 127.5, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(out_png), contact_sheet(shown, list(drawings), columns=4, scale=2))
+    return Path(out_png)
 
 
 def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dataset: dict,
@@ -73,7 +133,6 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
               licence: str = "unknown", credit: str = "", fp16: bool = False,
               inception: Path | None = None, lpips: Path | None = None, progress: bool = True) -> Path:
     """The whole chain; returns the bundle folder."""
-    import numpy as np
     import torch
 
     from inference.checkpoint import load_model_checkpoint
@@ -122,6 +181,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     metrics = gan_metrics(inception, real, fake)
     write_model_card(bundle.path, gan=gan, encoder=encoder, pairs=pairs, dataset=dataset, metrics=metrics,
                      parity=parity, timings=timings, commands=commands)
+    held_out_sheet(bundle.path, out / "pairs", out / "dataset", out / "held_out_contact_sheet.png")
     (out / "summary.json").write_text(json.dumps({"gan": gan, "encoder": encoder, "metrics": metrics,
                                                   "parity": parity, "timings": timings}, indent=1))
     return bundle.path

@@ -6,7 +6,8 @@ For each drawing x = G(z) the sketch is made in three steps:
    3x3 Gaussian blur, Sobel edges of the image and of its inverse (each Sobel_x OR
    Sobel_y, 8 bit, ksize 3), blended 0.75 / 0.75 and inverted: dark outlines on white;
 2. a classical simplification (in place of Simo-Serra et al.'s network, whose weights
-   are not available): threshold the outlines, thin them to one-pixel skeletons
+   are not available): threshold the outlines, keep those beside the drawing's ink (so
+   soft shading does not turn into a maze), thin them to one-pixel skeletons
    (scikit-image), drop components shorter than `min_length` pixels, and redraw the
    skeleton with a pen of `line_width` pixels, so the lines look like a felt pen's;
 3. `capture.binarize.binarize`, the function the table applies to camera frames, with
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.morphology import remove_small_objects, skeletonize
+from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
 
 from capture.binarize import BinarizeParams, binarize, ink_fraction
 
@@ -40,6 +41,7 @@ class SketchSettings:
     line_width: int = 0         # pen width in sketch px; 0: about R / 48 (2 px at 64)
     width_jitter: int = 1       # each sketch's pen is line_width +- this (>= 1 px)
     min_ink: float = 0.002      # sketches with less ink (share of pixels) are dropped
+    darkest_paper: int = 170    # drawing pixels lighter than this are never ink
 
     def width_for(self, resolution: int) -> int:
         return self.line_width or max(2, round(resolution / 48))
@@ -59,13 +61,28 @@ def pencil_sketch(gray: np.ndarray) -> np.ndarray:
     return 255 - blended
 
 
-def simplify(pencil: np.ndarray, settings: SketchSettings, width: int) -> np.ndarray:
-    """Pencil outlines -> clean pen lines of `width` px: threshold, thin, drop short
-    bits, redraw with a round pen. uint8, ink 0, paper 255."""
+def ink_mask(drawing: np.ndarray, darkest_paper: int) -> np.ndarray:
+    """Where the drawing has ink: darker than Otsu's split and than `darkest_paper`
+    (a sheet with no ink has one mode, which Otsu would split in two)."""
+    blur = cv2.GaussianBlur(drawing, (3, 3), 0)
+    otsu, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return blur <= min(otsu, darkest_paper)
+
+
+def simplify(pencil: np.ndarray, settings: SketchSettings, width: int,
+             drawing: np.ndarray | None = None) -> np.ndarray:
+    """Pencil outlines -> clean pen lines of `width` px: threshold, keep the outlines that
+    touch the drawing's ink (soft shading and paper texture give outlines too), thin,
+    drop short bits, redraw with a round pen. uint8, ink 0, paper 255."""
     lines = pencil < 255 - settings.edge_threshold
+    if drawing is not None:
+        near_ink = cv2.dilate(ink_mask(drawing, settings.darkest_paper).astype(np.uint8), np.ones((3, 3), np.uint8))
+        lines &= near_ink.astype(bool)
+    # The two outlines of a thick stroke enclose a sliver: fill it, or thinning leaves a loop.
+    lines = remove_small_holes(lines, max_size=max(2, round(6 * (lines.shape[0] / 64) ** 2)))
     skeleton = skeletonize(lines)
-    skeleton = remove_small_objects(skeleton, max_size=settings.min_length - 1, connectivity=2) \
-        if settings.min_length > 1 else skeleton
+    if settings.min_length > 1:
+        skeleton = remove_small_objects(skeleton, max_size=settings.min_length - 1, connectivity=2)
     pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
     ink = cv2.dilate(skeleton.astype(np.uint8), pen)
     return np.where(ink > 0, 0, 255).astype(np.uint8)
@@ -75,7 +92,7 @@ def make_sketch(drawing: np.ndarray, settings: SketchSettings, params: BinarizeP
                 width: int | None = None) -> np.ndarray:
     """One drawing (uint8 R x R) -> its training sketch through the runtime binarizer."""
     width = width or settings.width_for(params.resolution)
-    return binarize(simplify(pencil_sketch(drawing), settings, width), params)
+    return binarize(simplify(pencil_sketch(drawing), settings, width, drawing), params)
 
 
 def default_binarize(resolution: int) -> BinarizeParams:
