@@ -189,7 +189,10 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
         scaler_D.load_state_dict(state["scaler_D"])
         step, ada_p, ada_sum, ada_count = state["step"], state["ada_p"], state["ada_sum"], state["ada_count"]
         elapsed = state.get("elapsed", 0.0)
-        set_rng_states(state["rng"])
+        if world == 1:
+            set_rng_states(state["rng"])  # exact continuation
+        else:  # the saved RNG is rank 0's: give each rank its own stream again
+            torch.manual_seed(cfg.seed + 1 + rank + 1000 * step)
         log.info("resumed %s at step %d (%.1f kimg, ADA p %.3f)", state_path, step, step * cfg.batch / 1000, ada_p)
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
