@@ -8,8 +8,8 @@ Stage figures are medians (and p95) of repeated calls on one core's worth of wor
 whole-loop run is `newsnow demo` without recording; besides the loop's own stamps it
 measures the new-stroke latency against the simulator's ground truth: for every stroke
 the pen starts after a pause, from the capture time of the first frame in which the
-stroke's ink exists to the display of the first answer to a sketch captured at or after
-that frame.
+stroke's ink exists (on the true sketch at the model's resolution) to the display of the
+first answer to a sketch captured at or after that frame.
 """
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+REST = 3  # frames of unchanged true ink before a new stroke (100 ms at 30 fps)
+VISIBLE = 3  # true ink pixels a new stroke adds within 5 frames
 
 
 def timed(fn, repeats: int) -> dict:
@@ -79,21 +82,32 @@ def stage_figures(parts, projector: tuple[int, int], repeats: int) -> dict:
 
 
 def truth_stroke_latency(parts, frames: list[tuple[int, float]], answers: list[tuple[int, float, float]]) -> dict:
-    """New-stroke latency against the simulator's ground truth (see the module docstring)."""
+    """New-stroke latency against the simulator's ground truth (see the module docstring).
+
+    A new stroke: the true ink grows after at least `REST` frames without change (the pen
+    was lifted or resting), by at least `VISIBLE` pixels within the next 5 frames (a stroke,
+    not the last pixel of one).
+    """
     from capture.simulated import SimulatedPenCamera
 
     settings = parts.source.settings
     truth_cam = SimulatedPenCamera(dataclasses.replace(settings, pace=False))
     r = parts.bundle.resolution
-    inks = [(seq, t, int(np.count_nonzero(truth_cam.truth_sketch(r, seq / settings.fps) == 0))) for seq, t in frames]
-    latencies = []
+    seqs = [seq for seq, _ in frames]
+    t_of = dict(frames)
+    ink = {seq: int(np.count_nonzero(truth_cam.truth_sketch(r, seq / settings.fps) == 0)) for seq in seqs}
     answers = sorted(answers)
-    for (s0, _, i0), (s1, _, i1), (s2, t2, i2) in zip(inks, inks[1:], inks[2:]):
-        if not (i0 == i1 and i2 > i1 and s2 == s1 + 1):  # the pen starts after at least one still frame
+    latencies = []
+    for i in range(REST, len(seqs) - 5):
+        run = seqs[i - REST:i + 1]
+        if run[-1] - run[0] != REST:  # frames skipped: not a clean rest
             continue
-        shown = [t_disp for seq, _, t_disp in answers if seq >= s2]
+        before = [ink[s] for s in run[:-1]]
+        if len(set(before)) != 1 or ink[run[-1]] <= before[0] or ink[seqs[i + 5]] - before[0] < VISIBLE:
+            continue
+        shown = [t_disp for seq, _, t_disp in answers if seq >= run[-1]]
         if shown:
-            latencies.append(min(shown) - t2)
+            latencies.append(min(shown) - t_of[run[-1]])
     if not latencies:
         return {"n": 0}
     a = np.asarray(latencies) * 1000.0

@@ -88,10 +88,15 @@ class IdleConfig:
 
 @dataclass(frozen=True)
 class ChangeConfig:
-    # Share of sketch pixels that must differ from the sketch last sent to the model. Low, so
-    # that a new stroke is sent within a frame or two; above the binarizer's flicker on a
-    # still sheet (none at 64 px, <= 17 px = 0.00026 at 256 px on the simulated camera).
-    threshold: float = field(default=0.0005, metadata=_range(0, 1))
+    """When a sketch counts as changed and goes to the model (see loop.new_ink_pixels).
+
+    Either ink appears or vanishes away from the lines of the sketch last sent (a new
+    stroke), or more than `threshold` of all pixels differ (above the binarizer's flicker on
+    a still sheet: p99 0.00075, max 0.0016 at 256 px, docs/capture.md).
+    """
+
+    new_ink_px: int = field(default=1, metadata=_range(1, 1_000_000))  # new-stroke pixels that count
+    threshold: float = field(default=0.0015, metadata=_range(0, 1))  # share of differing pixels that counts
     blank_ink: float = field(default=0.0005, metadata=_range(0, 1))  # below this ink share the sheet is blank
 
 

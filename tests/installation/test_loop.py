@@ -200,3 +200,19 @@ def test_composite_lays_the_answered_strokes_over_the_drawing():
     assert plain.latest_picture[ink].min() == 255
     assert composite.latest_picture[ink].max() == 0
     assert np.array_equal(composite.latest_picture[~ink], plain.latest_picture[~ink])
+
+
+def test_new_ink_ignores_edge_flicker_and_sees_a_new_stroke():
+    """Line edges toggling (a still sheet's flicker) count 0; a stroke away from the lines counts its pixels."""
+    from installation.loop import new_ink_pixels
+
+    sheet = np.full((64, 64), 255, np.uint8)
+    sheet[30:32, 10:50] = 0  # a line
+    flicker = sheet.copy()
+    flicker[29, 12:40:3] = 0  # edge pixels come and go
+    flicker[31, 20:30] = 255
+    assert new_ink_pixels(sheet, flicker) == 0
+    stroke = flicker.copy()
+    stroke[5:8, 5] = 0  # three pixels of a new stroke on empty paper
+    assert new_ink_pixels(sheet, stroke) == 3
+    assert new_ink_pixels(stroke, sheet) == 3  # and an erased one
