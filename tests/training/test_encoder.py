@@ -28,13 +28,13 @@ def test_encoder_steps_lower_the_loss_on_a_fixed_batch(tiny_pipeline):
     encoder = build_encoder(cfg, generator).train()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     sketch, drawing = _batch(tiny_pipeline / "pairs")
-    first = float(losses_of(encoder, generator, perceptual, sketch, drawing, cfg)["loss"])
+    first = float(losses_of(encoder, generator, perceptual, sketch, drawing, cfg)["loss"].detach())
     for _ in range(10):
         terms = losses_of(encoder, generator, perceptual, sketch, drawing, cfg)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
-    last = float(losses_of(encoder, generator, perceptual, sketch, drawing, cfg)["loss"])
+    last = float(losses_of(encoder, generator, perceptual, sketch, drawing, cfg)["loss"].detach())
     assert last < first
     assert all(torch.equal(a, b) for a, b in zip(before_g, generator.parameters()))
 
