@@ -100,7 +100,9 @@ def _sketch_settings(args):
 def cmd_sketches(args) -> int:
     from training.sketches import make_pairs
     manifest = make_pairs(Path(args.run), Path(args.out), args.count, _sketch_settings(args),
-                          truncation=args.truncation, seed=args.seed)
+                          truncation=args.truncation, seed=args.seed,
+                          collection=Path(args.collection) if args.collection else None,
+                          collection_count=args.collection_count)
     print(f"{manifest['count']} pairs in {args.out} ({manifest['dropped_blank']} blank samples dropped); "
           f"look at {Path(args.out) / 'contact_sheet.png'}")
     return 0
@@ -120,7 +122,8 @@ def cmd_all(args) -> int:
                        preset=args.preset, pair_count=args.count, fit=args.fit, licence=args.licence,
                        credit=args.credit, fp16=args.fp16,
                        inception=Path(args.inception) if args.inception else None,
-                       lpips=Path(args.lpips) if args.lpips else None)
+                       lpips=Path(args.lpips) if args.lpips else None,
+                       collection_pairs=args.collection_pairs)
     print(f"bundle: {bundle} (see {bundle / 'MODEL_CARD.md'})")
     return 0
 
@@ -178,6 +181,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--count", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--collection", default=None, help="a dataset whose own drawings are added as pairs")
+    p.add_argument("--collection-count", type=int, default=0, help="how many of them (default none)")
     _sketch_flags(p)
     p.set_defaults(handler=cmd_sketches)
 
@@ -197,7 +202,9 @@ def register(subparsers) -> None:
     p.add_argument("--fit", choices=("crop", "pad"), default="crop")
     p.add_argument("--licence", default="unknown")
     p.add_argument("--credit", default="")
-    p.add_argument("--count", type=int, default=None, help="sketch pairs (preset's default)")
+    p.add_argument("--count", type=int, default=None, help="generated sketch pairs (preset's default)")
+    p.add_argument("--collection-pairs", type=int, default=0,
+                   help="also pair this many of the collection's own drawings with their sketches")
     p.add_argument("--encoder-steps", type=int, default=None)
     p.add_argument("--encoder-lr", type=float, default=None)
     p.add_argument("--encoder-batch", type=int, default=None)

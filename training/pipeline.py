@@ -104,7 +104,8 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
         f"{gan.get('batch', '?')}), final ADA p {gan.get('ada_p', 0):.3f}, "
         f"loss G {gan.get('loss_G', float('nan')):.3f}, loss D {gan.get('loss_D', float('nan')):.3f}, "
         f"{gan.get('seconds', 0) / 60:.1f} min.",
-        f"- Sketch pairs: {pairs.get('count', '?')} generated drawings, pencil-sketch filter + "
+        f"- Sketch pairs: {pairs.get('count', '?')} ({pairs.get('from_collection', 0)} of them the "
+        f"collection's own drawings, the rest generated), pencil-sketch filter + "
         f"skeleton simplification + the runtime binarizer ({pairs.get('binarize', {}).get('method', '?')}).",
         f"- Encoder: {encoder.get('steps', '?')} steps, {encoder.get('seconds', 0) / 60:.1f} min; "
         f"final training loss {encoder.get('train', {}).get('loss', float('nan')):.4f}.",
@@ -131,7 +132,8 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
 def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, *,
               preset: str | None = None, pair_count: int | None = None, fit: str = "crop",
               licence: str = "unknown", credit: str = "", fp16: bool = False,
-              inception: Path | None = None, lpips: Path | None = None, progress: bool = True) -> Path:
+              inception: Path | None = None, lpips: Path | None = None, progress: bool = True,
+              collection_pairs: int = 0) -> Path:
     """The whole chain; returns the bundle folder."""
     import torch
 
@@ -158,9 +160,12 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     commands.append(f"newsnow train gan {out / 'dataset'} --out {out / 'gan'}" + (f" --{preset}" if preset else ""))
     t = time.time()
     count = pair_count or PAIR_COUNTS[preset]
-    pairs = make_pairs(out / "gan", out / "pairs", count, seed=gan_cfg.seed)
+    pairs = make_pairs(out / "gan", out / "pairs", count, seed=gan_cfg.seed, collection=out / "dataset",
+                       collection_count=collection_pairs)
     timings["sketches"] = time.time() - t
-    commands.append(f"newsnow train sketches {out / 'gan'} --out {out / 'pairs'} --count {count}")
+    commands.append(f"newsnow train sketches {out / 'gan'} --out {out / 'pairs'} --count {count}"
+                    + (f" --collection {out / 'dataset'} --collection-count {collection_pairs}"
+                       if collection_pairs else ""))
     t = time.time()
     encoder = train_encoder(out / "pairs", out / "gan", out / "encoder", enc_cfg, lpips=lpips, progress=progress)
     timings["encoder"] = time.time() - t

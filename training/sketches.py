@@ -118,8 +118,15 @@ def contact_sheet(left: list[np.ndarray], right: list[np.ndarray], columns: int 
 
 def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = SketchSettings(),
                params: BinarizeParams | None = None, truncation: float = 1.0, validation: float = 0.05,
-               batch: int = 32, seed: int = 0) -> dict:
-    """Sample `count` drawings from the GAN run's EMA generator and write the pairs."""
+               batch: int = 32, seed: int = 0, collection: Path | None = None,
+               collection_count: int = 0) -> dict:
+    """Sample `count` drawings from the GAN run's EMA generator and write the pairs.
+
+    With `collection` (a dataset from `ingest`), up to `collection_count` of its own
+    drawings are added as pairs too (train split -> train pairs, validation -> validation),
+    as pSp trains on real pairs: the encoder then also learns to reach the collection's
+    drawings, which matters when a short-trained generator samples little variety.
+    """
     import torch
 
     from inference.checkpoint import load_model_checkpoint
@@ -160,9 +167,30 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
     n_val = int(round(count * validation))
     for k, e in enumerate(entries):
         e["split"] = "validation" if k >= count - n_val else "train"
+        e["source"] = "generated"
+    if collection is not None and collection_count > 0:
+        from training.ingest import load_manifest
+        records = load_manifest(collection)["images"][:collection_count]
+        for record in records:
+            drawing = cv2.imread(str(Path(collection) / record["file"]), cv2.IMREAD_GRAYSCALE)
+            if drawing is None or drawing.shape != (r, r):
+                raise ValueError(f"sketches: {Path(collection) / record['file']} is not a {r} px image "
+                                 f"of the collection; ingest at --resolution {r}")
+            pen = max(1, width + int(rng.integers(-settings.width_jitter, settings.width_jitter + 1)))
+            sketch = make_sketch(drawing, settings, params, pen)
+            if ink_fraction(sketch) < settings.min_ink:
+                dropped += 1
+                continue
+            name = f"{len(entries):06d}.png"
+            cv2.imwrite(str(out / "drawings" / name), drawing)
+            cv2.imwrite(str(out / "sketches" / name), sketch)
+            entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{name}", "pen": pen,
+                            "split": record["split"], "source": "collection"})
     manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(run / GENERATOR),
                 "resolution": r, "count": len(entries), "dropped_blank": dropped,
                 "truncation": truncation, "seed": seed,
+                "collection": str(collection) if collection else None,
+                "from_collection": sum(e["source"] == "collection" for e in entries),
                 "binarize": params.to_dict(), "sketch": dataclasses.asdict(settings),
                 "provenance": meta, "pairs": entries}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -47,3 +47,19 @@ def test_pairs_are_binary_and_made_by_the_runtime_binarizer(tiny_pipeline):
     settings = SketchSettings(**manifest["sketch"])
     assert np.array_equal(make_sketch(drawing, settings, params, pen), s[0])
     assert (tiny_pipeline / "pairs" / "contact_sheet.png").is_file()
+
+
+def test_collection_drawings_join_the_pairs_with_their_split(tiny_pipeline, tmp_path):
+    """--collection adds the collection's own drawings as pairs, keeping the dataset's
+    train/validation split, sketched by the same pipeline and binarizer."""
+    import json
+    from training.sketches import make_pairs
+    manifest = make_pairs(tiny_pipeline / "gan", tmp_path, 4, collection=tiny_pipeline / "dataset",
+                          collection_count=100)
+    dataset = json.loads((tiny_pipeline / "dataset" / "manifest.json").read_text())
+    real = [e for e in manifest["pairs"] if e["source"] == "collection"]
+    assert manifest["from_collection"] == len(real) > 0
+    assert sum(e["split"] == "validation" for e in real) <= dataset["counts"]["validation"]
+    assert len(real) + manifest["dropped_blank"] >= dataset["counts"]["images"]
+    s, _, _ = load_pairs(tmp_path, None)
+    assert set(np.unique(s)) <= {0, 255}
