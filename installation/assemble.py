@@ -143,7 +143,8 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
         to_sketch = calibration.camera_to_sketch(r)
 
         def sketcher(image: np.ndarray) -> np.ndarray:
-            return binarize(image, params, to_sketch)
+            # camera_to_sketch holds for the undistorted frame when a lens model was stored.
+            return binarize(calibration.undistort(image), params, to_sketch)
     elif hasattr(source, "camera_to_sketch"):
         # The simulated camera knows where its sheet lies: it stands in for a calibration.
         def sketcher(image: np.ndarray) -> np.ndarray:

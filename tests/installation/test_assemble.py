@@ -1,6 +1,7 @@
 """installation.assemble: the transition choice and the checks made before the display opens."""
 from __future__ import annotations
 
+import cv2
 import pytest
 
 from installation.assemble import choose_transition, prepare
@@ -40,5 +41,41 @@ def test_prepare_builds_every_part_from_the_config(tiny_bundle):
         assert parts.warp(sketch).shape == (120, 160, 3)
         assert parts.transition in ("crossfade", "latent") and parts.step_ms > 0
         assert not parts.calibration.calibrated
+    finally:
+        parts.close()
+
+
+def test_a_stored_lens_model_undistorts_frames_before_binarizing(tiny_bundle, tmp_path):
+    """With a lens model in the calibration file, the sketcher binarizes the undistorted frame
+    (camera_to_sketch is measured in undistorted pixels), not the raw one."""
+    import dataclasses
+
+    import numpy as np
+
+    from calibration import Calibration, save
+    from calibration.lens import Lens
+    from capture.binarize import binarize
+
+    camera, display = (320, 240), (160, 120)
+    lens = Lens(camera_matrix=np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]]),
+                dist_coeffs=np.array([-0.4, 0.2, 0, 0, 0]), mode=camera)
+    calibration = dataclasses.replace(Calibration.uncalibrated(camera, display), calibrated=True, lens=lens)
+    path = save(calibration, tmp_path / "calibration.json")
+    config = Config.from_dict({"camera": {"source": "simulated", "resolution": list(camera)},
+                               "display": {"mode": "headless", "size": list(display)},
+                               "calibration": {"file": str(path)}})
+    parts = prepare(config, bundle=tiny_bundle)
+    try:
+        rng = np.random.default_rng(0)
+        frame = np.full(camera[::-1], 220, np.uint8)
+        for _ in range(40):  # dark pen lines all over the frame, so the distortion shows
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(0, 240, 4))
+            cv2.line(frame, (x0 + 40, y0), (x1 + 40, y1), 30, 2)
+        params = parts.bundle.binarize_params()  # no [binarize] overrides in this config
+        to_sketch = parts.calibration.camera_to_sketch(parts.bundle.resolution)
+        expected = binarize(lens.undistort(frame), params, to_sketch)
+        raw = binarize(frame, params, to_sketch)
+        assert not np.array_equal(expected, raw)  # the lens matters for this frame
+        np.testing.assert_array_equal(parts.sketcher(frame), expected)
     finally:
         parts.close()
