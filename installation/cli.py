@@ -15,13 +15,13 @@ import sys
 # Modules that add subcommands, in the order `newsnow --help` lists them.
 COMMAND_MODULES = [
     "installation.commands",  # demo, run
-    "training.commands",  # train ingest|gan|sketches|encoder|all
+    "training.commands",  # train kanjivg|ingest|gan|sketches|encoder|all|ddpm
     "inference.commands",  # export, bench
     "installation.ops_commands",  # status, doctor
     "calibration.commands",  # calibrate sheet, camera, projector, check
     "capture.commands",  # camera check, record
     "training.editing.commands",  # edit directions|grid
-    "training.editing.hspace_commands",  # hspace train-ddpm|sample|pca|jacobian|supervised|edit; train ddpm
+    "training.editing.hspace_commands",  # hspace train-ddpm|sample|pca|jacobian|supervised|edit
 ]
 
 

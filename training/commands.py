@@ -214,3 +214,7 @@ def register(subparsers) -> None:
     _preset_flags(p)
     _gan_flags(p)
     p.set_defaults(handler=cmd_all)
+
+    # The DDPM serves the h-space editing research (Paper V); its flags live with those commands.
+    from training.editing.hspace_commands import train_ddpm_flags
+    train_ddpm_flags(steps.add_parser("ddpm", help="train a small DDPM on drawings (for h-space editing)"))

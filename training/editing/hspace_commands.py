@@ -210,7 +210,7 @@ def cmd_edit(args) -> int:
     return 0
 
 
-def _train_ddpm_flags(p: argparse.ArgumentParser) -> None:
+def train_ddpm_flags(p: argparse.ArgumentParser) -> None:
     # Defaults live in training.ddpm.DdpmConfig (not imported here: it needs torch).
     p.add_argument("images", help="folder of drawings (e.g. from `newsnow train kanjivg`)")
     p.add_argument("--out", required=True, help="run folder: state.pt and model/ (a DDPMPipeline folder)")
@@ -228,29 +228,11 @@ def _train_ddpm_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_train_ddpm)
 
 
-def _add_train_ddpm(subparsers) -> None:
-    """Also offer `newsnow train ddpm` when training.commands registered `newsnow train`.
-
-    training/commands.py builds its step parsers inside its own register(); rather than
-    edit that file, find its sub-command action on the already registered parser.
-    """
-    train = subparsers.choices.get("train")
-    if train is None:
-        return
-    for action in train._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            if "ddpm" in action.choices:  # training.commands took it over: keep theirs
-                return
-            _train_ddpm_flags(action.add_parser("ddpm", help="train a small DDPM on drawings (for h-space editing)"))
-            return
-
-
 def register(subparsers) -> None:
     hs = subparsers.add_parser("hspace", help="research: edit a diffusion model through its U-Net's h-space (Paper V)")
     sub = hs.add_subparsers(dest="hspace_command", metavar="ACTION")
 
-    _train_ddpm_flags(sub.add_parser("train-ddpm", help="train a small DDPM on a folder of drawings"))
-    _add_train_ddpm(subparsers)
+    train_ddpm_flags(sub.add_parser("train-ddpm", help="train a small DDPM on a folder of drawings"))
 
     p = sub.add_parser("sample", help="sample drawings from a model (a row PNG)")
     _model_flags(p)
