@@ -11,7 +11,10 @@ h_t and adds Δh_t; sampling follows the paper's Eqs 1-5,
 (α is the cumulative product ᾱ), with η = 0 for DDIM and η = 1 for DDPM. The edited ε
 feeds both P_t and D_t (one U-Net pass a step); Asyrrp (edited ε in P_t only, two
 passes) is an option. The noise z_t is drawn once up front and kept, so a sample is
-fixed by (x_T, z_{T:1}, Δh_{T:1}) and an edit changes nothing else.
+fixed by (x_T, z_{T:1}, Δh_{T:1}) and an edit changes nothing else. P_t is clipped to
+the image range when the model's scheduler says so (`clip_sample`, as diffusers'
+DDIMScheduler does): a briefly trained model's unclipped P_t drifts and its samples
+come out black.
 
 A model is any local folder holding a diffusers `UNet2DModel` and its scheduler
 configuration; nothing is downloaded.
@@ -41,6 +44,12 @@ class DiffusionModel:
     alphas_cumprod: torch.Tensor  # α_t (Paper V's notation) for t = 0 .. num_train_timesteps-1
     scheduler_config: dict
     source: str  # the folder, recorded in saved directions
+
+    @property
+    def clip_range(self) -> float | None:
+        """The bound P_t is clipped to when sampling (the scheduler's clip_sample), or None."""
+        config = DDIMScheduler.from_config(self.scheduler_config).config  # fills in the defaults
+        return float(config.clip_sample_range) if config.clip_sample else None
 
     @property
     def num_train_timesteps(self) -> int:
@@ -190,14 +199,17 @@ class Trajectory:
     xs: torch.Tensor  # [S, B, C, H, W]
     h: torch.Tensor  # [S, B, C', H', W']
     x0: torch.Tensor  # [B, C, H, W]
+    clip_range: float | None = None  # P_t clipped to ± this (None: unclipped, as after inversion)
 
 
 def step(
     x_t: torch.Tensor, eps_P: torch.Tensor, eps_D: torch.Tensor, alpha_t: float, alpha_prev: float, eta: float,
-    z: torch.Tensor | None,
+    z: torch.Tensor | None, clip_range: float | None = None,
 ) -> torch.Tensor:
     """Eqs 2-5: x_{t-1} from x_t. ε for P_t and D_t differ only under Asyrrp."""
     P = (x_t - math.sqrt(1 - alpha_t) * eps_P) / math.sqrt(alpha_t)
+    if clip_range is not None:
+        P = P.clamp(-clip_range, clip_range)
     sigma = eta * math.sqrt((1 - alpha_prev) / (1 - alpha_t)) * math.sqrt(1 - alpha_t / alpha_prev)
     D = math.sqrt(max(1 - alpha_prev - sigma**2, 0.0)) * eps_D
     x_prev = math.sqrt(alpha_prev) * P + D
@@ -221,17 +233,23 @@ def sample(
     delta_h: torch.Tensor | None = None,
     asyrrp: bool = False,
     generator: torch.Generator | None = None,
+    clip: bool | None = None,
 ) -> Trajectory:
     """Run the reverse process from x_T, recording h_t and adding Δh_t at every step.
 
     `delta_h` is [S, ...] (one Δh_t per step) or [1, ...] (the same Δh at every step),
     where ... is h's shape with or without the batch axis. `noise` ([S, B, C, H, W]) is
     z_{T:1}; when η > 0 and it is None it is drawn from `generator` before the first step.
+    `clip`: clip P_t to the image range; None follows the model's scheduler (`clip_sample`).
     """
     if eta < 0:
         raise ValueError(f"eta={eta}: η must be >= 0 (0 is DDIM, 1 is DDPM)")
     timesteps = model.timesteps(steps)
     S = len(timesteps)
+    if clip is None:
+        clip_range = model.clip_range
+    else:
+        clip_range = (model.clip_range or 1.0) if clip else None
     x_T = x_T.to(model.alphas_cumprod.device, torch.float32)
     if eta > 0 and noise is None:
         noise = torch.randn((S, *x_T.shape), generator=generator, dtype=x_T.dtype, device="cpu").to(x_T.device)
@@ -256,8 +274,8 @@ def sample(
                 eps_D = _eps(model, x, t)  # D_t sees the unedited prediction
             t_prev = timesteps[i + 1] if i + 1 < S else -1
             z = noise[i] if noise is not None else None
-            x = step(x, eps, eps_D, model.alpha(t), model.alpha(t_prev), eta, z)
-    return Trajectory(timesteps, eta, x_T, noise, torch.stack(xs), torch.stack(hs), x)
+            x = step(x, eps, eps_D, model.alpha(t), model.alpha(t_prev), eta, z, clip_range)
+    return Trajectory(timesteps, eta, x_T, noise, torch.stack(xs), torch.stack(hs), x, clip_range)
 
 
 def invert(model: DiffusionModel, x0: torch.Tensor, steps: int = 10) -> Trajectory:
@@ -266,7 +284,8 @@ def invert(model: DiffusionModel, x0: torch.Tensor, steps: int = 10) -> Trajecto
     Walks the sampling steps backwards: from x_{t_prev} it evaluates ε at the timestep t
     of the step it undoes and moves to x_t = √α_t P(ε) + √(1-α_t) ε. So `h[i]` and
     `xs[i]` line up with the same `timesteps[i]` as in `sample`, and sampling from the
-    returned `x_T` with η = 0 approximately returns x0.
+    returned `x_T` with η = 0 and `clip=False` approximately returns x0 (the trajectory
+    records no clipping, so `edit` re-samples it unclipped).
     """
     timesteps = model.timesteps(steps)
     S = len(timesteps)

@@ -31,6 +31,8 @@ def _model_flags(p: argparse.ArgumentParser, eta: float = 1.0) -> None:
     p.add_argument("--eta", type=float, default=eta, help="0: DDIM, 1: DDPM (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-clip", dest="clip", action="store_const", const=False, default=None,
+                   help="never clip the predicted image P_t (default: as the model's scheduler says, clip_sample)")
 
 
 def _grid_flags(p: argparse.ArgumentParser) -> None:
@@ -56,7 +58,7 @@ def _fresh(model, args, n: int, seed_offset: int = 0):
 
     g = torch.Generator().manual_seed(args.seed + seed_offset)
     x_T = torch.randn((n, *model.image_shape), generator=g)
-    return sample(model, x_T, args.steps, args.eta, generator=g)
+    return sample(model, x_T, args.steps, args.eta, generator=g, clip=args.clip)
 
 
 def _sample_batches(model, args, n: int, batch: int = 32):

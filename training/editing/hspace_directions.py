@@ -111,13 +111,14 @@ class Direction:
 
 
 def edit(model: DiffusionModel, traj: Trajectory, direction: Direction, strength: float, asyrrp: bool = False) -> Trajectory:
-    """Re-run `traj` (same x_T and z_{T:1}) with the direction applied at `strength`."""
+    """Re-run `traj` (same x_T, z_{T:1} and clipping) with the direction applied at `strength`."""
     steps = len(traj.timesteps)
+    clip = traj.clip_range is not None
     if direction.space == "x_T":
         x_T = traj.x_T + direction.delta(traj.timesteps, strength)[0]
-        return sample(model, x_T, steps, traj.eta, noise=traj.noise)
+        return sample(model, x_T, steps, traj.eta, noise=traj.noise, clip=clip)
     delta = direction.delta(traj.timesteps, strength)
-    return sample(model, traj.x_T, steps, traj.eta, noise=traj.noise, delta_h=delta, asyrrp=asyrrp)
+    return sample(model, traj.x_T, steps, traj.eta, noise=traj.noise, delta_h=delta, asyrrp=asyrrp, clip=clip)
 
 
 def pca_directions(

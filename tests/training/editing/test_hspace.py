@@ -88,6 +88,25 @@ def test_paper_step_equals_diffusers_ddim_step():
             assert torch.allclose(ours, ref, atol=1e-5), (eta, t)
 
 
+def test_clipping_follows_the_scheduler_and_bounds_the_predicted_image():
+    """With the scheduler's clip_sample (diffusers' default) P_t is clipped to [-1, 1], so the
+    last DDIM step (whose result is P_0) stays in range; `clip=False`, or a scheduler with
+    clip_sample off, leaves Eqs 2-5 unclipped."""
+    unet = _unet(seed=2, out_scale=20.0)  # a large ε throws P_t far out of range
+    clipping = from_unet(unet, DDPMScheduler(num_train_timesteps=1000).config)
+    plain = from_unet(unet, DDPMScheduler(num_train_timesteps=1000, clip_sample=False).config)
+    assert clipping.clip_range == 1.0 and plain.clip_range is None
+    x_T = _x_T(1)
+    clipped = sample(clipping, x_T, steps=3, eta=0.0)
+    assert clipped.clip_range == 1.0 and float(clipped.x0.abs().max()) <= 1.0
+    unclipped = sample(clipping, x_T, steps=3, eta=0.0, clip=False)
+    assert unclipped.clip_range is None and float(unclipped.x0.abs().max()) > 1.5
+    assert torch.equal(sample(plain, x_T, steps=3, eta=0.0).x0, unclipped.x0)
+    assert torch.equal(sample(plain, x_T, steps=3, eta=0.0, clip=True).x0, clipped.x0)
+    d = Direction("random", torch.ones(1, *H_SHAPE) / 32, clipped.timesteps, scale=1.0)
+    assert torch.equal(edit(clipping, clipped, d, 0.0).x0, clipped.x0)  # the edit re-samples with clipping
+
+
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_zero_delta_reproduces_the_sample_exactly(model, eta):
     """Δh = 0 (hook adding zeros, Asyrrp too) and a rerun from (x_T, z_{T:1}) give bit-identical
@@ -115,7 +134,7 @@ def test_asyrrp_puts_the_edit_in_P_only(model):
         eps_edit = model.unet(x_T, t).sample
         hook.delta = None
         eps_plain = model.unet(x_T, t).sample
-    expected = step(x_T, eps_edit, eps_plain, model.alpha(t), model.alpha(t_prev), 0.0, None)
+    expected = step(x_T, eps_edit, eps_plain, model.alpha(t), model.alpha(t_prev), 0.0, None, model.clip_range)
     asy = sample(model, x_T, steps=2, eta=0.0, delta_h=delta, asyrrp=True)
     both = sample(model, x_T, steps=2, eta=0.0, delta_h=delta)
     assert torch.allclose(asy.xs[1], expected, atol=1e-6)  # xs[1]: the result of the first step
@@ -133,7 +152,7 @@ def test_ddim_inversion_round_trip_error_falls_with_steps():
     for steps in (10, 40, 160):
         inv = invert(m, x0, steps=steps)
         assert inv.h.shape == (steps, 1, *H_SHAPE)
-        back = sample(m, inv.x_T, steps=steps, eta=0.0)
+        back = sample(m, inv.x_T, steps=steps, eta=0.0, clip=False)
         errors.append(float((back.x0 - x0).norm() / x0.norm()))
     print("relative round-trip error at 10/40/160 steps:", errors)
     assert errors[0] > errors[1] > errors[2]
