@@ -36,7 +36,8 @@ def _model_flags(p: argparse.ArgumentParser, eta: float = 1.0) -> None:
 
 
 def _grid_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strengths", type=_strengths, default=None, help="edit strengths for the grid, e.g. -2,-1,0,1,2")
+    p.add_argument("--strengths", type=_strengths, default=None,
+                   help="edit strengths for the grid (write --strengths=-2,-1,0,1,2: a leading minus would read as a flag)")
     p.add_argument("--grid-samples", type=int, default=2, help="samples (rows per direction) in the edit grid")
     p.add_argument("--asyrrp", action="store_true", help="inject Δh into P_t only (two U-Net passes a step)")
 
