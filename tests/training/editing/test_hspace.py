@@ -23,6 +23,7 @@ from training.editing.hspace_directions import (
     disentangle,
     edit,
     edit_grid,
+    ink_score,
     jacobian_directions,
     pca_directions,
     save_png,
@@ -321,3 +322,19 @@ def test_load_model_from_local_folders(tmp_path):
     (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFolderError, match="prediction_type"):
         load_model(tmp_path / "pipe")
+
+
+def test_ink_score_counts_strokes_not_paper_tone():
+    """The ink score is the share of pixels darker than the image's own paper: the same strokes
+    on white and on grey paper score alike, more strokes score higher, a black square scores 0."""
+    strokes = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    strokes[..., 8:24, 10:12] = True  # 32 pixels of ink
+    more = strokes.clone()
+    more[..., 15:17, 4:28] = True
+
+    def on(paper, mask):
+        return torch.where(mask, torch.tensor(-1.0), torch.tensor(paper))
+    scores = ink_score(torch.cat([on(1.0, strokes), on(-0.2, strokes), on(1.0, more), -torch.ones(1, 1, 32, 32)]))
+    assert scores[0] == scores[1] == 32 / 1024
+    assert scores[2] > scores[0]
+    assert scores[3] == 0
