@@ -267,7 +267,8 @@ def register(subparsers) -> None:
     _grid_flags(p)
     p.add_argument("--name", default="attribute")
     p.add_argument("--classifier", default="ink",
-                   help="'ink' (fraction of pixels darker than the paper) or package.module:function, images [-1,1] -> one score each")
+                   help="'ink' (share of pixels darker than the paper) or package.module:function "
+                        "(images in [-1, 1] -> one score each)")
     p.add_argument("--n", type=int, default=200, help="samples to score")
     p.add_argument("--pairs", type=int, default=20, help="top / bottom samples used")
     p.add_argument("--positive", default=None, help="folder of real drawings with the attribute (DDIM inversion)")
