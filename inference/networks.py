@@ -99,7 +99,8 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.down:
             x = F.avg_pool2d(x, 2)
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        x = F.conv2d(x, (self.weight * self.weight_gain).to(x.dtype), bias, padding=self.padding)
         return _activate(x, self.activation, self.conv_clamp)
 
 
@@ -158,7 +159,13 @@ class ModulatedConv(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w)
-        return modulated_conv2d(x, self.weight * self.weight_gain, styles,
+        weight = self.weight * self.weight_gain
+        if x.dtype == torch.float16 and self.demodulate:
+            # As the reference: scale weights and styles to at most 1 before fp16 so that
+            # x * styles and the demodulation sums cannot overflow; demodulation undoes it.
+            weight = weight / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True) * self.weight_gain
+            styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        return modulated_conv2d(x, weight.to(x.dtype), styles.to(x.dtype),
                                 demodulate=self.demodulate, padding=self.padding)
 
     def affine_weight(self) -> torch.Tensor:
@@ -194,12 +201,12 @@ class SynthesisLayer(nn.Module):
         x = self.conv(x, w)
         if noise_mode == "random":
             x = x + torch.randn(x.shape[0], 1, self.resolution, self.resolution,
-                                device=x.device, dtype=x.dtype) * self.noise_strength
+                                device=x.device, dtype=x.dtype) * self.noise_strength.to(x.dtype)
         elif noise_mode == "const":
-            x = x + self.noise_const * self.noise_strength
+            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
         elif noise_mode != "none":
             raise ValueError(f"noise_mode {noise_mode!r} must be one of {NOISE_MODES}")
-        x = x + self.bias[None, :, None, None]
+        x = x + self.bias.to(x.dtype)[None, :, None, None]
         return _activate(x, "lrelu", self.conv_clamp)
 
 
@@ -213,7 +220,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(img_channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x, w) + self.bias[None, :, None, None]
+        x = self.conv(x, w) + self.bias.to(x.dtype)[None, :, None, None]
         return _activate(x, "linear", self.conv_clamp)
 
 
@@ -221,10 +228,11 @@ class SynthesisBlock(nn.Module):
     """One resolution of the skip architecture: (const | up-conv) -> conv -> toRGB added to the upsampled image."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 img_channels: int, conv_clamp: float | None = None):
+                 img_channels: int, conv_clamp: float | None = None, use_fp16: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
+        self.use_fp16 = use_fp16
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
             self.conv0 = None
@@ -237,14 +245,16 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
-        """ws: [B, num_conv + 1, w_dim]; the last one feeds toRGB."""
+        """ws: [B, num_conv + 1, w_dim]; the last one feeds toRGB. Features run in fp16 in a
+        use_fp16 block on CUDA; the image skip stays fp32."""
+        dtype = torch.float16 if self.use_fp16 and ws.device.type == "cuda" else torch.float32
         if self.conv0 is None:
-            x = self.const[None].expand(ws.shape[0], -1, -1, -1)
+            x = self.const.to(dtype)[None].expand(ws.shape[0], -1, -1, -1)
             x = self.conv1(x, ws[:, 0], noise_mode)
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode)
+            x = self.conv0(x.to(dtype), ws[:, 0], noise_mode)
             x = self.conv1(x, ws[:, 1], noise_mode)
-        y = self.torgb(x, ws[:, self.num_conv])
+        y = self.torgb(x, ws[:, self.num_conv]).float()
         if img is not None:
             y = y + F.interpolate(img, scale_factor=2.0, mode="bilinear", align_corners=False)
         return x, y
@@ -254,19 +264,30 @@ def _channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
     return max(1, min(channel_base // resolution, channel_max))
 
 
+def fp16_resolutions(resolution: int, num_fp16_res: int) -> set[int]:
+    """The block resolutions that run in fp16: the `num_fp16_res` highest, never below 8
+    (the reference's rule; the 4x4 const block, the mapping and D's epilogue stay fp32)."""
+    if num_fp16_res <= 0:
+        return set()
+    lowest = max(2 ** (int(math.log2(resolution)) + 1 - num_fp16_res), 8)
+    return {2 ** i for i in range(3, int(math.log2(resolution)) + 1) if 2 ** i >= lowest}
+
+
 class SynthesisNetwork(nn.Module):
     """W+ [B, num_ws, w_dim] -> image [B, C, R, R]; blocks at 4, 8, ..., R."""
 
     def __init__(self, resolution: int, img_channels: int, w_dim: int, channel_base: int,
-                 channel_max: int, conv_clamp: float | None = None):
+                 channel_max: int, conv_clamp: float | None = None, num_fp16_res: int = 0):
         super().__init__()
         self.resolution = resolution
         self.block_resolutions = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
+        half = fp16_resolutions(resolution, num_fp16_res)
         self.blocks = nn.ModuleList()
         for res in self.block_resolutions:
             in_ch = 0 if res == 4 else _channels_at(res // 2, channel_base, channel_max)
             out_ch = _channels_at(res, channel_base, channel_max)
-            self.blocks.append(SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, conv_clamp))
+            self.blocks.append(SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, conv_clamp,
+                                              use_fp16=res in half))
         # Consecutive blocks share one w: a block's toRGB w is the next block's conv0 w.
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
 
@@ -325,17 +346,19 @@ class Generator(nn.Module):
     def __init__(self, resolution: int, channels: int = 1, z_dim: int = 512, w_dim: int = 512,
                  mapping_layers: int = 8, channel_base: int = 32768, channel_max: int = 512,
                  mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, num_fp16_res: int = 0):
         super().__init__()
         self.init_kwargs = dict(resolution=int(resolution), channels=int(channels), z_dim=int(z_dim),
                                 w_dim=int(w_dim), mapping_layers=int(mapping_layers),
                                 channel_base=int(channel_base), channel_max=int(channel_max),
                                 mapping_lr_multiplier=float(mapping_lr_multiplier),
-                                w_avg_beta=float(w_avg_beta), conv_clamp=conv_clamp)
+                                w_avg_beta=float(w_avg_beta), conv_clamp=conv_clamp,
+                                num_fp16_res=int(num_fp16_res))
         self.resolution = _check_resolution(resolution, "generator")
         self.channels = _check_channels(channels, "generator")
         self.z_dim, self.w_dim = z_dim, w_dim
-        self.synthesis = SynthesisNetwork(resolution, channels, w_dim, channel_base, channel_max, conv_clamp)
+        self.synthesis = SynthesisNetwork(resolution, channels, w_dim, channel_base, channel_max, conv_clamp,
+                                          num_fp16_res)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers,
                                       mapping_lr_multiplier, w_avg_beta)
@@ -388,15 +411,20 @@ class MinibatchStd(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """Residual block: two 3x3 convs (the second downsamples) plus a 1x1 downsampling skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, img_channels: int | None):
+    def __init__(self, in_channels: int, out_channels: int, img_channels: int | None,
+                 conv_clamp: float | None = None, use_fp16: bool = False):
         super().__init__()
-        self.fromrgb = (Conv2dLayer(img_channels, in_channels, 1, activation="lrelu")
+        self.use_fp16 = use_fp16
+        self.fromrgb = (Conv2dLayer(img_channels, in_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
                         if img_channels else None)
-        self.conv0 = Conv2dLayer(in_channels, in_channels, 3, activation="lrelu")
-        self.conv1 = Conv2dLayer(in_channels, out_channels, 3, activation="lrelu", down=True)
+        self.conv0 = Conv2dLayer(in_channels, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(in_channels, out_channels, 3, activation="lrelu", down=True,
+                                 conv_clamp=conv_clamp)
         self.skip = Conv2dLayer(in_channels, out_channels, 1, bias=False, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_fp16 and x.device.type == "cuda":
+            x = x.half()
         if self.fromrgb is not None:
             x = self.fromrgb(x)
         y = self.skip(x)
@@ -412,19 +440,23 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, resolution: int, channels: int = 1, channel_base: int = 32768,
-                 channel_max: int = 512, mbstd_group: int = 4, mbstd_channels: int = 1):
+                 channel_max: int = 512, mbstd_group: int = 4, mbstd_channels: int = 1,
+                 conv_clamp: float | None = None, num_fp16_res: int = 0):
         super().__init__()
         self.init_kwargs = dict(resolution=int(resolution), channels=int(channels),
                                 channel_base=int(channel_base), channel_max=int(channel_max),
-                                mbstd_group=int(mbstd_group), mbstd_channels=int(mbstd_channels))
+                                mbstd_group=int(mbstd_group), mbstd_channels=int(mbstd_channels),
+                                conv_clamp=conv_clamp, num_fp16_res=int(num_fp16_res))
         self.resolution = _check_resolution(resolution, "discriminator")
         self.channels = _check_channels(channels, "discriminator")
         resolutions = [2 ** i for i in range(int(math.log2(resolution)), 2, -1)]  # R ... 8
+        half = fp16_resolutions(resolution, num_fp16_res)
         self.blocks = nn.ModuleList()
         for i, res in enumerate(resolutions):
             self.blocks.append(DiscriminatorBlock(_channels_at(res, channel_base, channel_max),
                                                   _channels_at(res // 2, channel_base, channel_max),
-                                                  channels if i == 0 else None))
+                                                  channels if i == 0 else None, conv_clamp,
+                                                  use_fp16=res in half))
         ch4 = _channels_at(4, channel_base, channel_max)
         self.mbstd = MinibatchStd(mbstd_group, mbstd_channels)
         self.conv = Conv2dLayer(ch4 + mbstd_channels, ch4, 3, activation="lrelu")
@@ -440,7 +472,7 @@ class Discriminator(nn.Module):
         return feats
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        x = self.features(img)[-1]
+        x = self.features(img)[-1].float()  # the epilogue runs in fp32
         x = self.conv(self.mbstd(x))
         return self.out(self.fc(x.flatten(1)))
 

@@ -20,9 +20,9 @@ def _preset_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tiny", dest="preset", action="store_const", const="tiny",
                        help="minutes on a 2-core CPU (smoke tests, a first try)")
     group.add_argument("--cpu-demo", dest="preset", action="store_const", const="cpu-demo",
-                       help="the bundled demo model's settings (64 px, ~40 min on 2 cores)")
+                       help="the bundled demo model's settings (64 px, hours on one CPU core)")
     group.add_argument("--full", dest="preset", action="store_const", const="full",
-                       help="the GPU recipe: 256 px, batch 16, gamma 0.8, ADA target 0.6")
+                       help="the GPU recipe: 256 px, batch 16, ADA target 0.6, fp16 in the top 4 blocks")
 
 
 def _gan_flags(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +37,8 @@ def _gan_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=field.name, type=float, nargs=2, default=None)
         else:
             kind = int if isinstance(field.default, int) else float
-            parser.add_argument(flag, dest=field.name, type=kind, default=None,
-                                help=f"(default {field.default})")
+            default = "0.0002 R^2 / batch" if field.name == "r1_gamma" else field.default
+            parser.add_argument(flag, dest=field.name, type=kind, default=None, help=f"(default {default})")
 
 
 def _gan_config(args):

@@ -24,8 +24,12 @@ class GanConfig:
     kimg: float = 10000.0          # length of training, thousands of real images shown
     lr: float = 0.0025
     betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float = 0.8
+    r1_gamma: float | None = None  # None: the reference heuristic 0.0002 R^2 / batch
     r1_interval: int = 16          # lazy regularisation
+    pl_weight: float = 2.0         # path-length regularisation (0: off)
+    pl_interval: int = 4           # lazy, every this many G steps
+    pl_batch_shrink: int = 2       # on batch / this many images
+    pl_decay: float = 0.01         # of the running mean path length
     style_mixing: float = 0.9
     ema_kimg: float = 10.0         # EMA half-life, thousands of images (scaled by batch / 32)
     ema_rampup: float = 0.05
@@ -41,7 +45,9 @@ class GanConfig:
     snapshot_kimg: float = 50.0    # checkpoint + sample grids every this many kimg
     log_every: int = 20            # steps between TensorBoard scalars
     seed: int = 0
-    amp: bool = True               # mixed precision (CUDA only)
+    amp: bool = True               # mixed precision (CUDA only): fp16 in the highest blocks
+    num_fp16_res: int = 4          # that many highest resolutions of G and D run in fp16
+    conv_clamp: float = 256.0      # clamp of conv outputs (keeps fp16 finite)
     threads: int = 0               # torch CPU threads (0: torch's default)
 
     def validate(self) -> "GanConfig":
@@ -53,7 +59,16 @@ class GanConfig:
             raise ValueError("gan: kimg and snapshot_kimg must be positive")
         if not 0 <= self.ada_target <= 1:
             raise ValueError(f"gan: ada_target {self.ada_target} must be in [0, 1]")
+        if self.r1_gamma is not None and self.r1_gamma < 0:
+            raise ValueError(f"gan: r1_gamma {self.r1_gamma} must not be negative")
+        if self.pl_weight < 0 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
+            raise ValueError("gan: pl_weight must not be negative, pl_interval and pl_batch_shrink positive")
         return self
+
+    @property
+    def gamma(self) -> float:
+        """R1 weight: as set, else stylegan2-ada-pytorch's heuristic 0.0002 R^2 / batch."""
+        return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.resolution ** 2 / self.batch
 
     @property
     def total_steps(self) -> int:
@@ -61,18 +76,20 @@ class GanConfig:
 
 
 PRESETS = {
+    # Widths put the channels in the cheap low-resolution blocks (features at r: base / r,
+    # at most max); mapping depth 2 as the reference's auto config; R1 gamma, EMA and lr
+    # from the reference's heuristics unless set.
     # minutes on a 2-core CPU: smoke tests, first try of a collection on a laptop
     "tiny": dict(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=512,
-                 channel_max=32, d_channel_base=512, d_channel_max=32, batch=8, kimg=2.0,
-                 lr=0.002, r1_gamma=0.1, r1_interval=4, ema_kimg=0.5, ada_kimg=20,
-                 snapshot_kimg=0.5, log_every=5),
-    # the bundled demo model: 64 px, narrow, ~40 min on 2 CPU cores
-    "cpu-demo": dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=1024,
-                     channel_max=64, d_channel_base=1024, d_channel_max=64, batch=16, kimg=80.0,
-                     lr=0.002, r1_gamma=0.2, r1_interval=8, ema_kimg=2.0, ada_kimg=50,
-                     snapshot_kimg=5.0, log_every=20),
-    # the GPU recipe for ~5k images (StyleGAN2-ADA small-data guidance)
-    "full": dict(resolution=256, batch=16, r1_gamma=0.8, ada_target=0.6, mirror=False,
+                 channel_max=64, d_channel_base=512, d_channel_max=64, batch=8, kimg=4.0,
+                 r1_interval=4, pl_weight=0.0, ada_kimg=20, snapshot_kimg=1.0, log_every=5),
+    # the bundled demo model: 64 px, a few hours on one core of a 2-core CPU
+    "cpu-demo": dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=2, channel_base=1024,
+                     channel_max=256, d_channel_base=1024, d_channel_max=256, batch=16, kimg=200.0,
+                     r1_interval=16, ada_kimg=100, snapshot_kimg=5.0, log_every=20),
+    # the GPU recipe for ~5k images (StyleGAN2-ADA small-data guidance, the reference's
+    # 'paper256' widths)
+    "full": dict(resolution=256, batch=16, ada_target=0.6, mirror=False,
                  kimg=10000.0, snapshot_kimg=50.0),
 }
 

@@ -1,13 +1,16 @@
 """StyleGAN2 training on a dataset from `newsnow train ingest` (`newsnow train gan`).
 
-One explicit loop (`train_gan`), stylegan2-ada-pytorch's recipe in plain PyTorch:
-non-saturating logistic loss, lazy R1 on reals every `r1_interval` steps, style mixing,
-an EMA copy of the generator (the one that is exported), ADA (or DiffAugment-style fixed
-augmentation when ADA is off), mixed precision on CUDA, several GPUs through torchrun
-(gradients all-reduced by hand, as stylegan2-ada does, since R1 needs double backward).
+One explicit loop (`train_gan`), stylegan2-ada-pytorch's recipe in plain PyTorch (losses
+in training/loss.py): non-saturating logistic loss, lazy R1 (gamma 0.0002 R^2 / batch
+unless set) and lazy path-length regularisation, style mixing, an EMA copy of the
+generator (the one that is exported), ADA (or DiffAugment-style fixed augmentation when
+ADA is off), mixed precision on CUDA as the reference does it (fp16 only in the highest
+`num_fp16_res` blocks, conv outputs clamped, mapping and D's epilogue fp32), several GPUs
+through torchrun (gradients all-reduced by hand, since R1 needs double backward).
 
 Everything a resume needs is in RUN/state.pt (networks, optimisers, ADA p and its
-accumulator, step, every RNG state), written atomically; `--resume` continues exactly.
+accumulator, path-length mean, step, every RNG state), written atomically; `--resume`
+continues exactly.
 RUN/generator.pt is the EMA generator as a model checkpoint for `sketches` and export.
 """
 from __future__ import annotations
@@ -27,12 +30,12 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from inference.checkpoint import save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
 from training.config import GanConfig, config_from  # noqa: F401 (re-exported)
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
+from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 
 log = logging.getLogger(__name__)
@@ -45,13 +48,34 @@ GENERATOR = "generator.pt"
 # Helpers the loop uses.
 
 
-def build_networks(cfg: GanConfig, channels: int = 1) -> tuple[Generator, Discriminator]:
+def build_networks(cfg: GanConfig, channels: int = 1, mixed_precision: bool = False
+                   ) -> tuple[Generator, Discriminator]:
+    """G and D of `cfg`; with mixed precision (CUDA), the `num_fp16_res` highest blocks of
+    each run in fp16 and every conv output is clamped to +-conv_clamp, as the reference."""
+    fp16 = dict(conv_clamp=cfg.conv_clamp, num_fp16_res=cfg.num_fp16_res) if mixed_precision else {}
     G = Generator(cfg.resolution, channels, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
                   mapping_layers=cfg.mapping_layers, channel_base=cfg.channel_base,
-                  channel_max=cfg.channel_max, mapping_lr_multiplier=cfg.mapping_lr_multiplier)
+                  channel_max=cfg.channel_max, mapping_lr_multiplier=cfg.mapping_lr_multiplier, **fp16)
     D = Discriminator(cfg.resolution, channels, channel_base=cfg.d_channel_base,
-                      channel_max=cfg.d_channel_max)
+                      channel_max=cfg.d_channel_max, **fp16)
     return G, D
+
+
+def lazy_adam(params, cfg: GanConfig, interval: int) -> torch.optim.Adam:
+    """Adam for a player whose regulariser runs every `interval` steps: lr and betas scaled
+    by interval / (interval + 1), as the reference does for lazy regularisation."""
+    ratio = interval / (interval + 1) if interval else 1.0
+    return torch.optim.Adam(params, lr=cfg.lr * ratio, betas=(cfg.betas[0] ** ratio, cfg.betas[1] ** ratio),
+                            eps=1e-8)
+
+
+def ema_beta(cfg: GanConfig, step: int) -> float:
+    """The EMA decay after `step` steps: half-life ema_kimg * batch / 32 thousand images (the
+    reference's auto config), ramped up to `ema_rampup` of the images seen so far."""
+    ema_nimg = cfg.ema_kimg * 1000 * cfg.batch / 32
+    if cfg.ema_rampup:
+        ema_nimg = min(ema_nimg, (step + 1) * cfg.batch * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -79,16 +103,6 @@ def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     if states.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def mapped_ws(G: Generator, z: torch.Tensor, mixing: float) -> torch.Tensor:
-    """W+ for z, with style mixing: from a random layer on, the styles of a second z."""
-    ws = G.mapping(z, update_w_avg=True)
-    if mixing > 0 and torch.rand(()) < mixing:
-        cutoff = int(torch.randint(1, ws.shape[1], ()))
-        ws2 = G.mapping(torch.randn_like(z), update_w_avg=False)
-        ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-    return ws
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -134,7 +148,12 @@ def _all_reduce_grads(module: torch.nn.Module, world: int) -> None:
 
 def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
               progress: bool = True, meta: dict | None = None) -> dict:
-    """Train (or resume) a StyleGAN2 on `dataset`; writes RUN = `out`. Returns a summary."""
+    """Train (or resume) a StyleGAN2 on `dataset`; writes RUN = `out`. Returns a summary.
+
+    Each step: G's main loss; every pl_interval steps G's path-length penalty; D's main
+    loss (with R1 every r1_interval steps); ADA's p; the EMA generator; then logs and,
+    every snapshot_kimg, samples and the training state.
+    """
     dataset, out = Path(dataset), Path(out)
     cfg.validate()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -151,7 +170,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     if cfg.batch % world:
         raise ValueError(f"gan: batch {cfg.batch} does not split over {world} processes")
     batch = cfg.batch // world
-    use_amp = cfg.amp and device.type == "cuda"
+    mixed = cfg.amp and device.type == "cuda"
 
     manifest = load_manifest(dataset)
     if manifest["settings"]["resolution"] != cfg.resolution:
@@ -161,43 +180,30 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     reals_all = torch.from_numpy(load_images(dataset, "train"))[:, None].to(device)  # uint8
 
     torch.manual_seed(cfg.seed)  # same initial networks on every rank
-    G, D = build_networks(cfg)
+    G, D = build_networks(cfg, mixed_precision=mixed)
     G, D = G.to(device).train(), D.to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    ratio = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy R1: rescale D's optimiser
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr * ratio,
-                             betas=(cfg.betas[0] ** ratio, cfg.betas[1] ** ratio), eps=1e-8)
-    scaler_G = torch.amp.GradScaler("cuda", enabled=use_amp)
-    scaler_D = torch.amp.GradScaler("cuda", enabled=use_amp)
+    opt_G = lazy_adam(G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0)
+    opt_D = lazy_adam(D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0)
+    # fp32 weights, fp16 activations in some blocks: loss scaling keeps small gradients.
+    scaler_G = torch.amp.GradScaler("cuda", enabled=mixed)
+    scaler_D = torch.amp.GradScaler("cuda", enabled=mixed)
     spec = dataclasses.replace(ADA_SPEC if cfg.ada else DIFFAUGMENT_SPEC, rotate90=cfg.rotate90)
-    step, ada_p, ada_sum, ada_count, elapsed = 0, 0.0, 0.0, 0, 0.0
+    stateful = dict(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, scaler_G=scaler_G, scaler_D=scaler_D)
+    counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0)
     torch.manual_seed(cfg.seed + 1 + rank)  # different batches and z on every rank
 
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE
     if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"{state_path}: nothing to resume; run without --resume")
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
-        scaler_G.load_state_dict(state["scaler_G"])
-        scaler_D.load_state_dict(state["scaler_D"])
-        step, ada_p, ada_sum, ada_count = state["step"], state["ada_p"], state["ada_sum"], state["ada_count"]
-        elapsed = state.get("elapsed", 0.0)
-        if world == 1:
-            set_rng_states(state["rng"])  # exact continuation
-        else:  # the saved RNG is rank 0's: give each rank its own stream again
-            torch.manual_seed(cfg.seed + 1 + rank + 1000 * step)
-        log.info("resumed %s at step %d (%.1f kimg, ADA p %.3f)", state_path, step, step * cfg.batch / 1000, ada_p)
+        counters = load_training_state(state_path, stateful, counters, device, world, rank, cfg)
+    step, ada_p = counters["step"], counters["ada_p"]
+    pl_mean = torch.tensor(counters["pl_mean"], device=device)
     if rank == 0:
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-        log.info("G %d params, D %d params, %d training images, %d steps of batch %d",
-                 count_parameters(G), count_parameters(D), len(reals_all), cfg.total_steps, cfg.batch)
+        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma},
+                                                    indent=1))
+        log.info("G %d params, D %d params, %d training images, %d steps of batch %d, R1 gamma %.4g",
+                 count_parameters(G), count_parameters(D), len(reals_all), cfg.total_steps, cfg.batch, cfg.gamma)
     z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     snapshot_steps = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
 
@@ -222,59 +228,55 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     def disc(images: torch.Tensor) -> torch.Tensor:
         return D(augment(images, ada_p, spec) if cfg.ada else augment(images, 1.0, spec))
 
-    started = time.time() - elapsed
+    def latents(n: int = batch) -> torch.Tensor:
+        return torch.randn(n, cfg.z_dim, device=device)
+
+    def optimise(loss: torch.Tensor, net: torch.nn.Module, opt, scaler) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        _all_reduce_grads(net, world)
+        scaler.step(opt)
+        scaler.update()
+
+    started = time.time() - counters["elapsed"]
+    session_start, session_step = time.time(), step
     losses = {}
     while step < cfg.total_steps:
-        autocast = torch.autocast(device.type, dtype=torch.float16, enabled=use_amp)
-        # Generator: make D call the fakes real (non-saturating logistic loss).
+        # Generator: main loss, then (lazily) its path-length penalty.
         G.requires_grad_(True), D.requires_grad_(False)
-        with autocast:
-            fake = G.synthesis(mapped_ws(G, torch.randn(batch, cfg.z_dim, device=device), cfg.style_mixing))
-            loss_G = F.softplus(-disc(fake)).mean()
-        opt_G.zero_grad(set_to_none=True)
-        scaler_G.scale(loss_G).backward()
-        _all_reduce_grads(G, world)
-        scaler_G.step(opt_G)
-        scaler_G.update()
+        loss_G = generator_loss(G, disc, latents(), cfg.style_mixing)
+        optimise(loss_G, G, opt_G, scaler_G)
+        if cfg.pl_weight and step % cfg.pl_interval == 0:
+            penalty, pl_mean, losses["pl_length"] = path_length_loss(
+                G, latents(max(1, batch // cfg.pl_batch_shrink)), cfg.style_mixing, pl_mean,
+                cfg.pl_weight, cfg.pl_decay)
+            optimise(penalty * cfg.pl_interval, G, opt_G, scaler_G)
 
         # Discriminator: fakes fake, reals real; every r1_interval steps also R1 on reals.
         G.requires_grad_(False), D.requires_grad_(True)
-        do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
-        with torch.no_grad(), autocast:
-            fake = G.synthesis(mapped_ws(G, torch.randn(batch, cfg.z_dim, device=device), cfg.style_mixing))
-        reals = real_batch().requires_grad_(do_r1)
-        with autocast:
-            logits_fake = disc(fake.float())
-        with torch.autocast(device.type, enabled=use_amp and not do_r1):
-            logits_real = disc(reals)
-        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
-        if do_r1:
-            grad, = torch.autograd.grad(logits_real.float().sum(), reals, create_graph=True)
-            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
-            loss_D = loss_D + r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
-            losses["r1"] = float(r1.detach())
-        opt_D.zero_grad(set_to_none=True)
-        scaler_D.scale(loss_D).backward()
-        _all_reduce_grads(D, world)
-        scaler_D.step(opt_D)
-        scaler_D.update()
+        with torch.no_grad():
+            fake = G.synthesis(mapped_ws(G, latents(), cfg.style_mixing))
+        r1_weight = cfg.gamma / 2 * cfg.r1_interval if cfg.gamma and step % cfg.r1_interval == 0 else 0.0
+        loss_D, logits_real, r1 = discriminator_loss(disc, fake, real_batch(), r1_weight)
+        if r1 is not None:
+            losses["r1"] = r1
+        optimise(loss_D, D, opt_D, scaler_D)
 
         # ADA: steer p by the sign of D on reals.
-        ada_sum += float(logits_real.detach().sign().sum())
-        ada_count += batch
+        counters["ada_sum"] += float(logits_real.sign().sum())
+        counters["ada_count"] += batch
         if cfg.ada and (step + 1) % cfg.ada_interval == 0:
-            stats = torch.tensor([ada_sum, ada_count], dtype=torch.float64, device=device)
+            stats = torch.tensor([counters["ada_sum"], counters["ada_count"]], dtype=torch.float64, device=device)
             if world > 1:
                 dist.all_reduce(stats)
             rt = float(stats[0] / stats[1])
             ada_p = ada_update(ada_p, rt, cfg.ada_target, int(stats[1]), cfg.ada_kimg)
             losses["ada_rt"] = rt
-            ada_sum, ada_count = 0.0, 0
+            counters["ada_sum"], counters["ada_count"] = 0.0, 0
 
         # EMA of the generator (what is sampled and exported).
         with torch.no_grad():
-            ema_nimg = min(cfg.ema_kimg * 1000 * cfg.batch / 32, (step + 1) * cfg.batch * cfg.ema_rampup)
-            beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+            beta = ema_beta(cfg, step)
             for p_ema, p in zip(G_ema.parameters(), G.parameters()):
                 p_ema.copy_(p.detach().lerp(p_ema, beta))
             for b_ema, b in zip(G_ema.buffers(), G.buffers()):
@@ -290,33 +292,56 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
                 for name, value in losses.items():
                     writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
             if bar is not None:
+                rate = (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
                 bar.n = step * cfg.batch / 1000
-                bar.set_postfix(G=f"{losses['loss_G']:.3f}", D=f"{losses['loss_D']:.3f}", p=f"{ada_p:.2f}")
+                bar.set_postfix_str(f"{rate:.0f} kimg/h G={losses['loss_G']:.3f} "
+                                    f"D={losses['loss_D']:.3f} p={ada_p:.2f}")
             if step % snapshot_steps == 0 or step == cfg.total_steps:
                 tag = f"{step * cfg.batch / 1000:07.1f}kimg"
                 save_samples(G_ema, z_grid, out, tag)
-                elapsed = time.time() - started
-                atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
-                             "scaler_G": scaler_G.state_dict(), "scaler_D": scaler_D.state_dict(),
-                             "step": step, "ada_p": ada_p, "ada_sum": ada_sum, "ada_count": ada_count,
-                             "elapsed": elapsed, "rng": rng_states(),
-                             "config": dataclasses.asdict(cfg), "D_init_kwargs": D.init_kwargs},
-                            state_path)
+                counters.update(step=step, ada_p=ada_p, pl_mean=float(pl_mean), elapsed=time.time() - started)
+                save_training_state(state_path, stateful, counters, cfg, D)
                 save_model_checkpoint(out / GENERATOR, G_ema, None, {
                     **(meta or {}), "dataset": str(dataset), "licence": manifest.get("licence", "unknown"),
                     "credit": manifest.get("credit", ""), "images": len(reals_all), "resolution": cfg.resolution,
-                    "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": elapsed,
+                    "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": counters["elapsed"],
                     "gan_losses": dict(losses)})
     if bar is not None:
         bar.close()
     if writer is not None:
         writer.close()
-    summary = {"steps": step, "kimg": step * cfg.batch / 1000, "ada_p": ada_p,
-               "seconds": time.time() - started, **losses}
+    seconds = time.time() - started
+    summary = {"steps": step, "kimg": step * cfg.batch / 1000, "ada_p": ada_p, "seconds": seconds,
+               "kimg_per_hour": (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600,
+               **losses}
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def save_training_state(path: Path, stateful: dict, counters: dict, cfg: GanConfig, D: Discriminator) -> None:
+    """Everything `load_training_state` needs for an exact continuation, written atomically."""
+    atomic_save({**{name: obj.state_dict() for name, obj in stateful.items()}, **counters,
+                 "rng": rng_states(), "config": dataclasses.asdict(cfg), "D_init_kwargs": D.init_kwargs},
+                path)
+
+
+def load_training_state(path: Path, stateful: dict, counters: dict, device, world: int, rank: int,
+                        cfg: GanConfig) -> dict:
+    """Restore what `save_training_state` wrote into `stateful`; returns the counters."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: nothing to resume; run without --resume")
+    state = torch.load(path, map_location=device, weights_only=False)
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    restored = {key: state.get(key, default) for key, default in counters.items()}
+    if world == 1:
+        set_rng_states(state["rng"])  # exact continuation
+    else:  # the saved RNG is rank 0's: give each rank its own stream again
+        torch.manual_seed(cfg.seed + 1 + rank + 1000 * restored["step"])
+    log.info("resumed %s at step %d (%.1f kimg, ADA p %.3f)", path, restored["step"],
+             restored["step"] * cfg.batch / 1000, restored["ada_p"])
+    return restored
 
 
 def load_discriminator(run: Path) -> Discriminator:
@@ -325,6 +350,7 @@ def load_discriminator(run: Path) -> Discriminator:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no GAN training state; train with `newsnow train gan` first")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    D = Discriminator(**state["D_init_kwargs"])
+    # fp32 throughout: its features are a loss for the encoder, not a GAN player any more.
+    D = Discriminator(**{**state["D_init_kwargs"], "num_fp16_res": 0})
     D.load_state_dict(state["D"])
     return D.eval().requires_grad_(False)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, AugmentSpec, ada_update, augment
+from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, AugmentSpec, ada_update, augment, only
 
 
 def test_p_zero_is_identity():
@@ -15,7 +15,7 @@ def test_integer_translation_moves_pixels_exactly():
     torch.manual_seed(3)
     x = torch.zeros(16, 1, 16, 16)
     x[:, 0, 8, 8] = 1.0
-    y = augment(x, 1.0, AugmentSpec(scale=False, brightness=False, contrast=False, cutout=False))
+    y = augment(x, 1.0, only("translate"))
     assert torch.allclose(y.sum(dim=[1, 2, 3]), torch.ones(16), atol=1e-5)
     assert torch.allclose(y.amax(dim=[1, 2, 3]), torch.ones(16), atol=1e-5)
     assert (y.flatten(1).argmax(1) != 8 * 16 + 8).any()
@@ -35,10 +35,40 @@ def test_rotate90_off_keeps_orientation():
     """With only 90-degree rotation enabled, images are exact rotations of the input."""
     torch.manual_seed(0)
     x = torch.randn(8, 1, 8, 8)
-    y = augment(x, 1.0, AugmentSpec(translate=False, rotate90=True, scale=False, brightness=False,
-                                    contrast=False, cutout=False))
+    y = augment(x, 1.0, only("rotate90"))
     for a, b in zip(x, y):
         assert any(torch.allclose(torch.rot90(a, k, dims=(1, 2)), b, atol=1e-5) for k in range(4))
+
+
+def test_default_pipeline_is_the_references_bgc_for_gray_drawings():
+    """ADA's default ops are stylegan2-ada-pytorch's 'bgc' without flips, 90-degree turns
+    and the colour ops of RGB; cutout, which erased half of a drawing, is off."""
+    assert ADA_SPEC.ops == ["translate", "scale", "rotate", "aniso", "translate_frac",
+                            "brightness", "contrast"]
+    assert not ADA_SPEC.cutout and not ADA_SPEC.rotate90
+    assert "cutout" in DIFFAUGMENT_SPEC.ops
+
+
+def test_rotation_turns_a_bar_about_the_centre():
+    """Rotation alone keeps a centred disk's ink (reflection padding adds none) and turns a
+    horizontal bar away from horizontal in most images at p = 1."""
+    torch.manual_seed(1)
+    x = -torch.ones(32, 1, 32, 32)
+    x[:, 0, 15:17, 6:26] = 1.0
+    y = augment(x, 1.0, only("rotate"))
+    rows_with_ink = (y[:, 0] > 0).any(dim=2).sum(dim=1)
+    assert (rows_with_ink > 4).float().mean() > 0.7
+    assert torch.allclose((y > 0).float().sum(dim=[1, 2, 3]), (x > 0).float().sum(dim=[1, 2, 3]), rtol=0.35)
+
+
+def test_each_op_hits_about_p_of_the_images():
+    """At p = 0.3 an op changes about 30% of a batch (rotation too, through its two draws)."""
+    torch.manual_seed(2)
+    x = torch.rand(400, 1, 16, 16) * 2 - 1
+    for op in ("scale", "rotate", "aniso", "brightness", "contrast"):
+        y = augment(x, 0.3, only(op))
+        hit = ((y - x).abs().flatten(1).amax(1) > 1e-4).float().mean()
+        assert 0.22 < hit < 0.38, (op, float(hit))
 
 
 @pytest.mark.parametrize("sign,direction", [(0.9, 1), (0.2, -1)])

@@ -45,3 +45,56 @@ def test_resume_without_state_and_wrong_resolution_are_clear_errors(tiny_dataset
         train_gan(tiny_dataset, tmp_path, tiny_gan_config(), resume=True, progress=False)
     with pytest.raises(ValueError, match="--resolution 32"):
         train_gan(tiny_dataset, tmp_path, tiny_gan_config(resolution=64), progress=False)
+
+
+def test_r1_gamma_follows_the_reference_heuristic_unless_set():
+    """gamma = 0.0002 R^2 / batch in every preset (64 px batch 16: 0.0512; 256 px batch 16:
+    0.8192); an explicit --r1-gamma wins."""
+    from training.config import config_from
+    assert config_from("cpu-demo").gamma == pytest.approx(0.0512)
+    assert config_from("full").gamma == pytest.approx(0.8192)
+    assert config_from("tiny").gamma == pytest.approx(0.0002 * 32 ** 2 / 8)
+    assert config_from("cpu-demo", batch=32).gamma == pytest.approx(0.0256)
+    assert config_from("cpu-demo", r1_gamma=0.3).gamma == 0.3
+    assert all(config_from(p).mapping_layers == 2 for p in ("tiny", "cpu-demo"))
+    assert config_from("full").pl_weight == 2 and config_from("full").pl_interval == 4
+
+
+def test_ema_half_life_and_rampup_as_the_reference():
+    """Half-life 10 kimg x batch / 32 once past the ramp-up; during it, 5% of the images
+    seen so far (beta = 0.5 ** (batch / ema_nimg))."""
+    from training.config import config_from
+    from training.gan import ema_beta
+    cfg = config_from("cpu-demo")
+    late = 10_000_000 // cfg.batch
+    assert ema_beta(cfg, late) == pytest.approx(0.5 ** (16 / 5000))
+    assert ema_beta(cfg, 99) == pytest.approx(0.5 ** (16 / (100 * 16 * 0.05)))
+    assert ema_beta(config_from("cpu-demo", ema_rampup=0.0), 0) == pytest.approx(0.5 ** (16 / 5000))
+
+
+def test_mixed_precision_puts_only_the_highest_blocks_in_fp16():
+    """With mixed precision (as on CUDA) the 4 highest resolutions of G and D are fp16 and
+    clamped at 256; the 4x4 block, the mapping and D's epilogue stay fp32; on the CPU path
+    nothing is fp16."""
+    from inference.networks import fp16_resolutions
+    from training.config import config_from
+    from training.gan import build_networks
+    assert fp16_resolutions(256, 4) == {32, 64, 128, 256}
+    assert fp16_resolutions(32, 4) == {8, 16, 32} and fp16_resolutions(64, 0) == set()
+    G, D = build_networks(config_from("full"), mixed_precision=True)
+    assert {b.resolution for b in G.synthesis.blocks if b.use_fp16} == {32, 64, 128, 256}
+    assert [b.use_fp16 for b in D.blocks] == [True, True, True, True, False, False]  # 256 ... 8
+    assert G.synthesis.blocks[-1].conv1.conv_clamp == 256 and D.blocks[0].conv0.conv_clamp == 256
+    G, D = build_networks(config_from("full"))
+    assert not any(b.use_fp16 for b in G.synthesis.blocks) and G.init_kwargs["conv_clamp"] is None
+
+
+def test_path_length_penalty_is_trained_and_resumed(tiny_dataset, tmp_path):
+    """With path-length regularisation on, its running mean grows from 0, is saved, and a
+    resume continues from it."""
+    cfg = tiny_gan_config(pl_weight=2.0, pl_interval=2)
+    train_gan(tiny_dataset, tmp_path, tiny_gan_config(pl_weight=2.0, pl_interval=2, kimg=0.016), progress=False)
+    first = torch.load(tmp_path / STATE, weights_only=False)["pl_mean"]
+    summary = train_gan(tiny_dataset, tmp_path, cfg, resume=True, progress=False)
+    assert first > 0 and math.isfinite(summary["pl_length"])
+    assert torch.load(tmp_path / STATE, weights_only=False)["pl_mean"] != first
