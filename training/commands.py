@@ -128,6 +128,18 @@ def cmd_all(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from training.report import ReportSettings, evaluate
+    settings = ReportSettings(samples=args.samples, held_out=args.held_out, inversion_steps=args.inversion_steps,
+                              seed=args.seed)
+    report = evaluate(Path(args.model), Path(args.out), dataset=Path(args.dataset) if args.dataset else None,
+                      settings=settings, inception=Path(args.inception) if args.inception else None)
+    print("\n".join(report["verdicts"]))
+    print(f"{'fit' if report['fit_for_table'] else 'NOT fit'} for the table; "
+          f"{Path(args.out) / 'report.json'}, look at {Path(args.out) / 'contact_sheet.png'}")
+    return 0
+
+
 def _encoder_config_all(args):
     from training.config import encoder_config_from
     return encoder_config_from(args.preset, steps=args.encoder_steps, lr=args.encoder_lr,
@@ -196,7 +208,19 @@ def register(subparsers) -> None:
     _encoder_flags(p)
     p.set_defaults(handler=cmd_encoder)
 
-    p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> model card")
+    p = steps.add_parser("evaluate", help="the model report: variety, encoder, sketch-following (is it fit "
+                                          "for the table?)")
+    p.add_argument("model", help="a bundle, a checkpoint, or a run folder (train all / gan / encoder)")
+    p.add_argument("--out", required=True, help="folder for report.json and contact_sheet.png")
+    p.add_argument("--dataset", default=None, help="the ingested collection (default: the run's own)")
+    p.add_argument("--samples", type=int, default=256, help="generated drawings for variety")
+    p.add_argument("--held-out", type=int, default=48, help="held-out drawings for the encoder")
+    p.add_argument("--inversion-steps", type=int, default=300, help="steps of the W+ optimisation baseline")
+    p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card")
     p.add_argument("src", help="folder of scans")
     p.add_argument("--out", required=True)
     p.add_argument("--fit", choices=("crop", "pad"), default="crop")

@@ -215,7 +215,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
             from tqdm import tqdm
             bar = tqdm(total=cfg.total_steps * cfg.batch / 1000, initial=step * cfg.batch / 1000,
                        unit="kimg", bar_format="{l_bar}{bar}| {n:.2f}/{total:.1f} kimg "
-                       "[{elapsed}<{remaining}] {postfix}")
+                       "[{elapsed}<{remaining}]{postfix}")
 
     def real_batch() -> torch.Tensor:
         index = torch.randint(len(reals_all), (batch,), device=device)

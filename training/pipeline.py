@@ -18,41 +18,8 @@ log = logging.getLogger(__name__)
 
 # Sketch pairs per preset (the thesis sampled 10K).
 PAIR_COUNTS = {"tiny": 48, "cpu-demo": 4000, "full": 10000, None: 10000}
-
-
-def strokes_like_a_visitor(resolution: int, count: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """Pen strokes as a visitor might draw them (lines, arcs, a zigzag, a cross), drawn on a
-    camera-sized grey frame with a soft pen and passed through the table's binarizer."""
-    import cv2
-
-    from training.sketches import default_binarize
-    from capture.binarize import binarize
-
-    rng = np.random.default_rng(seed)
-    size = 4 * resolution
-    params = default_binarize(resolution)
-    sketches = []
-    for k in range(count):
-        frame = np.full((size, size), 215, np.uint8)
-        pen = max(2, size // 64)
-        kind = k % 4
-        pts = rng.uniform(0.15, 0.85, size=(5, 2)) * size
-        if kind == 0:      # one long stroke
-            cv2.line(frame, tuple(map(int, pts[0])), tuple(map(int, pts[1])), 40, pen, cv2.LINE_AA)
-        elif kind == 1:    # an arc
-            centre = tuple(int(v) for v in rng.uniform(0.35, 0.65, 2) * size)
-            cv2.ellipse(frame, centre, (size // 4, size // 5), float(rng.uniform(0, 180)), 0,
-                        float(rng.uniform(150, 300)), 40, pen, cv2.LINE_AA)
-        elif kind == 2:    # a zigzag
-            cv2.polylines(frame, [pts.astype(np.int32)], False, 40, pen, cv2.LINE_AA)
-        else:              # a cross and a short bar
-            c = size // 2
-            cv2.line(frame, (c, size // 6), (c, 5 * size // 6), 40, pen, cv2.LINE_AA)
-            cv2.line(frame, (size // 5, c), (4 * size // 5, c), 40, pen, cv2.LINE_AA)
-            cv2.line(frame, (size // 4, size // 4), (size // 2 - 8, size // 4 + 5), 40, pen, cv2.LINE_AA)
-        frame = cv2.GaussianBlur(frame, (5, 5), 0)  # tracing paper softens the pen
-        sketches.append(binarize(frame, params))
-    return sketches
+# The model report's size per preset (tiny: seconds, for smoke tests).
+REPORT_SETTINGS = {"tiny": dict(samples=32, real=32, held_out=4, inversion_steps=20)}
 
 
 def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> Path:
@@ -63,6 +30,7 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
 
     from inference.runtime import open_backend
     from training.ingest import load_images
+    from training.report import strokes_like_a_visitor
     from training.sketches import SketchSettings, load_pairs, make_sketch, default_binarize, contact_sheet
 
     backend = open_backend(bundle, kind="onnxruntime")
@@ -79,7 +47,8 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
 
 
 def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dataset: dict,
-                     metrics: dict, parity: dict | None, timings: dict, commands: list[str]) -> Path:
+                     metrics: dict, parity: dict | None, timings: dict, commands: list[str],
+                     report: dict | None = None) -> Path:
     """MODEL_CARD.md in the bundle: data, licence, steps, losses, metrics, time."""
     from inference.bundle import Bundle
 
@@ -90,6 +59,9 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
         "# Model card", "",
         f"A New Snow sketch -> drawing model: StyleGAN2 generator ({b.resolution} x {b.resolution}, "
         f"{b.channels} channel, {b.num_ws} styles of {b.w_dim}) with a pSp encoder, {b.precision} ONNX.", "",
+        *(["## Verdict",
+            f"**{'Fit' if report['fit_for_table'] else 'Not fit'} for the table** by the model report "
+            f"(`newsnow train evaluate`):", *(f"- {line}" for line in report["verdicts"]), ""] if report else []),
         "## Data",
         f"- Collection: {dataset.get('source', '?')}",
         f"- Licence: {dataset.get('licence', 'unknown')}",
@@ -143,6 +115,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     from training.gan import GENERATOR, to_uint8, train_gan
     from training.ingest import IngestSettings, ingest, load_images
     from training.metrics import gan_metrics
+    from training.report import ReportSettings, evaluate
     from training.sketches import make_pairs
 
     src, out = Path(src), Path(out)
@@ -184,9 +157,15 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         fake = np.concatenate([to_uint8(generator(z[i:i + 64], noise_mode="const"))
                                for i in range(0, len(z), 64)])
     metrics = gan_metrics(inception, real, fake)
+    t = time.time()
+    report = evaluate(bundle.path, out / "report", dataset=out / "dataset", inception=inception,
+                      settings=ReportSettings(**REPORT_SETTINGS.get(preset, {})))
+    timings["report"] = time.time() - t
+    commands.append(f"newsnow train evaluate {bundle.path} --out {out / 'report'} --dataset {out / 'dataset'}")
     write_model_card(bundle.path, gan=gan, encoder=encoder, pairs=pairs, dataset=dataset, metrics=metrics,
-                     parity=parity, timings=timings, commands=commands)
+                     parity=parity, timings=timings, commands=commands, report=report)
     held_out_sheet(bundle.path, out / "pairs", out / "dataset", out / "held_out_contact_sheet.png")
     (out / "summary.json").write_text(json.dumps({"gan": gan, "encoder": encoder, "metrics": metrics,
+                                                  "report": report,
                                                   "parity": parity, "timings": timings}, indent=1))
     return bundle.path
