@@ -189,8 +189,9 @@ def _provenance(meta: dict, command: str | None) -> dict:
 
 
 def check_parity(generator: Generator, encoder: PSPEncoder, bundle: Bundle, batch: int = 2,
-                 seed: int = 1) -> dict[str, float]:
-    """Largest |PyTorch - ONNX Runtime (CPU)| per graph on the same inputs (batch 2: the batch axis is free)."""
+                 seed: int = 1, provider: str = "CPUExecutionProvider") -> dict[str, float]:
+    """Largest |PyTorch (CPU, fp32) - ONNX Runtime| per graph on the same inputs (batch 2: the
+    batch axis is free), ONNX Runtime on `provider` (fp16 graphs run natively on CUDA only)."""
     import onnxruntime as ort
 
     modules = graph_modules(generator.cpu().eval(), encoder.cpu().eval())
@@ -199,7 +200,7 @@ def check_parity(generator: Generator, encoder: PSPEncoder, bundle: Bundle, batc
     options.log_severity_level = 3
     diffs = {}
     for name in GRAPH_NAMES:
-        session = ort.InferenceSession(str(bundle.graphs[name]), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(bundle.graphs[name]), options, providers=[provider])
         with torch.no_grad():
             want = modules[name](inputs[name]).numpy()
         in_name, _ = _io_names(name)

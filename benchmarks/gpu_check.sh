@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The GPU check (benchmarks/gpu_check.py), bounded to 8 minutes: run it whenever a GPU
+# machine is lent and put its figures in docs/models.md.
+#   benchmarks/gpu_check.sh OUT            on a GPU machine
+#   benchmarks/gpu_check.sh OUT --dry-run  on a CPU (what CI tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:?usage: benchmarks/gpu_check.sh OUT [--dry-run]}"
+shift
+exec timeout 480 python benchmarks/gpu_check.py --out "$out" "$@"
