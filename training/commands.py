@@ -79,6 +79,9 @@ def _encoder_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         if field.name == "blocks":
             parser.add_argument(flag, dest=field.name, type=int, nargs=4, default=None)
+        elif field.type in ("bool", bool):
+            parser.add_argument(flag, dest=field.name, default=None, action=argparse.BooleanOptionalAction,
+                                help=f"(default {field.default})")
         else:
             kind = int if isinstance(field.default, int) else float
             parser.add_argument(flag, dest=field.name, type=kind, default=None,

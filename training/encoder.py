@@ -129,6 +129,8 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     perceptual = ScriptedLPIPS(lpips) if lpips else FeatureDistance(load_discriminator(gan_run))
     torch.manual_seed(cfg.seed)
     encoder = build_encoder(cfg, generator).train()
+    if cfg.channels_last:
+        encoder, generator = (net.to(memory_format=torch.channels_last) for net in (encoder, generator))
     optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     step, elapsed, history = 0, 0.0, []
     out.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,8 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
 
     torch.manual_seed(cfg.seed)  # same initial networks on every rank
     G, D = build_networks(cfg, mixed_precision=mixed)
-    G, D = G.to(device).train(), D.to(device).train()
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G, D = G.to(device, memory_format=layout).train(), D.to(device, memory_format=layout).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G = lazy_adam(G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0)
     opt_D = lazy_adam(D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0)
@@ -219,7 +220,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
 
     def real_batch() -> torch.Tensor:
         index = torch.randint(len(reals_all), (batch,), device=device)
-        x = reals_all[index].float() / 127.5 - 1
+        x = (reals_all[index].float() / 127.5 - 1).contiguous(memory_format=layout)
         if cfg.mirror:
             flip = torch.rand(batch, device=device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)

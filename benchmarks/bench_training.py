@@ -1,0 +1,79 @@
+"""Training speed on this machine: images/s (and kimg/h) of `train gan` and `train encoder`
+at a preset, for each thread count, through the real training functions.
+
+Renders a few hundred KanjiVG drawings at the preset's resolution (or uses --dataset),
+trains the GAN for --gan-kimg, makes pairs from it, and trains the encoder --encoder-steps;
+the first snapshot's cost is included, as a curator's run pays it too.
+
+    python benchmarks/bench_training.py [--preset cpu-demo] [--threads 1 2] [--no-channels-last]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu-demo", choices=("tiny", "cpu-demo"))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--gan-kimg", type=float, default=0.8)
+    parser.add_argument("--encoder-steps", type=int, default=100)
+    parser.add_argument("--dataset", type=Path, default=None, help="an ingested dataset (default: render one)")
+    parser.add_argument("--no-channels-last", action="store_true", help="NCHW tensors (the old layout)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    from inference.bench import machine
+    from training.config import config_from, encoder_config_from
+    from training.encoder import train_encoder
+    from training.gan import train_gan
+    from training.sketches import make_pairs
+
+    layout = dict(channels_last=not args.no_channels_last)
+    results = {"machine": machine(), "preset": args.preset, **layout, "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        gan_cfg = config_from(args.preset, kimg=args.gan_kimg, snapshot_kimg=args.gan_kimg, **layout)
+        dataset = args.dataset
+        if dataset is None:
+            from training.collections.kanjivg import render_collection
+            from training.ingest import IngestSettings, ingest
+            render_collection(work / "renders", size=gan_cfg.resolution, count=400, max_strokes=12)
+            ingest(work / "renders", work / "dataset", IngestSettings(resolution=gan_cfg.resolution))
+            dataset = work / "dataset"
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            gan = train_gan(dataset, work / f"gan{threads}", gan_cfg, progress=False)
+            if threads == args.threads[0]:
+                make_pairs(work / f"gan{threads}", work / "pairs", 200)
+            enc_cfg = encoder_config_from(args.preset, steps=args.encoder_steps, val_every=args.encoder_steps,
+                                          **layout)
+            start = time.perf_counter()
+            train_encoder(work / "pairs", work / f"gan{args.threads[0]}", work / f"enc{threads}", enc_cfg,
+                          progress=False)
+            enc_s = time.perf_counter() - start
+            run = {"threads": threads, "gan_images_per_s": gan["kimg"] * 1000 / gan["seconds"],
+                   "gan_kimg_per_h": gan["kimg_per_hour"],
+                   "encoder_images_per_s": args.encoder_steps * enc_cfg.batch / enc_s,
+                   "encoder_steps_per_s": args.encoder_steps / enc_s}
+            results["runs"].append(run)
+            print(f"{args.preset}, {threads} thread(s), channels_last={layout['channels_last']}: "
+                  f"gan {run['gan_images_per_s']:.1f} img/s ({run['gan_kimg_per_h']:.0f} kimg/h), "
+                  f"encoder {run['encoder_images_per_s']:.1f} img/s ({run['encoder_steps_per_s']:.2f} steps/s)",
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
