@@ -3,13 +3,7 @@ manual projector alignment. No torch here: a kiosk calibrates with OpenCV and py
 
 The live loop needs only `load` and `Calibration` (see docs/CONTRACTS.md, "Calibration").
 """
-from calibration.record import (
-    Calibration,
-    CalibrationError,
-    apply_homography,
-    default_drawing_area,
-    load,
-    save,
-)
+from calibration.geometry import CalibrationError, apply_homography, default_drawing_area
+from calibration.record import Calibration, load, save
 
 __all__ = ["Calibration", "CalibrationError", "apply_homography", "default_drawing_area", "load", "save"]

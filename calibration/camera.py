@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from calibration.record import Calibration, CalibrationError, now_iso, apply_homography, default_drawing_area
+from calibration.geometry import CalibrationError, apply_homography, default_drawing_area, now_iso
 from calibration.lens import Lens
-from calibration.sheet import SheetLayout
+from calibration.record import Calibration
+from calibration.sheet import SheetLayout, detect_corners
 
 DEFAULT_MAX_ERROR_PX = 1.5
 MIN_CORNER_SHARE = 0.35  # detected ChArUco corners / all of them
@@ -88,16 +89,6 @@ def frame_quality(gray: np.ndarray) -> tuple[float, float]:
     blur = float(cv2.Laplacian(gray, cv2.CV_64F).var())
     glare = float(np.count_nonzero(gray >= 250)) / gray.size
     return blur, glare
-
-
-def detect_corners(gray: np.ndarray, layout: SheetLayout) -> tuple[np.ndarray, np.ndarray]:
-    """ChArUco corners in the frame: (camera px (N, 2), table mm (N, 2))."""
-    detector = cv2.aruco.CharucoDetector(layout.board())
-    corners, ids, _, _ = detector.detectBoard(gray)
-    if ids is None or len(ids) == 0:
-        return np.zeros((0, 2)), np.zeros((0, 2))
-    table = layout.chessboard_corners_mm()[ids.ravel()]
-    return corners.reshape(-1, 2).astype(np.float64), table
 
 
 def _as_gray(image: np.ndarray) -> np.ndarray:

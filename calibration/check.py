@@ -7,7 +7,8 @@ import numpy as np
 
 import cv2
 
-from calibration.record import Calibration, apply_homography
+from calibration.geometry import apply_homography
+from calibration.record import Calibration
 from calibration.sheet import SheetLayout
 
 GRID_MM = 50.0

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from calibration.record import CalibrationError
+from calibration.geometry import CalibrationError
+from calibration.sheet import SheetLayout, detect_corners
 
 MIN_VIEWS = 4
 MIN_CORNERS_PER_VIEW = 12
@@ -79,9 +80,6 @@ class Lens:
 def calibrate_lens(images, sheet_mm, min_views: int = MIN_VIEWS) -> Lens:
     """Camera matrix and distortion from several gray views of the sheet (same camera
     mode). A view with too few corners is refused, naming it by its number."""
-    from calibration.camera import detect_corners  # camera imports record; avoid a cycle at import
-    from calibration.sheet import SheetLayout
-
     layout = SheetLayout.for_sheet(sheet_mm)
     object_points, image_points, mode = [], [], None
     for n, image in enumerate(images, start=1):

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pygame
 
-from calibration.record import CalibrationError, apply_homography
+from calibration.geometry import CalibrationError, apply_homography
 
 STEP_PX = 1.0  # arrow key
 COARSE_PX = 10.0  # Shift + arrow

@@ -20,54 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.geometry import (CalibrationError, area_to_pixels, default_drawing_area, now_iso,
+                                  pixel_size)
+from calibration.lens import Lens
+
 FORMAT = "newsnow-calibration"
 FORMAT_VERSION = 1
-
-# The drawing area defaults to the sheet less this margin on every side (mm): the
-# marker board's frame, away from the sheet's edge that the paper's curl lifts.
-DEFAULT_MARGIN_MM = 15.0
-
-
-class CalibrationError(ValueError):
-    """A calibration file or result that cannot be used; the message names the field."""
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def default_drawing_area(sheet_mm, margin_mm: float = DEFAULT_MARGIN_MM) -> tuple[float, float, float, float]:
-    """The sheet less `margin_mm` on each side, as (x, y, w, h) in table mm."""
-    w, h = float(sheet_mm[0]), float(sheet_mm[1])
-    if w <= 2 * margin_mm or h <= 2 * margin_mm:
-        raise CalibrationError(
-            f"sheet_mm {w:g}x{h:g} is too small for a {margin_mm:g} mm margin: use a larger sheet"
-        )
-    return (margin_mm, margin_mm, w - 2 * margin_mm, h - 2 * margin_mm)
-
-
-def apply_homography(h: np.ndarray, points) -> np.ndarray:
-    """Map an (N, 2) array of points through a 3x3 homography."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    homog = np.hstack([pts, np.ones((len(pts), 1))]) @ np.asarray(h, dtype=np.float64).T
-    return homog[:, :2] / homog[:, 2:3]
-
-
-def area_to_pixels(area_mm, size) -> np.ndarray:
-    """3x3 from table mm to the pixels of a w x h image that exactly covers `area_mm`."""
-    x, y, aw, ah = (float(v) for v in area_mm)
-    w, h = _size(size)
-    sx, sy = w / aw, h / ah
-    # area edge x maps to pixel edge -0.5 (pixel centres are integers)
-    return np.array([[sx, 0, -x * sx - 0.5], [0, sy, -y * sy - 0.5], [0, 0, 1]], dtype=np.float64)
-
-
-def _size(size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    w, h = size
-    return int(w), int(h)
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -86,7 +44,7 @@ class Calibration:
     created: str  # ISO 8601 date of the last calibration step
     residuals: dict = field(default_factory=dict)  # RMS errors and point counts per step
     calibrated: bool = True  # False for the identity-like default of `uncalibrated()`
-    lens: "Lens | None" = None  # lens distortion; when set, camera px means undistorted px
+    lens: Lens | None = None  # lens distortion; when set, camera px means undistorted px
 
     def undistort(self, frame: np.ndarray) -> np.ndarray:
         """The camera frame that `camera_to_table` / `camera_to_sketch` expect: the frame
@@ -134,8 +92,8 @@ class Calibration:
         (1 mm per camera pixel), the drawing area its centred square (what the
         binarizer takes without a homography), shown in the projector's centred square.
         """
-        cw, ch = _size(camera_mode)
-        pw, ph = _size(projector_mode)
+        cw, ch = pixel_size(camera_mode)
+        pw, ph = pixel_size(projector_mode)
         side = min(cw, ch)
         area = ((cw - side) / 2.0, (ch - side) / 2.0, float(side), float(side))
         pside = min(pw, ph)
@@ -165,7 +123,7 @@ class Calibration:
         return replace(
             self,
             projector_to_table=_normalized(projector_to_table),
-            projector_mode=_size(projector_mode),
+            projector_mode=pixel_size(projector_mode),
             created=now_iso(),
             residuals={**{k: v for k, v in self.residuals.items() if not k.startswith("projector")}, **residuals},
         )
@@ -235,8 +193,7 @@ class Calibration:
             raise CalibrationError(f"{source}: field 'residuals' is not an object")
         lens = None
         if d.get("lens") is not None:
-            from calibration.lens import Lens  # lens.py imports this module
-
+            
             lens = Lens.from_dict(d["lens"], source)
             if tuple(lens.mode) != camera_mode:
                 raise CalibrationError(f"{source}: field 'lens.mode' differs from camera_mode: calibrate again")
@@ -327,8 +284,8 @@ def load(path, camera_mode=None, projector_mode=None, require_projector: bool = 
         ("camera_mode", camera_mode, cal.camera_mode),
         ("projector_mode", projector_mode, cal.projector_mode),
     ):
-        if running is not None and stored is not None and _size(running) != tuple(stored):
-            rw, rh = _size(running)
+        if running is not None and stored is not None and pixel_size(running) != tuple(stored):
+            rw, rh = pixel_size(running)
             raise CalibrationError(
                 f"{path}: field {name!r} is {stored[0]}x{stored[1]} but the running mode is {rw}x{rh}: "
                 f"set the mode back or calibrate again"

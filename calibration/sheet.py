@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.record import CalibrationError
+from calibration.geometry import CalibrationError
 
 # ISO 216 paper sizes, portrait (w, h) in mm. Give WxH for landscape or other sizes.
 PAPER_MM = {"A2": (420.0, 594.0), "A3": (297.0, 420.0), "A4": (210.0, 297.0), "A5": (148.0, 210.0)}
@@ -159,6 +159,16 @@ class SheetLayout:
         scale = min(height / th, room / tw)
         org = (int((MARK_INSET_MM + MARK_ARM_MM + 4.0) * px_per_mm), int((h - MARK_INSET_MM) * px_per_mm + th * scale / 2))
         cv2.putText(sheet, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 96, max(1, int(scale)), cv2.LINE_AA)
+
+
+def detect_corners(gray: np.ndarray, layout: SheetLayout) -> tuple[np.ndarray, np.ndarray]:
+    """ChArUco corners in the frame: (camera px (N, 2), table mm (N, 2))."""
+    detector = cv2.aruco.CharucoDetector(layout.board())
+    corners, ids, _, _ = detector.detectBoard(gray)
+    if ids is None or len(ids) == 0:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    table = layout.chessboard_corners_mm()[ids.ravel()]
+    return corners.reshape(-1, 2).astype(np.float64), table
 
 
 def write_sheet(size_mm, out, dpi: int = 300) -> tuple[Path, SheetLayout]:
