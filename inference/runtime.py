@@ -23,6 +23,10 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 BACKEND_KINDS = ("auto", "onnxruntime", "torch")
 
 
+
+class ProviderError(OSError):
+    """No ONNX Runtime execution provider could open the bundle (a device or driver problem)."""
+
 def _as_bundle(bundle: Bundle | str | os.PathLike, check_graphs: bool) -> Bundle:
     return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle, check_graphs=check_graphs)
 
@@ -111,7 +115,8 @@ class OrtBackend:
             except Exception as exc:  # a provider that fails to initialise (driver, library, memory)
                 skipped.append(f"{provider} failed: {str(exc).strip().splitlines()[0][:200]}")
         if self.sessions is None:
-            raise RuntimeError(f"{bundle.path}: no onnxruntime provider could run the bundle ({'; '.join(skipped)})")
+            raise ProviderError(f"{bundle.path}: no onnxruntime provider could run the bundle ({'; '.join(skipped)}); "
+                                f"check `newsnow doctor` for the GPU driver, or pass the CPU provider")
         self.name = f"onnxruntime/{self.provider}"
         self.on_gpu = self.provider in GPU_PROVIDERS
         intra = threads if threads is not None else "default"

@@ -49,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, OSError) as exc:
-        # Bad input (a config field, a bundle file, a device): every package raises
-        # ValueError / OSError subclasses whose message names the thing and the fix.
+    except (ValueError, OSError, FloatingPointError) as exc:
+        # Bad input (a config field, a bundle file, a device) or a training run that went
+        # NaN: every package raises these classes with a message that names the thing and
+        # the fix. Anything else is a bug and keeps its traceback.
         if args.verbose:
             raise
         print(f"newsnow {args.command}: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ class GanConfig:
     channel_max: int = 512
     d_channel_base: int = 16384
     d_channel_max: int = 512
+    mbstd_group: int = 4           # D's minibatch-std group (how many samples it compares)
     # optimisation
     batch: int = 16                # total over all processes
     kimg: float = 10000.0          # length of training, thousands of real images shown

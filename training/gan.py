@@ -57,7 +57,7 @@ def build_networks(cfg: GanConfig, channels: int = 1, mixed_precision: bool = Fa
                   mapping_layers=cfg.mapping_layers, channel_base=cfg.channel_base,
                   channel_max=cfg.channel_max, mapping_lr_multiplier=cfg.mapping_lr_multiplier, **fp16)
     D = Discriminator(cfg.resolution, channels, channel_base=cfg.d_channel_base,
-                      channel_max=cfg.d_channel_max, **fp16)
+                      channel_max=cfg.d_channel_max, mbstd_group=cfg.mbstd_group, **fp16)
     return G, D
 
 
