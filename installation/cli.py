@@ -14,9 +14,9 @@ import sys
 
 # Modules that add subcommands, in the order `newsnow --help` lists them.
 COMMAND_MODULES = [
-    "installation.commands",  # demo, run
+    "installation.commands",  # demo, run, bench
     "training.commands",  # train kanjivg|ingest|gan|sketches|encoder|all|ddpm
-    "inference.commands",  # export, bench
+    "inference.commands",  # export
     "installation.ops_commands",  # status, doctor
     "calibration.commands",  # calibrate sheet, camera, projector, check
     "capture.commands",  # camera check, record

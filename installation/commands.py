@@ -15,6 +15,16 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = "/etc/newsnow/table.toml"
 
 
+def _bench(args) -> int:
+    if args.pipeline:  # the live loop's benchmark (installation/bench.py) instead of the graphs'
+        from installation.bench import run_from_bench_args
+
+        return run_from_bench_args(args)
+    from inference.bench import run
+
+    return run(args)
+
+
 def register(subparsers) -> None:
     demo = subparsers.add_parser(
         "demo", help="run the whole table on the simulated pen camera and the bundled demo model",
@@ -34,6 +44,7 @@ def register(subparsers) -> None:
     run.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=f"table config (default {DEFAULT_CONFIG})")
     run.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until stopped)")
     run.set_defaults(handler=run_table)
+    _register_bench(subparsers)
 
 
 def demo_config(args: argparse.Namespace):
@@ -125,3 +136,20 @@ def run_table(args: argparse.Namespace) -> int:
     finally:
         parts.close()
     return 0
+
+def _register_bench(subparsers) -> None:
+    """`newsnow bench`: the graphs' latency (inference.bench) or, with --pipeline, the live loop's."""
+    p = subparsers.add_parser("bench", help="time a bundle per stage and backend (batch 1)",
+                              description="Median and p95 latency of the encoder, generator and fused "
+                                          "graphs, batch 1, after warm-up.")
+    p.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the demo bundle)")
+    p.add_argument("--backend", choices=["onnxruntime", "torch", "all"], default="onnxruntime")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per stage (default 50)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: library's choice)")
+    p.add_argument("--provider", default=None,
+                   help="ONNX Runtime provider to try first (e.g. CUDAExecutionProvider); falls back to CPU")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--pipeline", action="store_true",
+                   help="benchmark the whole live loop instead: each stage, then 20 s of the demo")
+    p.set_defaults(handler=_bench)
+
