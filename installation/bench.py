@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.tensors import from_uint8
+
 REST = 3  # frames of unchanged true ink before a new stroke (100 ms at 30 fps)
 VISIBLE = 3  # true ink pixels a new stroke adds within 5 frames
 
@@ -54,7 +56,7 @@ def stage_figures(parts, projector: tuple[int, int], repeats: int) -> dict:
     params = bundle.binarize_params()
     to_sketch = cam.camera_to_sketch(r)
     sketch = binarize(frame.image, params, to_sketch)
-    x = (sketch.astype(np.float32) / 127.5 - 1.0).reshape(1, 1, r, r)
+    x = from_uint8(sketch).reshape(1, 1, r, r)
     wplus = np.asarray(backend.encode(x))
     z = np.random.default_rng(0).standard_normal((1, bundle.z_dim)).astype(np.float32)
     drawing = backend.sketch_to_drawing(x)

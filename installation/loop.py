@@ -36,6 +36,7 @@ import numpy as np
 
 from capture.binarize import sketch_difference
 from capture.frames import Frame, Sketch
+from inference.tensors import from_uint8
 from installation.config import Config
 from installation.idle import Wander
 from installation.mailbox import Mailbox
@@ -268,8 +269,7 @@ class Table:
                         continue
                     idle, wander, last_change = False, None, now
                     self.stats.set_idle(False)
-                    x = pending.sketch.image.astype(np.float32).reshape(1, 1, self.resolution, self.resolution)
-                    x = x / 127.5 - 1.0
+                    x = from_uint8(pending.sketch.image).reshape(1, 1, self.resolution, self.resolution)
                     stamps = (pending.sketch.t_capture, pending.t_stroke, pending.sketch.sequence)
                     if latent:
                         w_new = np.asarray(self.backend.encode(x), dtype=np.float32)

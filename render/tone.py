@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from inference.tensors import to_uint8
+
 
 @dataclass(frozen=True)
 class Tone:
@@ -40,7 +42,7 @@ def drawing_to_uint8(drawing: np.ndarray) -> np.ndarray:
     if drawing.dtype == np.uint8:
         image = drawing
     else:
-        image = np.clip((drawing.astype(np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
+        image = to_uint8(drawing)
         if image.ndim == 3:
             image = np.transpose(image, (1, 2, 0))  # C x R x R -> R x R x C
     if image.ndim == 2:

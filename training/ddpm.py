@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference.tensors import from_uint8
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -94,7 +96,7 @@ def load_images(folder: Path, resolution: int) -> torch.Tensor:
         images.append(cv2.resize(gray, (resolution, resolution), interpolation=cv2.INTER_AREA))
     if not images:
         raise OSError(f"{folder}: none of the {len(files)} image files could be read")
-    x = torch.from_numpy(np.stack(images)).float()[:, None] / 127.5 - 1
+    x = from_uint8(torch.from_numpy(np.stack(images)))[:, None]
     log.info("%d drawings from %s at %d px", len(images), folder, resolution)
     return x
 

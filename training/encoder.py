@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
 from inference.networks import PSPEncoder, count_parameters
+from inference.tensors import from_uint8
 from training.config import EncoderConfig
 from training.gan import GENERATOR, atomic_save, load_discriminator, rng_states, set_rng_states, to_uint8
 from training.sketches import contact_sheet, load_pairs
@@ -92,7 +93,7 @@ def losses_of(encoder, generator, perceptual, sketch, drawing, cfg: EncoderConfi
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images)[:, None].float() / 127.5 - 1
+    return from_uint8(torch.from_numpy(images))[:, None]
 
 
 @torch.no_grad()

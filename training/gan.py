@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from inference import tensors
 from inference.checkpoint import save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
 from training.config import GanConfig, config_from  # noqa: F401 (re-exported)
@@ -107,7 +108,7 @@ def set_rng_states(states: dict) -> None:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[B, C, R, R] in [-1, 1] -> uint8 [B, R, R] (first channel), per docs/CONTRACTS.md."""
-    return ((images[:, 0].detach().float().cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    return tensors.to_uint8(images[:, 0])
 
 
 def grid_image(tiles: np.ndarray, columns: int) -> np.ndarray:
@@ -220,7 +221,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
 
     def real_batch() -> torch.Tensor:
         index = torch.randint(len(reals_all), (batch,), device=device)
-        x = (reals_all[index].float() / 127.5 - 1).contiguous(memory_format=layout)
+        x = tensors.from_uint8(reals_all[index]).contiguous(memory_format=layout)
         if cfg.mirror:
             flip = torch.rand(batch, device=device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)

@@ -29,6 +29,7 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
     import cv2
 
     from inference.runtime import open_backend
+    from inference.tensors import from_uint8, to_uint8
     from training.ingest import load_images
     from training.report import strokes_like_a_visitor
     from training.sketches import SketchSettings, load_pairs, make_sketch, default_binarize, contact_sheet
@@ -40,8 +41,7 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
     params = default_binarize(r)
     shown = (list(val_sketches[:8]) + [make_sketch(d, SketchSettings(), params) for d in real[:8]]
              + strokes_like_a_visitor(r, 8))
-    x = np.stack(shown)[:, None].astype(np.float32) / 127.5 - 1
-    drawings = np.clip((backend.sketch_to_drawing(x)[:, 0] + 1) * 127.5, 0, 255).astype(np.uint8)
+    drawings = to_uint8(backend.sketch_to_drawing(from_uint8(np.stack(shown)[:, None]))[:, 0])
     cv2.imwrite(str(out_png), contact_sheet(shown, list(drawings), columns=4, scale=2))
     return Path(out_png)
 

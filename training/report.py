@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inference.tensors import from_uint8
+
 log = logging.getLogger(__name__)
 
 # What the table needs (issue-12 targets; the model card repeats them).
@@ -190,9 +192,7 @@ def following(sketches: np.ndarray, drawings: np.ndarray) -> dict:
 
 def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-image mean squared error in the networks' [-1, 1] range (uint8 inputs)."""
-    fa = a.astype(np.float32) / 127.5 - 1
-    fb = b.astype(np.float32) / 127.5 - 1
-    return ((fa - fb) ** 2).reshape(len(a), -1).mean(1)
+    return ((from_uint8(a) - from_uint8(b)) ** 2).reshape(len(a), -1).mean(1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,14 +238,12 @@ def find_dataset(source: Path, dataset: Path | None) -> Path:
 # The report.
 
 
-def _to_uint8(images) -> np.ndarray:
-    return ((images[:, 0].detach().float().cpu().numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
-
-
 def _optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> np.ndarray:
     """W+ codes minimising the L2 to `targets` (uint8), all at once by Adam; their images."""
     import torch
-    target = torch.from_numpy(targets.astype(np.float32) / 127.5 - 1)[:, None]
+
+    from training.gan import to_uint8
+    target = torch.from_numpy(from_uint8(targets))[:, None]
     w = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
     for _ in range(steps):
@@ -254,7 +252,7 @@ def _optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return _to_uint8(generator.synthesis(w, noise_mode="const"))
+        return to_uint8(generator.synthesis(w, noise_mode="const"))
 
 
 def verdicts(report: dict) -> list[str]:
@@ -313,7 +311,7 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
     OUT/contact_sheet.png; return the report."""
     import torch
 
-    from training.gan import grid_image
+    from training.gan import grid_image, to_uint8
     from training.ingest import load_images
     from training.metrics import gan_metrics
     from training.sketches import SketchSettings, default_binarize, make_sketch
@@ -329,11 +327,11 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
     torch.manual_seed(settings.seed)
     with torch.no_grad():
         z = torch.randn(settings.samples, generator.z_dim)
-        fake = np.concatenate([_to_uint8(generator(z[i:i + 64], noise_mode="const"))
+        fake = np.concatenate([to_uint8(generator(z[i:i + 64], noise_mode="const"))
                                for i in range(0, len(z), 64)])
         w = generator.mapping(z[:64])
-        noise_change = float(np.sqrt(mse(_to_uint8(generator.synthesis(w, noise_mode="random")),
-                                          _to_uint8(generator.synthesis(w, noise_mode="const"))).mean()))
+        noise_change = float(np.sqrt(mse(to_uint8(generator.synthesis(w, noise_mode="random")),
+                                          to_uint8(generator.synthesis(w, noise_mode="const"))).mean()))
     s_real, s_fake = spread(real), spread(fake)
     report = {"model": what, "dataset": str(data), "resolution": r, "settings": asdict(settings),
               "targets": TARGETS,
@@ -349,8 +347,8 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
         targets = held[:settings.held_out]
         sketches = np.stack([make_sketch(d, SketchSettings(), params) for d in targets])
         with torch.no_grad():
-            codes = encoder(torch.from_numpy(sketches.astype(np.float32) / 127.5 - 1)[:, None]) + generator.w_avg
-            encoded = _to_uint8(generator.synthesis(codes, noise_mode="const"))
+            codes = encoder(torch.from_numpy(from_uint8(sketches))[:, None]) + generator.w_avg
+            encoded = to_uint8(generator.synthesis(codes, noise_mode="const"))
         optimum = _optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
         mean_image = np.broadcast_to(train.astype(np.float32).mean(0).round().astype(np.uint8), targets.shape)
         enc, base, best = (float(mse(x, targets).mean()) for x in (encoded, mean_image, optimum))
@@ -358,8 +356,8 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
                              "gain_over_mean": 1 - enc / base, "vs_optimum": enc / max(best, 1e-8)}
         visitor = np.stack(strokes_like_a_visitor(r, 8, seed=settings.seed) + letters_like_a_visitor(r))
         with torch.no_grad():
-            codes = encoder(torch.from_numpy(visitor.astype(np.float32) / 127.5 - 1)[:, None]) + generator.w_avg
-            answers = _to_uint8(generator.synthesis(codes, noise_mode="const"))
+            codes = encoder(torch.from_numpy(from_uint8(visitor))[:, None]) + generator.w_avg
+            answers = to_uint8(generator.synthesis(codes, noise_mode="const"))
         report["following"] = {}
         for group, part in (("strokes", slice(0, 8)), ("letters", slice(8, None))):
             follow = following(visitor[part], answers[part])

@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from inference.tensors import to_uint8
 from training.editing.directions import Directions, DirectionsError, edit
 from training.editing.ganspace import sample_w
 
@@ -57,7 +58,7 @@ def editing_grid(backend, directions: Directions, strengths: Sequence[float] = D
     codes = np.stack([edit(wplus, d[i], s * std[i], directions.layers)
                       for i in range(len(d)) for s in strengths]).astype(np.float32)
     images = np.concatenate([backend.generate(codes[i:i + batch]) for i in range(0, len(codes), batch)])
-    u8 = np.clip((images + 1) * 127.5, 0, 255).astype(np.uint8)  # [N, C, R, R]
+    u8 = to_uint8(images)  # [N, C, R, R]
     r, cols = bundle.resolution, len(strengths)
     tiles = u8.reshape(len(d), cols, bundle.channels, r, r).transpose(0, 3, 1, 4, 2)
     grid = tiles.reshape(len(d) * r, cols * r, bundle.channels)

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from inference import tensors
 from training.editing.hspace import DiffusionModel, Trajectory, noise_given_h, sample
 from training.editing.hspace_jacobian import jacobian_subspace_iteration, masked, sequential_jacobian_subspace_iteration
 
@@ -268,7 +269,7 @@ def disentangle(v0: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """[C, H, W] in [-1, 1] -> uint8 [H, W, C] (the project's drawing tensor convention)."""
-    return np.clip((x.detach().cpu().float().numpy() + 1) * 127.5, 0, 255).round().astype(np.uint8).transpose(1, 2, 0)
+    return tensors.to_uint8(x).transpose(1, 2, 0)
 
 
 def edit_grid(
