@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from calibration.geometry import (CalibrationError, area_to_pixels, default_drawing_area, now_iso,
                                   pixel_size)
 from calibration.lens import Lens
+from storage import atomic_write_json
 
 FORMAT = "newsnow-calibration"
 FORMAT_VERSION = 1
@@ -294,22 +293,7 @@ def load(path, camera_mode=None, projector_mode=None, require_projector: bool = 
 
 
 def save(calibration: Calibration, path) -> Path:
-    """Write the calibration file atomically (a temporary file, then os.replace)."""
+    """Write the calibration file atomically (storage.atomic_write)."""
     path = Path(path)
     Calibration.from_dict(calibration.to_dict(), source=str(path))  # never write what load refuses
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(calibration.to_dict(), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write_json(path, calibration.to_dict(), indent=2)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from storage import atomic_write_json
 
 BUNDLE_FORMAT = "newsnow-bundle"
 FORMAT_VERSION = 1
@@ -249,11 +250,4 @@ def write_bundle_json(folder: str | os.PathLike, *, resolution: int, channels: i
         "provenance": provenance,
         "w_avg": w_avg,
     }
-    path = folder / BUNDLE_JSON
-    fd, tmp = tempfile.mkstemp(prefix=BUNDLE_JSON + ".", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a kiosk user must read it
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(folder / BUNDLE_JSON, meta)

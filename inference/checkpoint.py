@@ -8,12 +8,12 @@ Only tensors, numbers, strings, lists and dicts go in, so it loads with weights_
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from inference.networks import Generator, PSPEncoder
+from storage import atomic_write
 
 CHECKPOINT_FORMAT = "newsnow-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -32,8 +32,6 @@ def save_model_checkpoint(path: str | os.PathLike, generator: Generator, encoder
                           meta: dict | None = None) -> Path:
     """Write generator (+ encoder) + meta atomically (temp file, then os.replace): a crash
     mid-save never leaves a truncated checkpoint where the last good one was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -41,16 +39,7 @@ def save_model_checkpoint(path: str | os.PathLike, generator: Generator, encoder
         "encoder": _net_record(encoder) if encoder is not None else None,
         "meta": dict(meta or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(record, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(record, f))
 
 
 def _build(cls, rec: dict, what: str, path: Path):

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("installation", "capture", "render", "calibration", "inference", "training")
+PACKAGES = ("installation", "capture", "render", "calibration", "inference", "training", "storage")
 
 
 def allowed_edges() -> dict[str, list[str]]:

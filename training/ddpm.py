@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.tensors import from_uint8
+from storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,7 @@ def load_images(folder: Path, resolution: int) -> torch.Tensor:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _export(unet, ema, scheduler, out: Path, provenance: dict) -> Path:

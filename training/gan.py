@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from training.config import GanConfig, config_from  # noqa: F401 (re-exported)
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
+from storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,8 @@ def ema_beta(cfg: GanConfig, step: int) -> float:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temp file beside `path`, then os.replace: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save, never a half-written file (storage.atomic_write)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_states() -> dict:

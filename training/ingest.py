@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from storage import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,6 @@ def near_duplicate_pairs(thumbs: np.ndarray, max_rms: float, chunk: int = 1024) 
     return pairs
 
 
-def _write_json(path: Path, record: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
-
-
 def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
            licence: str = "unknown", credit: str = "") -> dict:
     """Turn the images under `src` (searched recursively) into a dataset in `out`;
@@ -174,7 +167,7 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
         "images": entries, "unreadable": unreadable, "exact_duplicates": exact,
         "near_duplicates": [{"file": kept[j], "like": kept[i], "rms": round(d, 4)} for i, j, d in near],
     }
-    _write_json(out / MANIFEST, manifest)
+    atomic_write_json(out / MANIFEST, manifest)
     return manifest
 
 

@@ -1,0 +1,44 @@
+"""Atomic file writes: a temporary file beside the target, flushed and fsynced, made
+readable (mkstemp makes it private, and a kiosk user must read bundles and
+calibrations), then os.replace'd over the target and the folder fsynced. A crash or an
+error at any moment leaves the old file whole and no temporary file behind."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, IO
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = True,
+                 mode: int = 0o644) -> Path:
+    """Call `write(f)` on a temporary file and put it in place of `path` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself survives a power cut only once the folder is on disk
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the file is in place regardless
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, record, indent: int = 1) -> Path:
+    """`record` as JSON (UTF-8, a final newline), atomically."""
+    text = json.dumps(record, indent=indent) + "\n"
+    return atomic_write(path, lambda f: f.write(text), binary=False)
