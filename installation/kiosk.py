@@ -280,7 +280,7 @@ class Kiosk:
     # -- status
 
     def problems(self, table_status: dict | None, camera: dict | None) -> list[str]:
-        found = []
+        found = list((table_status or {}).get("problems", []))  # what the table itself finds
         if table_status is not None and not self.sleeping:
             age = table_status.get("last_frame_age_s")
             if age is None and self.started:  # no frame yet: give the camera as long as a stale one

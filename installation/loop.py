@@ -71,6 +71,22 @@ class Answer:
     sequence: int | None = None  # frame sequence number of the sketch it answers
 
 
+class BadModelOutput(ValueError):
+    """The model answered with something that is not a drawing (NaN/inf, wrong shape)."""
+
+
+def check_drawing(drawing, channels: int, resolution: int) -> np.ndarray:
+    """The model's output as a [1, C, R, R] finite array, or BadModelOutput saying what is
+    wrong: projected, NaN reads black, +inf white and a small output sits in a corner."""
+    drawing = np.asarray(drawing)
+    want = (1, channels, resolution, resolution)
+    if drawing.shape != want:
+        raise BadModelOutput(f"output of shape {list(drawing.shape)}, expected {list(want)}")
+    if not np.isfinite(drawing).all():
+        raise BadModelOutput(f"{int((~np.isfinite(drawing)).sum())} non-finite values in the output")
+    return drawing
+
+
 @dataclass
 class LatentMove:
     """A latent transition in progress: W+ from the drawing on show towards a new sketch's."""
@@ -139,6 +155,7 @@ class Table:
         self.recorder = recorder  # .offer(frame) at recorder.fps, off the hot path (.fps, .offer)
         self.seed = seed
         self.resolution = int(backend.bundle.resolution)
+        self.channels = int(backend.bundle.channels)
         self.stats = TableStats(window=config.stats.window, backend=getattr(backend, "name", "?"),
                                 transition=transition, step_ms=step_ms)
         self.on_first_frame: list[Callable[[], None]] = []
@@ -228,7 +245,9 @@ class Table:
     def _post(self, drawing: np.ndarray, fade_s: float, stamps: tuple, sketch: Sketch | None) -> None:
         """Model output [1, C, R, R] in [-1, 1] -> toned, composited, warped -> the display."""
         tone = self.config.tone
-        picture = apply_tone(drawing_to_uint8(np.asarray(drawing)[0]), tone)
+        drawing = check_drawing(drawing, self.channels, self.resolution)
+        self.stats.count_good_output()
+        picture = apply_tone(drawing_to_uint8(drawing[0]), tone)
         if tone.composite_strokes and sketch is not None:
             picture = composite_strokes(picture, sketch.image, tone.stroke_opacity)
         if self._answers.post(Answer(picture, self.warp(picture), fade_s, *stamps)):
@@ -310,6 +329,8 @@ class Table:
                     next_idle = max(next_idle + idle_period, now)
             except Exception as exc:  # the model failed on this one: keep the last good drawing
                 self.stats.count_fault("inference")
+                if isinstance(exc, BadModelOutput):
+                    self.stats.count_bad_output(str(exc))
                 log.warning("event=inference_fault error=%r", exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 move = None
                 next_idle = now + max(idle_period, 1.0)  # a broken idle graph is retried slowly

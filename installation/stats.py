@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+# This many model outputs in a row that are no drawing (NaN, inf, wrong shape): degraded.
+BAD_OUTPUTS_DEGRADED = 3
+
 
 @dataclass(frozen=True)
 class TableStatus:
@@ -37,6 +40,7 @@ class TableStatus:
     stroke_latency_ms: dict[str, float | None]  # first frame showing a new stroke -> display of its answer
     last_frame_age_s: float | None  # how long since the camera gave a frame
     idle: bool
+    problems: list[str] = field(default_factory=list)  # what keeps the projector from a drawing, in words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +84,8 @@ class TableStats:
         self._stroke_latency: deque[float] = deque(maxlen=self.window)
         self.idle = False
         self.stopped = False
+        self.bad_outputs_in_a_row = 0
+        self.last_bad_output = ""
 
     def count_frame(self, t_capture: float) -> None:
         with self._lock:
@@ -89,6 +95,21 @@ class TableStats:
     def count_fault(self, kind: str) -> None:
         with self._lock:
             self.faults[kind] += 1
+
+    def count_bad_output(self, why: str) -> None:
+        """The model answered with no drawing (the last good one stays on show)."""
+        with self._lock:
+            self.bad_outputs_in_a_row += 1
+            self.last_bad_output = why
+
+    def count_good_output(self) -> None:
+        with self._lock:
+            self.bad_outputs_in_a_row = 0
+
+    def _problems(self) -> list[str]:
+        if self.bad_outputs_in_a_row >= BAD_OUTPUTS_DEGRADED:
+            return [f"model: {self.bad_outputs_in_a_row} bad outputs in a row ({self.last_bad_output})"]
+        return []
 
     def count_skipped(self) -> None:
         with self._lock:
@@ -165,4 +186,5 @@ class TableStats:
                 stroke_latency_ms=_percentiles(self._stroke_latency),
                 last_frame_age_s=None if self.t_last_frame is None else round(now - self.t_last_frame, 3),
                 idle=self.idle,
+                problems=self._problems(),
             )

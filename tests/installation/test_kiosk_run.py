@@ -280,3 +280,12 @@ def test_watchdog_is_withheld_when_the_camera_is_gone_for_long():
     kiosk.table.stats.t_last_frame = clock[0]
     kiosk.on_display_frame()
     assert notifier.pings == pings_at[-1] + 1 and sent[-1] == ("WATCHDOG=1",)
+
+
+def test_the_tables_own_problems_make_the_kiosk_degraded():
+    """A problem the table reports (the model answering NaN) is in the kiosk's problems, so
+    health says degraded, not running."""
+    kiosk = Kiosk(table_config(), serve_health=False)
+    found = kiosk.problems({"problems": ["model: 4 bad outputs in a row (output of shape [1, 1, 8, 8])"],
+                            "last_frame_age_s": 0.0}, None)
+    assert found == ["model: 4 bad outputs in a row (output of shape [1, 1, 8, 8])"]

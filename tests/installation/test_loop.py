@@ -216,3 +216,42 @@ def test_new_ink_ignores_edge_flicker_and_sees_a_new_stroke():
     stroke[5:8, 5] = 0  # three pixels of a new stroke on empty paper
     assert new_ink_pixels(sheet, stroke) == 3
     assert new_ink_pixels(stroke, sheet) == 3  # and an erased one
+
+
+class GarbageBackend(FakeBackend):
+    """A model that answers with NaN, +inf or a picture of the wrong size."""
+
+    def __init__(self, garbage):
+        super().__init__()
+        self.garbage = garbage
+
+    def sketch_to_drawing(self, x):
+        super().sketch_to_drawing(x)
+        return self.garbage
+
+
+@pytest.mark.parametrize("garbage,why", [
+    (np.full((1, 1, R, R), np.nan, np.float32), "non-finite"),
+    (np.full((1, 1, R, R), np.inf, np.float32), "non-finite"),
+    (np.zeros((1, 1, R // 2, R // 2), np.float32), "shape"),
+])
+def test_bad_model_output_is_a_fault_and_the_table_says_so(garbage, why):
+    """NaN, +inf or a wrong-sized output is never projected: each is an inference fault, and
+    after a few in a row the table's problems say 'model: ... bad outputs in a row'."""
+    def sheet(t):  # a new stroke every 0.1 s, so the model is asked again and again
+        return paper([BOX] if int(t * 10) % 2 else [BOX2])
+    table = make_table(sheet, GarbageBackend(garbage))
+    status = table.run(1.0)
+    assert status.faults.get("inference", 0) >= 3
+    assert len(status.problems) == 1 and status.problems[0].startswith("model:") and why in status.problems[0]
+
+
+def test_a_good_output_clears_the_model_problem():
+    """One good drawing after bad ones: no problem left."""
+    from installation.stats import TableStats
+    stats = TableStats()
+    for _ in range(5):
+        stats.count_bad_output("3 non-finite values in the output")
+    assert stats.snapshot().problems
+    stats.count_good_output()
+    assert stats.snapshot().problems == []
