@@ -175,6 +175,10 @@ class Config:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found; pass --config with the table's TOML file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a config file; pass the table's TOML file") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
         try:

@@ -55,6 +55,16 @@ def test_missing_config_names_the_file(tmp_path):
         Config.load(tmp_path / "nope.toml")
 
 
+def test_unreadable_configs_name_the_file(tmp_path):
+    """A config that is not UTF-8, or a folder, is refused naming the path and what to do."""
+    bad = tmp_path / "table.toml"
+    bad.write_bytes(b"[display]\nmode = \"headless\"\n\xff\xfe")
+    with pytest.raises(ConfigError, match=r"table.toml: not UTF-8 text \(byte 28\); save the config as UTF-8"):
+        Config.load(bad)
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        Config.load(tmp_path)
+
+
 def test_registered_section_is_validated_and_read_back(monkeypatch):
     """Another area's `[serial]` section is accepted once registered, validated like the rest."""
     monkeypatch.setattr(config_module, "_EXTRA_SECTIONS", {})
