@@ -263,8 +263,12 @@ class Kiosk:
         return is_open
 
     def sleep_until_open(self, stop: threading.Event, blank: Callable[[], None] | None = None) -> None:
-        """Outside opening hours: blank the picture and wait, answering the watchdog."""
+        """Outside opening hours: blank the picture and wait, answering the watchdog. A table
+        started while closed is up all the same: READY=1 now (else systemd, waiting for it,
+        would restart the table all night), STATUS says why the screen is dark."""
         self.sleeping = True
+        nxt = self.schedule.next_change()
+        self.notifier.ready(status=f"closed until {nxt:%a %H:%M}" if nxt else "closed")
         try:
             while not stop.is_set() and not self.tick():
                 self.notifier.watchdog()

@@ -289,3 +289,32 @@ def test_the_tables_own_problems_make_the_kiosk_degraded():
     found = kiosk.problems({"problems": ["model: 4 bad outputs in a row (output of shape [1, 1, 8, 8])"],
                             "last_frame_age_s": 0.0}, None)
     assert found == ["model: 4 bad outputs in a row (output of shape [1, 1, 8, 8])"]
+
+
+def test_started_outside_opening_hours_is_ready_at_once(tmp_path):
+    """Started at night, the table sends READY=1 with a STATUS saying it is closed (systemd's
+    start timeout must not restart it all night), and still READY only once after opening."""
+    listener = NotifyListener(str(tmp_path / "notify"))
+    now = [TUESDAY.replace(hour=22)]
+    config = table_config()
+    notifier = Notifier({"NOTIFY_SOCKET": listener.sock.getsockname(), "WATCHDOG_USEC": "200000",
+                         "WATCHDOG_PID": str(os.getpid())})
+    kiosk = Kiosk(config, notifier=notifier, schedule=Schedule(config.section("hours"), now=lambda: now[0]),
+                  serve_health=False)
+    parts, open_table = make_parts(config)
+    stop = threading.Event()
+    runner = threading.Thread(target=run_kiosk, args=(parts, open_table),
+                              kwargs=dict(kiosk=kiosk, display=NullDisplay(DISPLAY), stop=stop), daemon=True)
+    runner.start()
+    try:
+        assert wait_for(lambda: listener.count("READY=1") == 1)
+        assert any(m.startswith("READY=1\nSTATUS=closed until") for m in listener.messages)
+        assert parts.tables == 0
+        now[0] = TUESDAY.replace(day=25, hour=10)
+        assert wait_for(lambda: parts.tables == 1 and kiosk.started)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert listener.count("READY=1") == 1
+    listener.close()
+
