@@ -117,6 +117,10 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StopDuringStart(BaseException):
+    """SIGTERM/SIGINT while the table is still starting (config, model, camera)."""
+
+
 def run_table(args: argparse.Namespace) -> int:
     """The real table under the kiosk (systemd, watchdog, opening hours, health, serial)."""
     import os
@@ -125,17 +129,39 @@ def run_table(args: argparse.Namespace) -> int:
     from installation.config import Config
     from installation.kiosk import run_kiosk
     from installation.kiosk_log import setup_logging
+    from installation.notify import Notifier
+
+    # Before anything slow: a stop during start-up (loading the model takes seconds) is a
+    # clean exit 0 with STOPPING=1, not a traceback or a kill by signal; run_kiosk then
+    # installs the handlers of the running table.
+    def stop_during_start(signum, frame):
+        raise _StopDuringStart(signal.Signals(signum).name)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_during_start)
+    signal.signal(signal.SIGHUP, _reload_needs_restart)
 
     # key=value lines to stderr (the journal under systemd), optionally a file; no line per frame
     setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                   file=os.environ.get("NEWSNOW_LOG_FILE"))
-    config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
-    parts = prepare(config)
+    parts = None
     try:
+        config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
+        parts = prepare(config)
         run_kiosk(parts, open_table, seconds=args.seconds, handle_signals=True)
+    except _StopDuringStart as stop:
+        logging.getLogger(__name__).info("event=stopping signal=%s during=startup", stop.args[0])
+        Notifier(os.environ).stopping()
     finally:
-        parts.close()
+        if parts is not None:
+            parts.close()
     return 0
+
+
+def _reload_needs_restart(signum, frame) -> None:
+    """SIGHUP (systemctl reload): nothing of the config changes live yet; say so, keep running."""
+    logging.getLogger(__name__).warning(
+        "event=reload_ignored reason=the_config_is_read_at_start action='systemctl restart newsnow'")
+
 
 def _register_bench(subparsers) -> None:
     """`newsnow bench`: the graphs' latency (inference.bench) or, with --pipeline, the live loop's."""

@@ -318,3 +318,35 @@ def test_started_outside_opening_hours_is_ready_at_once(tmp_path):
     assert listener.count("READY=1") == 1
     listener.close()
 
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_stop_while_the_model_loads_is_a_clean_exit(tmp_path, signame):
+    """SIGTERM or SIGINT while `newsnow run` is still loading (here a model load that takes
+    20 s): exit 0 within 2 s, STOPPING=1 to systemd, a log line, no traceback. SIGHUP does not
+    kill it: it logs that a restart is needed."""
+    import signal
+    import subprocess
+    import sys
+
+    listener = NotifyListener(str(tmp_path / "notify"))
+    config = tmp_path / "table.toml"
+    config.write_text('[display]\nmode = "headless"\n')
+    slow_start = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                  "import installation.assemble as a\n"
+                  "a.prepare = lambda config, **kw: time.sleep(20)\n"
+                  "from installation.cli import main\n"
+                  f"sys.exit(main(['run', '--config', {str(config)!r}]))\n")
+    env = dict(os.environ, NOTIFY_SOCKET=listener.sock.getsockname())
+    proc = subprocess.Popen([sys.executable, "-c", slow_start], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, signame))
+    t = time.monotonic()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and time.monotonic() - t < 2.0, err[-2000:]
+    assert wait_for(lambda: listener.count("STOPPING=1") == 1)
+    assert f"event=stopping signal={signame} during=startup" in err and "event=reload_ignored" in err
+    assert "Traceback" not in err
+    listener.close()
