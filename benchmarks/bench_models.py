@@ -26,9 +26,9 @@ from inference.export import export_bundle  # noqa: E402
 from inference.networks import Generator, PSPEncoder, count_parameters  # noqa: E402
 
 MODELS = {
-    "cpu-demo": dict(generator=dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=4,
-                                    channel_base=1024, channel_max=64),
-                     encoder=dict(width=16, blocks=(1, 1, 1, 1), channel_max=64, head_width=64)),
+    "cpu-demo": dict(generator=dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=2,
+                                    channel_base=1024, channel_max=256),
+                     encoder=dict(width=24, blocks=(2, 2, 1, 1), channel_max=96, head_width=64)),
     "full-256": dict(generator=dict(resolution=256, z_dim=512, w_dim=512, mapping_layers=8,
                                     channel_base=16384, channel_max=512),
                      encoder=dict(width=64, blocks=(2, 2, 2, 2), channel_max=512, head_width=256)),
