@@ -166,8 +166,10 @@ def prometheus_text(status: dict) -> str:
            [({}, {"on": 1, "off": 0}.get(projector.get("power")))])
     metric("newsnow_display_max_gap_seconds", "gauge", "Longest gap between two projector frames.",
            [({}, projector.get("max_display_gap_s"))])
-    metric("newsnow_button_presses_total", "counter", "Presses of the operator's new-sheet button.",
+    metric("newsnow_button_presses_total", "counter", "Presses of the operator's new-sheet button that started a new table.",
            [({}, status.get("button_presses"))])
+    metric("newsnow_button_ignored_total", "counter", "Presses ignored: within a second of the last, or before the new table showed a drawing.",
+           [({}, status.get("button_ignored"))])
     if serial.get("configured", True) and serial:
         metric("newsnow_serial_connected", "gauge", "1 while the table controller answers.",
                [({}, int(bool(serial.get("connected"))))])

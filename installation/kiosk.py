@@ -36,6 +36,10 @@ def _seconds(default: float) -> float:
     return field(default=default, metadata={"min": 0.01, "max": 3600})
 
 
+# Presses of the new-sheet button closer than this to the last one are one press.
+BUTTON_DEBOUNCE_S = 1.0
+
+
 @dataclass(frozen=True)
 class WatchdogConfig:
     """The `[watchdog]` config section: when the table counts as hung or degraded."""
@@ -116,6 +120,9 @@ class Kiosk:
         self.sleeping = False
         self.open: bool | None = None
         self.button_presses = 0
+        self.button_ignored = 0  # presses within BUTTON_DEBOUNCE_S, or before the new table showed a frame
+        self._last_press: float | None = None
+        self._table_shown = False
         self._faults: dict[str, int] = {}  # the kiosk's own, plus those of finished table runs
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
@@ -178,6 +185,7 @@ class Kiosk:
         table.on_first_frame.append(self.on_first_frame)
         table.on_display_frame.append(self.on_display_frame)
         self._last_display = None
+        self._table_shown = False
 
     def detach(self) -> None:
         """The table finished: keep its fault counts for the totals."""
@@ -199,6 +207,7 @@ class Kiosk:
         now = self._clock()
         last, self._last_display = self._last_display, now
         self.display_frames += 1
+        self._table_shown = True
         if last is not None:
             gap = now - last
             if gap > self.max_display_gap_s:
@@ -235,10 +244,17 @@ class Kiosk:
         if event.name == "BUTTON":
             log.info("event=button name=%s", ",".join(event.args))
             if "NEW_SHEET" in event.args or "RESET" in event.args:
-                self.button_presses += 1
+                now = self._clock()
                 table = self.table
-                if table is not None:
-                    table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
+                # One new table at a time: a bouncing contact or an impatient visitor must not
+                # restart the table again before the new one shows a drawing.
+                if (table is None or not self._table_shown
+                        or (self._last_press is not None and now - self._last_press < BUTTON_DEBOUNCE_S)):
+                    self.button_ignored += 1
+                    return
+                self._last_press = now
+                self.button_presses += 1
+                table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
 
     # -- opening hours
 
@@ -343,6 +359,7 @@ class Kiosk:
             "projector": {"power": power, "display_frames": self.display_frames,
                           "max_display_gap_s": round(self.max_display_gap_s, 3)},
             "button_presses": self.button_presses,
+            "button_ignored": self.button_ignored,
             "serial": serial,
             "model": {**self.model, "backend": ts.get("backend") or self.model.get("backend"),
                       "transition": ts.get("transition")},

@@ -350,3 +350,27 @@ def test_a_stop_while_the_model_loads_is_a_clean_exit(tmp_path, signame):
     assert f"event=stopping signal={signame} during=startup" in err and "event=reload_ignored" in err
     assert "Traceback" not in err
     listener.close()
+
+
+def test_button_bursts_start_one_new_table_at_a_time():
+    """40 presses in 4 s: a press restarts the table only once the last new table has shown
+    a frame and a second has passed; the rest are counted as ignored."""
+    from installation.controller import Event
+
+    clock = [0.0]
+    kiosk = Kiosk(table_config(), clock=lambda: clock[0], serve_health=False)
+
+    class FakeTable:
+        on_first_frame, on_display_frame, stops = [], [], 0
+        def stop(self):
+            FakeTable.stops += 1
+    kiosk.attach(FakeTable())
+    press = Event("BUTTON", ("NEW_SHEET",))
+    kiosk._on_event(press)  # before the table showed anything: ignored
+    assert FakeTable.stops == 0
+    for k in range(40):
+        if k % 5 == 0:
+            kiosk.on_display_frame()  # the (new) table is showing drawings
+        kiosk._on_event(press)
+        clock[0] += 0.1
+    assert FakeTable.stops == 4 and kiosk.button_presses == 4 and kiosk.button_ignored == 37
