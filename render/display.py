@@ -49,10 +49,18 @@ class Display:
         except pygame.error as exc:
             pygame.display.quit()
             raise DisplayError(f"display: cannot open {mode} {size[0]}x{size[1]} on display {index}: {exc}") from exc
+        got = tuple(self._screen.get_size())
+        if got != tuple(size):
+            # A projector frame of another size would never be shown (the warp makes
+            # display.size frames): refuse before the table starts, saying what to set.
+            pygame.display.quit()
+            raise DisplayError(f"display.size is {size[0]}x{size[1]} but display {index} gave {got[0]}x{got[1]}: "
+                               f"set [display] size = [{got[0]}, {got[1]}] (the projector's mode) and "
+                               f"calibrate the projector at that size")
         pygame.display.set_caption(caption)
         if mode == "fullscreen":
             pygame.mouse.set_visible(False)  # visitors never see a cursor on the sheet
-        self.size = self._screen.get_size()
+        self.size = got
         self._quit = False
 
     def show(self, rgb: np.ndarray) -> None:

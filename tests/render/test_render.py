@@ -126,3 +126,15 @@ def test_display_refuses_an_unknown_mode():
     with pytest.raises(ValueError, match="display.mode"):
         Display("projector", (64, 48))
     assert issubclass(DisplayError, OSError)
+
+
+def test_display_refuses_a_screen_of_another_size(monkeypatch):
+    """display.size 1920x1080 on a 1280x720 screen: refused at start naming both sizes and
+    what to set (a black screen and a log line per frame were the alternative)."""
+    import pygame
+
+    real = pygame.display.set_mode
+    monkeypatch.setattr(pygame.display, "set_mode", lambda size, flags=0, display=0: real((1280, 720)))
+    with pytest.raises(DisplayError, match=r"display.size is 1920x1080 but display 0 gave 1280x720: "
+                                           r"set \[display\] size = \[1280, 720\]"):
+        Display("headless", (1920, 1080))
