@@ -25,6 +25,8 @@ from storage import atomic_write_json
 
 FORMAT = "newsnow-calibration"
 FORMAT_VERSION = 1
+# A projector calibration that puts less of the drawing area than this on the picture is refused.
+MIN_AREA_ON_PROJECTOR = 0.5
 
 @dataclass(frozen=True)
 class Calibration:
@@ -75,6 +77,21 @@ class Calibration:
             return self.table_to_projector()
         pixels_to_table = np.linalg.inv(area_to_pixels(self.drawing_area_mm, size))
         return _normalized(np.linalg.inv(self._projector()) @ pixels_to_table)
+
+    def area_on_projector(self, samples: int = 48) -> float:
+        """Share of the drawing area whose projector pixel is on the projector's picture
+        (a grid of points; a point behind the projective horizon counts as off)."""
+        x, y, w, h = self.drawing_area_mm
+        u = (np.arange(samples) + 0.5) / samples
+        gx, gy = np.meshgrid(x + u * w, y + u * h)
+        pts = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], 1) @ np.linalg.inv(self._projector()).T
+        pw, ph = self.projector_mode
+        # The projector's own side of the horizon: the sign w has at its centre pixel.
+        front = np.sign((self._projector() @ np.array([(pw - 1) / 2, (ph - 1) / 2, 1.0]))[2])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            px, py = pts[:, 0] / pts[:, 2], pts[:, 1] / pts[:, 2]
+        inside = (np.sign(pts[:, 2]) == front) & (px >= -0.5) & (px <= pw - 0.5) & (py >= -0.5) & (py <= ph - 0.5)
+        return float(inside.mean())
 
     def _projector(self) -> np.ndarray:
         if self.projector_to_table is None:
@@ -192,11 +209,10 @@ class Calibration:
             raise CalibrationError(f"{source}: field 'residuals' is not an object")
         lens = None
         if d.get("lens") is not None:
-            
             lens = Lens.from_dict(d["lens"], source)
             if tuple(lens.mode) != camera_mode:
                 raise CalibrationError(f"{source}: field 'lens.mode' differs from camera_mode: calibrate again")
-        return cls(
+        calibration = cls(
             camera_to_table=camera_to_table,
             projector_to_table=projector_to_table,
             sheet_mm=(sheet[0], sheet[1]),
@@ -208,6 +224,14 @@ class Calibration:
             calibrated=bool(d.get("calibrated", True)),
             lens=lens,
         )
+        if projector_to_table is not None:
+            on = calibration.area_on_projector()
+            if on < MIN_AREA_ON_PROJECTOR:
+                raise CalibrationError(
+                    f"{source}: only {on:.0%} of the drawing area lands on the projector's "
+                    f"{projector_mode[0]}x{projector_mode[1]} picture ({1 - on:.0%} off it): the drawings "
+                    f"would miss the sheet; run `newsnow calibrate projector` again")
+        return calibration
 
 
 def _normalized(h) -> np.ndarray:

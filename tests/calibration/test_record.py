@@ -157,3 +157,20 @@ def test_age_counts_days_since_created():
 
     cal = _calibration(created="2026-11-01T10:00:00+00:00")
     assert cal.age_days(datetime(2026, 11, 11, 10, 0, tzinfo=timezone.utc)) == pytest.approx(10.0)
+
+
+def test_a_drawing_area_mostly_off_the_projector_is_refused(tmp_path):
+    """A projector homography that sends most of the drawing area off the picture (every
+    projector pixel black, yet 'running') is refused on save and load, naming the share."""
+    good = _calibration()
+    assert good.area_on_projector() > 0.5
+    shifted = _calibration(projector_to_table=np.array([[0.3, 0.0, 300.0], [0.0, 0.3, 0.0], [0.0, 0.0, 1.0]]))
+    assert shifted.area_on_projector() < 0.1
+    with pytest.raises(CalibrationError, match=r"only \d+% of the drawing area lands on the projector's 1280x720"):
+        save(shifted, tmp_path / "cal.json")
+    path = save(good, tmp_path / "cal.json")
+    record = json.loads(path.read_text())
+    record["projector_to_table"] = shifted.projector_to_table.tolist()
+    path.write_text(json.dumps(record))
+    with pytest.raises(CalibrationError, match="run `newsnow calibrate projector` again"):
+        load(path)
