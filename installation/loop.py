@@ -24,6 +24,7 @@ and `on_display_frame` (after every frame shown; the systemd watchdog).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -122,6 +123,10 @@ def new_ink_pixels(last: np.ndarray, sketch: np.ndarray) -> int:
     return int(appeared + vanished)
 
 
+# A frame stamped further back than this (or in the future) is on another clock.
+MAX_FRAME_AGE_S = 2.0
+
+
 def frame_problem(frame: object, size: tuple[int, int] | None) -> str | None:
     """Why a frame cannot be used (wrong type or size, all black or white), or None."""
     image = getattr(frame, "image", None)
@@ -172,6 +177,7 @@ class Table:
         self.latest_projector: np.ndarray | None = None
         # (frame sequence, t_capture, t_display) of each answer when first shown, for benchmarks
         self.answers_shown: deque[tuple[int, float, float]] = deque(maxlen=10_000)
+        self._foreign_clock_seen = False
 
     # ---- the watchers' side -------------------------------------------------------------
     def status(self) -> TableStatus:
@@ -183,6 +189,19 @@ class Table:
         self._stop.set()
 
     # ---- capture thread -----------------------------------------------------------------
+    def _stamped(self, frame, now: float):
+        """The frame with a capture time on this process's monotonic clock: a stamp from
+        another clock (an hour old, or in the future) would hide a dead camera or starve the
+        watchdog, so it is replaced by the arrival time and counted once."""
+        t = getattr(frame, "t_capture", None)
+        if isinstance(t, (int, float)) and now - MAX_FRAME_AGE_S <= t <= now + 0.05:
+            return frame
+        if not self._foreign_clock_seen:
+            self._foreign_clock_seen = True
+            self.stats.count_fault("frame_clock")
+            log.warning("event=frame_clock_foreign t_capture=%r now=%.3f action=use_arrival_time", t, now)
+        return dataclasses.replace(frame, t_capture=now) if dataclasses.is_dataclass(frame) else frame
+
     def _capture_forever(self) -> None:
         change = self.config.change
         size = self.config.camera.resolution
@@ -208,10 +227,10 @@ class Table:
                 self._stop.wait(0.005)
                 continue
             backoff, t_last_frame, stalled = 0.05, now, False
-            self.stats.count_frame(frame.t_capture)
+            frame = self._stamped(frame, now)
             problem = frame_problem(frame, size)
+            self.stats.count_frame(now if problem else frame.t_capture, problem)
             if problem:
-                self.stats.count_fault("bad_frame")
                 log.debug("event=bad_frame sequence=%s problem=%s", getattr(frame, "sequence", "?"), problem)
                 continue
             try:

@@ -15,6 +15,8 @@ import numpy as np
 
 # This many model outputs in a row that are no drawing (NaN, inf, wrong shape): degraded.
 BAD_OUTPUTS_DEGRADED = 3
+# This many camera frames in a row that fail their checks (a second at 30 fps): degraded.
+BAD_FRAMES_DEGRADED = 30
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,21 @@ class TableStats:
         self.stopped = False
         self.bad_outputs_in_a_row = 0
         self.last_bad_output = ""
+        self.bad_frames_in_a_row = 0
+        self.last_bad_frame = ""
 
-    def count_frame(self, t_capture: float) -> None:
+    def count_frame(self, t_capture: float, problem: str | None = None) -> None:
+        """A frame from the camera; with `problem` a rejected one, which is no sign of life:
+        only a frame that passes its checks makes the camera fresh."""
         with self._lock:
             self.frames_captured += 1
-            self.t_last_frame = t_capture
+            if problem:
+                self.faults["bad_frame"] += 1
+                self.bad_frames_in_a_row += 1
+                self.last_bad_frame = problem
+            else:
+                self.bad_frames_in_a_row = 0
+                self.t_last_frame = t_capture
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
@@ -107,9 +119,13 @@ class TableStats:
             self.bad_outputs_in_a_row = 0
 
     def _problems(self) -> list[str]:
+        found = []
+        if self.bad_frames_in_a_row >= BAD_FRAMES_DEGRADED:
+            found.append(f"camera: every frame rejected ({self.last_bad_frame}), "
+                         f"{self.bad_frames_in_a_row} in a row")
         if self.bad_outputs_in_a_row >= BAD_OUTPUTS_DEGRADED:
-            return [f"model: {self.bad_outputs_in_a_row} bad outputs in a row ({self.last_bad_output})"]
-        return []
+            found.append(f"model: {self.bad_outputs_in_a_row} bad outputs in a row ({self.last_bad_output})")
+        return found
 
     def count_skipped(self) -> None:
         with self._lock:

@@ -255,3 +255,32 @@ def test_a_good_output_clears_the_model_problem():
     assert stats.snapshot().problems
     stats.count_good_output()
     assert stats.snapshot().problems == []
+
+
+@pytest.mark.parametrize("offset_s", [-3600.0, 3 * 3600.0])
+def test_frames_stamped_on_another_clock_get_the_arrival_time(offset_s):
+    """Frames stamped an hour in the past or hours ahead: the table uses the arrival time
+    (counted once as a frame_clock fault), so the frame age stays small and latencies sane."""
+    from capture.frames import Frame
+
+    class ForeignClock(ScriptedSource):
+        def read(self, timeout=1.0):
+            frame = super().read(timeout)
+            return None if frame is None else Frame(frame.image, frame.t_capture + offset_s, frame.sequence, "foreign")
+
+    table = make_table(lambda t: paper([BOX] if t < 0.3 else [BOX, BOX2]))
+    table.source = ForeignClock(lambda t: paper([BOX] if t < 0.3 else [BOX, BOX2]))
+    status = table.run(1.0)
+    assert status.faults.get("frame_clock") == 1
+    assert 0 <= status.last_frame_age_s < 0.5
+    assert status.latency_ms["max"] is not None and 0 <= status.latency_ms["max"] < 1000
+
+
+def test_a_camera_whose_every_frame_is_rejected_is_not_fresh():
+    """A camera that switched to another size mid-stream: no frame passes, so the frame age
+    grows and the table says 'camera: every frame rejected (frame is 80x60, ...)'."""
+    def script(t):
+        return paper([BOX]) if t < 0.2 else np.zeros((60, 80), np.uint8) + 100
+    status = make_table(script).run(1.5)
+    assert status.last_frame_age_s > 0.9
+    assert any(p.startswith("camera: every frame rejected (frame is 80x60") for p in status.problems)
