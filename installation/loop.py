@@ -209,6 +209,7 @@ class Table:
         backoff = 0.05
         t_last_frame = time.monotonic()
         stalled = False
+        last_sequence = None
         while not self._stop.is_set():
             try:
                 frame = self.source.read(READ_TIMEOUT_S)
@@ -219,6 +220,10 @@ class Table:
                 backoff = min(backoff * 2, 1.0)
                 continue
             now = time.monotonic()
+            sequence = getattr(frame, "sequence", None)
+            if frame is not None and sequence is not None and sequence == last_sequence:
+                frame = None  # the source gave the frame it gave last time: not a new one
+            last_sequence = sequence if frame is not None else last_sequence
             if frame is None:  # no new frame yet (the source times out, or repeats itself)
                 if not stalled and now - t_last_frame > STALL_S:
                     stalled = True

@@ -284,3 +284,27 @@ def test_a_camera_whose_every_frame_is_rejected_is_not_fresh():
     status = make_table(script).run(1.5)
     assert status.last_frame_age_s > 0.9
     assert any(p.startswith("camera: every frame rejected (frame is 80x60") for p in status.problems)
+
+
+def test_a_source_repeating_its_frame_does_not_spin_the_capture_thread():
+    """A source that returns its last frame again at once (no new sequence number): it is
+    not a new frame, the thread waits between reads instead of spinning, and a long
+    repetition counts as a stall."""
+    from capture.frames import Frame
+
+    class Repeating:
+        reads = 0
+        frame = Frame(paper([BOX]), time.monotonic(), 1, "repeating")
+
+        def read(self, timeout=1.0):
+            Repeating.reads += 1
+            return self.frame
+
+        def close(self):
+            pass
+
+    table = make_table(lambda t: paper([BOX]))
+    table.source = Repeating()
+    status = table.run(2.5)
+    assert Repeating.reads / 2.5 < 300  # at most one read per 5 ms wait
+    assert status.faults.get("camera_stalled") == 1 and status.inferences == 1
