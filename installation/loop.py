@@ -42,6 +42,7 @@ from installation.config import Config
 from installation.idle import Wander
 from installation.mailbox import Mailbox
 from installation.stats import TableStats, TableStatus
+from installation.throttle import ThrottledLog
 from render.tone import apply_tone, composite_strokes, drawing_to_uint8
 from render.transition import Crossfade, ease
 
@@ -178,6 +179,7 @@ class Table:
         # (frame sequence, t_capture, t_display) of each answer when first shown, for benchmarks
         self.answers_shown: deque[tuple[int, float, float]] = deque(maxlen=10_000)
         self._foreign_clock_seen = False
+        self._warn = ThrottledLog(log)  # faults are counted in the stats; the log gets a line per burst
 
     # ---- the watchers' side -------------------------------------------------------------
     def status(self) -> TableStatus:
@@ -215,7 +217,7 @@ class Table:
                 frame = self.source.read(READ_TIMEOUT_S)
             except Exception as exc:  # a vanished camera: OSError; anything else is a fault too
                 self.stats.count_fault("camera")
-                log.warning("event=camera_fault error=%r retry_in_s=%.2f", exc, backoff)
+                self._warn.warning("camera_fault", "error=%r retry_in_s=%.2f", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
@@ -242,7 +244,7 @@ class Table:
                 image = self.sketcher(frame.image)
             except Exception as exc:
                 self.stats.count_fault("binarize")
-                log.warning("event=binarize_fault error=%r", exc)
+                self._warn.warning("binarize_fault", "error=%r", exc)
                 continue
             ink = np.count_nonzero(image == 0) / image.size
             if last_sent is None or last_sent.shape != image.shape:
@@ -355,7 +357,7 @@ class Table:
                 self.stats.count_fault("inference")
                 if isinstance(exc, BadModelOutput):
                     self.stats.count_bad_output(str(exc))
-                log.warning("event=inference_fault error=%r", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                self._warn.warning("inference_fault", "error=%r", exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 move = None
                 next_idle = now + max(idle_period, 1.0)  # a broken idle graph is retried slowly
                 self._stop.wait(0.05)
@@ -409,7 +411,7 @@ class Table:
                 self.display.show(projector)
             except Exception as exc:
                 self.stats.count_fault("display")
-                log.warning("event=display_fault error=%r", exc)
+                self._warn.warning("display_fault", "error=%r", exc)
                 self._stop.wait(period)
                 continue
             t_display = time.monotonic()
