@@ -29,6 +29,10 @@ DEFAULT_PORT = 8765
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/status"
 
 
+MAX_WORKERS = 8  # requests served at once
+CONNECTION_TIMEOUT_S = 5.0
+
+
 @dataclass(frozen=True)
 class HealthConfig:
     """The `[health]` config section (validated by installation/config.py)."""
@@ -38,19 +42,43 @@ class HealthConfig:
     port: int = field(default=DEFAULT_PORT, metadata={"min": 0, "max": 65535})  # 0: any free port
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per request, but at most MAX_WORKERS at once (more are closed at once), a
+    backlog for bursts of probes, and a timeout per connection: idle clients cannot pile
+    up threads in the table's process."""
+
+    request_queue_size = 64
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        self._workers = threading.BoundedSemaphore(MAX_WORKERS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self._workers.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: the prober retries
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._workers.release()
+
+
 class HealthServer:
     """Serves `snapshot()` on /status and /metrics until `stop()`."""
 
     def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = DEFAULT_PORT):
         self._snapshot = snapshot
         try:
-            self._server = ThreadingHTTPServer((host, port), _handler(snapshot))
+            self._server = _BoundedServer((host, port), _handler(snapshot))
         except OSError as exc:
             raise OSError(
                 exc.errno, f"health.port: cannot listen on {host}:{port} ({exc.strerror}); "
                 f"another newsnow may be running, or pick another port in [health]"
             ) from None
-        self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         if host not in ("127.0.0.1", "::1", "localhost"):
             log.warning("event=health_exposed host=%s port=%d", host, self.port)
@@ -87,6 +115,7 @@ class HealthServer:
 def _handler(snapshot: Callable[[], dict]):
     class Handler(BaseHTTPRequestHandler):
         server_version = "newsnow-health"
+        timeout = CONNECTION_TIMEOUT_S  # an idle or slow client is dropped
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0].rstrip("/") or "/status"

@@ -138,3 +138,37 @@ def test_status_command_finds_the_port_in_the_config(server, tmp_path, capsys, m
     config.write_text(f"[health]\nport = {srv.port}\n")
     assert run_status(["--json", "--config", str(config)]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "running"
+
+
+def test_idle_connections_cannot_pile_up_threads():
+    """200 idle local connections: the server keeps at most a handful of threads, drops the
+    idle ones after its timeout, and still answers /status."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    from installation import health as health_module
+    server = HealthServer(lambda: {"state": "running"}, "127.0.0.1", 0).start()
+    before = threading.active_count()
+    socks = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            socks.append(s)
+        time.sleep(0.5)
+        assert threading.active_count() - before <= health_module.MAX_WORKERS
+        deadline = time.monotonic() + health_module.CONNECTION_TIMEOUT_S + 5
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(server.url + "/healthz", timeout=2) as reply:
+                    assert reply.read() == b"running\n"
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("/healthz never answered while idle connections were open")
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
