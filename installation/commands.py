@@ -109,7 +109,8 @@ def run_demo(args: argparse.Namespace) -> int:
         camera=parts.source.health().to_dict() if hasattr(parts.source, "health") else None,
         video={"file": video.name if video else None,
                "frames": recorder.written if recorder else 0,
-               "dropped": recorder.dropped if recorder else 0},
+               "dropped": recorder.dropped if recorder else 0,
+               "error": recorder.error if recorder else None},
     )
     (args.out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     last_png(table, args.out / "last.png")

@@ -27,6 +27,7 @@ class Recorder:
         self.offered = 0
         self.written = 0
         self.dropped = 0
+        self.error: str | None = None  # why the recording stopped early (a full disk...), once
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._write_forever, name="recorder", daemon=True)
         self._thread.start()
@@ -34,14 +35,21 @@ class Recorder:
     def offer(self, rgb: np.ndarray) -> None:
         """Queue a copy of one frame; drop it at once if the writer is behind."""
         self.offered += 1
+        if self.error is not None:  # the writer has stopped: nothing will take the frame
+            self.dropped += 1
+            return
         try:
             self._queue.put_nowait(rgb.copy())
         except queue.Full:
             self.dropped += 1
 
     def close(self, timeout: float = 30.0) -> Path | None:
-        """Finish the file; returns its path (None if nothing was recorded)."""
-        self._queue.put(None)
+        """Finish the file within `timeout`; returns its path (None if nothing was
+        recorded). Never blocks on a writer that died: the end mark waits at most as long."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass  # the writer is gone or stuck; join below is bounded too
         self._thread.join(timeout)
         return self.path
 
@@ -59,8 +67,14 @@ class Recorder:
                     writer = self._open(size)
                 writer(small)
                 self.written += 1
-        except Exception:  # the recording is a by-product: never take the table down with it
-            log.exception("event=recorder_failed")
+        except Exception as exc:  # the recording is a by-product: never take the table down with it
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("event=recorder_failed error=%r path=%s", self.error, self.path)
+            while True:  # let offer() and close() go on without waiting on a dead writer
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
         finally:
             if writer is not None:
                 writer.close()

@@ -50,3 +50,28 @@ def test_opencv_writes_the_video_when_imageio_ffmpeg_is_missing(tmp_path, monkey
     while video.read()[0]:
         count += 1
     assert count == recorder.written == 12
+
+
+def test_a_full_disk_stops_the_recording_not_the_table(tmp_path, monkeypatch):
+    """The encoder failing with ENOSPC: offers keep returning at once (counted as dropped),
+    close() returns within its timeout, and the error is kept once for the summary."""
+    recorder = Recorder(tmp_path, fps=10, width=48)
+
+    class FullDisk:
+        def __call__(self, rgb):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(recorder, "_open", lambda size: FullDisk())
+    recorder.offer(next(frames(1)))
+    deadline = time.monotonic() + 5
+    while recorder.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "No space left on device" in recorder.error
+    t0 = time.perf_counter()
+    for frame in frames(100):
+        recorder.offer(frame)
+    recorder.close(timeout=1.0)
+    assert time.perf_counter() - t0 < 2.0 and recorder.dropped >= 99 and recorder.written == 0
