@@ -70,7 +70,7 @@ def cmd_gan(args) -> int:
     from training.gan import train_gan
     summary = train_gan(Path(args.dataset), Path(args.out), _gan_config(args), resume=args.resume)
     print(json.dumps(summary, indent=1))
-    return 0
+    return _stopped(summary, args.out)
 
 
 def _encoder_flags(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +116,16 @@ def cmd_encoder(args) -> int:
     summary = train_encoder(Path(args.pairs), Path(args.gan), Path(args.out), _encoder_config(args),
                             resume=args.resume, lpips=Path(args.lpips) if args.lpips else None)
     print(json.dumps(summary, indent=1))
-    return 0
+    return _stopped(summary, args.out)
+
+
+def _stopped(summary: dict, out) -> int:
+    """Exit code of a training step: 0, or 130/143 when Ctrl-C/SIGTERM stopped it (saved)."""
+    if not summary.get("stopped_by"):
+        return 0
+    print(f"stopped by {summary['stopped_by']} at step {summary['steps']}; the state is saved in {out}: "
+          f"run the same command with --resume to continue exactly")
+    return summary["exit_code"]
 
 
 def cmd_all(args) -> int:

@@ -74,7 +74,8 @@ class GanConfig:
 
     @property
     def total_steps(self) -> int:
-        return max(1, math.ceil(self.kimg * 1000 / self.batch))
+        # rounded first: 0.408 kimg of batch 8 is 51 steps, not ceil(51.00000000000001)
+        return max(1, math.ceil(round(self.kimg * 1000 / self.batch, 6)))
 
 
 PRESETS = {

@@ -31,6 +31,7 @@ from inference.tensors import from_uint8
 from training.config import EncoderConfig
 from training.gan import GENERATOR, atomic_save, load_discriminator, rng_states, set_rng_states, to_uint8
 from training.sketches import contact_sheet, load_pairs
+from training.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -157,51 +158,56 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     started = time.time() - elapsed
     shown = slice(0, min(16, len(val_sketches)))
     terms = {}
-    while step < cfg.steps:
-        index = torch.randint(len(sketches), (cfg.batch,))
-        terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index.numpy()]),
-                          _tensor(drawings[index.numpy()]), cfg)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        step += 1
-        scalars = {k: float(v.detach()) for k, v in terms.items() if k != "recon"}
-        if not math.isfinite(scalars["loss"]):
-            raise FloatingPointError(f"encoder: loss became {scalars['loss']} at step {step}; lower --lr")
-        if step % cfg.log_every == 0:
-            for k, v in scalars.items():
-                writer.add_scalar(f"encoder/{k}", v, step)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{scalars['loss']:.4f}", refresh=False)
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            val, recons = validate(encoder, generator, perceptual, val_sketches, val_drawings, cfg)
-            for k, v in val.items():
-                writer.add_scalar(f"validation/{k}", v, step)
-            history.append({"step": step, "train": scalars, "validation": val})
-            sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
-            target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
-            cv2.imwrite(str(out / f"validation_{step:06d}.png"), np.vstack([sheet, target]))
-            elapsed = time.time() - started
-            atomic_save({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                         "step": step, "elapsed": elapsed, "history": history, "rng": rng_states(),
-                         "config": dataclasses.asdict(cfg)}, state_path)
-            provenance = {
-                "dataset": gan_meta.get("dataset"), "licence": gan_meta.get("licence", "unknown"),
-                "credit": gan_meta.get("credit", ""), "kimg": gan_meta.get("kimg"),
-                "gan_steps": gan_meta.get("steps"), "gan_seconds": gan_meta.get("train_seconds"),
-                "pairs": manifest["count"], "encoder_steps": step, "encoder_seconds": round(elapsed, 1),
-                "encoder_validation": val, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                "perceptual": "lpips" if lpips else "discriminator features"}
-            save_model_checkpoint(out / MODEL, generator, encoder.eval(), {
-                "binarize": manifest["binarize"], "provenance": provenance, "gan": gan_meta,
-                "steps": step})
-            encoder.train()
+    with StopRequest() as stop:
+        while step < cfg.steps and not stop.signal:
+            index = torch.randint(len(sketches), (cfg.batch,))
+            terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index.numpy()]),
+                              _tensor(drawings[index.numpy()]), cfg)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            step += 1
+            scalars = {k: float(v.detach()) for k, v in terms.items() if k != "recon"}
+            if not math.isfinite(scalars["loss"]):
+                raise FloatingPointError(f"encoder: loss became {scalars['loss']} at step {step}; lower --lr")
+            if step % cfg.log_every == 0:
+                for k, v in scalars.items():
+                    writer.add_scalar(f"encoder/{k}", v, step)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", refresh=False)
+            if step % cfg.val_every == 0 or step == cfg.steps or stop.signal:
+                val, recons = validate(encoder, generator, perceptual, val_sketches, val_drawings, cfg)
+                for k, v in val.items():
+                    writer.add_scalar(f"validation/{k}", v, step)
+                history.append({"step": step, "train": scalars, "validation": val})
+                sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
+                target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
+                cv2.imwrite(str(out / f"validation_{step:06d}.png"), np.vstack([sheet, target]))
+                elapsed = time.time() - started
+                atomic_save({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                             "step": step, "elapsed": elapsed, "history": history, "rng": rng_states(),
+                             "config": dataclasses.asdict(cfg)}, state_path)
+                provenance = {
+                    "dataset": gan_meta.get("dataset"), "licence": gan_meta.get("licence", "unknown"),
+                    "credit": gan_meta.get("credit", ""), "kimg": gan_meta.get("kimg"),
+                    "gan_steps": gan_meta.get("steps"), "gan_seconds": gan_meta.get("train_seconds"),
+                    "pairs": manifest["count"], "encoder_steps": step, "encoder_seconds": round(elapsed, 1),
+                    "encoder_validation": val, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                    "perceptual": "lpips" if lpips else "discriminator features"}
+                save_model_checkpoint(out / MODEL, generator, encoder.eval(), {
+                    "binarize": manifest["binarize"], "provenance": provenance, "gan": gan_meta,
+                    "steps": step})
+                encoder.train()
     if bar is not None:
         bar.close()
     writer.close()
     summary = {"steps": step, "seconds": time.time() - started,
                "train": {k: float(v.detach()) for k, v in terms.items() if k != "recon"} if terms else {},
                "validation": history[-1]["validation"] if history else {}}
+    if stop.signal:
+        summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
+        log.info("stopped by %s at step %d; %s saved: continue with the same command and --resume",
+                 stop.signal, step, state_path)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -35,6 +35,7 @@ from inference.checkpoint import save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
 from training.config import GanConfig, config_from  # noqa: F401 (re-exported)
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
+from training.stopping import StopRequest
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 from storage import atomic_write
@@ -235,71 +236,72 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     started = time.time() - counters["elapsed"]
     session_start, session_step = time.time(), step
     losses = {}
-    while step < cfg.total_steps:
-        # Generator: main loss, then (lazily) its path-length penalty.
-        G.requires_grad_(True), D.requires_grad_(False)
-        loss_G = generator_loss(G, disc, latents(), cfg.style_mixing)
-        optimise(loss_G, G, opt_G, scaler_G)
-        if cfg.pl_weight and step % cfg.pl_interval == 0:
-            penalty, pl_mean, losses["pl_length"] = path_length_loss(
-                G, latents(max(1, batch // cfg.pl_batch_shrink)), cfg.style_mixing, pl_mean,
-                cfg.pl_weight, cfg.pl_decay)
-            optimise(penalty * cfg.pl_interval, G, opt_G, scaler_G)
+    with StopRequest() as stop:
+        while step < cfg.total_steps and not stop.signal:
+            # Generator: main loss, then (lazily) its path-length penalty.
+            G.requires_grad_(True), D.requires_grad_(False)
+            loss_G = generator_loss(G, disc, latents(), cfg.style_mixing)
+            optimise(loss_G, G, opt_G, scaler_G)
+            if cfg.pl_weight and step % cfg.pl_interval == 0:
+                penalty, pl_mean, losses["pl_length"] = path_length_loss(
+                    G, latents(max(1, batch // cfg.pl_batch_shrink)), cfg.style_mixing, pl_mean,
+                    cfg.pl_weight, cfg.pl_decay)
+                optimise(penalty * cfg.pl_interval, G, opt_G, scaler_G)
 
-        # Discriminator: fakes fake, reals real; every r1_interval steps also R1 on reals.
-        G.requires_grad_(False), D.requires_grad_(True)
-        with torch.no_grad():
-            fake = G.synthesis(mapped_ws(G, latents(), cfg.style_mixing))
-        r1_weight = cfg.gamma / 2 * cfg.r1_interval if cfg.gamma and step % cfg.r1_interval == 0 else 0.0
-        loss_D, logits_real, r1 = discriminator_loss(disc, fake, real_batch(), r1_weight)
-        if r1 is not None:
-            losses["r1"] = r1
-        optimise(loss_D, D, opt_D, scaler_D)
+            # Discriminator: fakes fake, reals real; every r1_interval steps also R1 on reals.
+            G.requires_grad_(False), D.requires_grad_(True)
+            with torch.no_grad():
+                fake = G.synthesis(mapped_ws(G, latents(), cfg.style_mixing))
+            r1_weight = cfg.gamma / 2 * cfg.r1_interval if cfg.gamma and step % cfg.r1_interval == 0 else 0.0
+            loss_D, logits_real, r1 = discriminator_loss(disc, fake, real_batch(), r1_weight)
+            if r1 is not None:
+                losses["r1"] = r1
+            optimise(loss_D, D, opt_D, scaler_D)
 
-        # ADA: steer p by the sign of D on reals.
-        counters["ada_sum"] += float(logits_real.sign().sum())
-        counters["ada_count"] += batch
-        if cfg.ada and (step + 1) % cfg.ada_interval == 0:
-            stats = torch.tensor([counters["ada_sum"], counters["ada_count"]], dtype=torch.float64, device=device)
-            if world > 1:
-                dist.all_reduce(stats)
-            rt = float(stats[0] / stats[1])
-            ada_p = ada_update(ada_p, rt, cfg.ada_target, int(stats[1]), cfg.ada_kimg)
-            losses["ada_rt"] = rt
-            counters["ada_sum"], counters["ada_count"] = 0.0, 0
+            # ADA: steer p by the sign of D on reals.
+            counters["ada_sum"] += float(logits_real.sign().sum())
+            counters["ada_count"] += batch
+            if cfg.ada and (step + 1) % cfg.ada_interval == 0:
+                stats = torch.tensor([counters["ada_sum"], counters["ada_count"]], dtype=torch.float64, device=device)
+                if world > 1:
+                    dist.all_reduce(stats)
+                rt = float(stats[0] / stats[1])
+                ada_p = ada_update(ada_p, rt, cfg.ada_target, int(stats[1]), cfg.ada_kimg)
+                losses["ada_rt"] = rt
+                counters["ada_sum"], counters["ada_count"] = 0.0, 0
 
-        # EMA of the generator (what is sampled and exported).
-        with torch.no_grad():
-            beta = ema_beta(cfg, step)
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
-        step += 1
-        losses.update(loss_G=float(loss_G.detach()), loss_D=float(loss_D.detach()), ada_p=ada_p)
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise FloatingPointError(f"gan: a loss became NaN/inf at step {step}: {losses}; "
-                                     f"lower --lr or raise --r1-gamma, then --resume")
+            # EMA of the generator (what is sampled and exported).
+            with torch.no_grad():
+                beta = ema_beta(cfg, step)
+                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                    p_ema.copy_(p.detach().lerp(p_ema, beta))
+                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                    b_ema.copy_(b)
+            step += 1
+            losses.update(loss_G=float(loss_G.detach()), loss_D=float(loss_D.detach()), ada_p=ada_p)
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise FloatingPointError(f"gan: a loss became NaN/inf at step {step}: {losses}; "
+                                         f"lower --lr or raise --r1-gamma, then --resume")
 
-        if rank == 0:
-            if step % cfg.log_every == 0 or step == cfg.total_steps:
-                for name, value in losses.items():
-                    writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
-            if bar is not None:
-                rate = (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
-                bar.n = step * cfg.batch / 1000
-                bar.set_postfix_str(f"{rate:.0f} kimg/h G={losses['loss_G']:.3f} "
-                                    f"D={losses['loss_D']:.3f} p={ada_p:.2f}")
-            if step % snapshot_steps == 0 or step == cfg.total_steps:
-                tag = f"{step * cfg.batch / 1000:07.1f}kimg"
-                save_samples(G_ema, z_grid, out, tag)
-                counters.update(step=step, ada_p=ada_p, pl_mean=float(pl_mean), elapsed=time.time() - started)
-                save_training_state(state_path, stateful, counters, cfg, D)
-                save_model_checkpoint(out / GENERATOR, G_ema, None, {
-                    **(meta or {}), "dataset": str(dataset), "licence": manifest.get("licence", "unknown"),
-                    "credit": manifest.get("credit", ""), "images": len(reals_all), "resolution": cfg.resolution,
-                    "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": counters["elapsed"],
-                    "gan_losses": dict(losses)})
+            if rank == 0:
+                if step % cfg.log_every == 0 or step == cfg.total_steps:
+                    for name, value in losses.items():
+                        writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
+                if bar is not None:
+                    rate = (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
+                    bar.n = step * cfg.batch / 1000
+                    bar.set_postfix_str(f"{rate:.0f} kimg/h G={losses['loss_G']:.3f} "
+                                        f"D={losses['loss_D']:.3f} p={ada_p:.2f}")
+                if step % snapshot_steps == 0 or step == cfg.total_steps or stop.signal:
+                    tag = f"{step * cfg.batch / 1000:07.1f}kimg"
+                    save_samples(G_ema, z_grid, out, tag)
+                    counters.update(step=step, ada_p=ada_p, pl_mean=float(pl_mean), elapsed=time.time() - started)
+                    save_training_state(state_path, stateful, counters, cfg, D)
+                    save_model_checkpoint(out / GENERATOR, G_ema, None, {
+                        **(meta or {}), "dataset": str(dataset), "licence": manifest.get("licence", "unknown"),
+                        "credit": manifest.get("credit", ""), "images": len(reals_all), "resolution": cfg.resolution,
+                        "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": counters["elapsed"],
+                        "gan_losses": dict(losses)})
     if bar is not None:
         bar.close()
     if writer is not None:
@@ -308,6 +310,10 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     summary = {"steps": step, "kimg": step * cfg.batch / 1000, "ada_p": ada_p, "seconds": seconds,
                "kimg_per_hour": (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600,
                **losses}
+    if stop.signal:
+        summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
+        log.info("stopped by %s at step %d (%.2f kimg); %s saved: continue with the same command and --resume",
+                 stop.signal, step, step * cfg.batch / 1000, state_path)
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

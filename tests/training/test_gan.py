@@ -58,6 +58,7 @@ def test_r1_gamma_follows_the_reference_heuristic_unless_set():
     assert config_from("cpu-demo", r1_gamma=0.3).gamma == 0.3
     assert all(config_from(p).mapping_layers == 2 for p in ("tiny", "cpu-demo"))
     assert config_from("full").pl_weight == 2 and config_from("full").pl_interval == 4
+    assert config_from("tiny", kimg=0.408, batch=8).total_steps == 51  # not ceil(51.00000000000001)
 
 
 def test_ema_half_life_and_rampup_as_the_reference():
@@ -98,3 +99,35 @@ def test_path_length_penalty_is_trained_and_resumed(tiny_dataset, tmp_path):
     summary = train_gan(tiny_dataset, tmp_path, cfg, resume=True, progress=False)
     assert first > 0 and math.isfinite(summary["pl_length"])
     assert torch.load(tmp_path / STATE, weights_only=False)["pl_mean"] != first
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_the_state_and_says_how_to_resume(tiny_dataset, tmp_path, signame):
+    """Ctrl-C (or SIGTERM) during `train gan`: the step finishes, state.pt is written at
+    that step, the command says to rerun with --resume and exits 130 (143), no traceback;
+    --resume then runs to the end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "installation.cli", "train", "gan", str(tiny_dataset), "--out", str(run),
+           "--tiny", "--batch", "8", "--kimg", "40", "--snapshot-kimg", "20", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 120
+    while not (run / "tensorboard").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # some steps in
+    proc.send_signal(getattr(signal, signame))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, signame), err[-2000:]
+    assert "--resume" in out and "Traceback" not in err
+    state = torch.load(run / STATE, weights_only=False)
+    assert 0 < state["step"] < 5000
+    resumed = subprocess.run(cmd[:-2] + ["--kimg", str((state["step"] + 2) * 8 / 1000), "--resume", "--threads", "1"],
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(run / STATE, weights_only=False)["step"] == state["step"] + 2
