@@ -235,6 +235,10 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
 
     started = time.time() - counters["elapsed"]
     session_start, session_step = time.time(), step
+
+    def kimg_per_hour() -> float:  # of this process (a resumed run's earlier speed is not known)
+        return (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
+
     losses = {}
     with StopRequest() as stop:
         while step < cfg.total_steps and not stop.signal:
@@ -288,7 +292,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
                     for name, value in losses.items():
                         writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
                 if bar is not None:
-                    rate = (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
+                    rate = kimg_per_hour()
                     bar.n = step * cfg.batch / 1000
                     bar.set_postfix_str(f"{rate:.0f} kimg/h G={losses['loss_G']:.3f} "
                                         f"D={losses['loss_D']:.3f} p={ada_p:.2f}")
@@ -308,7 +312,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
         writer.close()
     seconds = time.time() - started
     summary = {"steps": step, "kimg": step * cfg.batch / 1000, "ada_p": ada_p, "seconds": seconds,
-               "kimg_per_hour": (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600,
+               "kimg_per_hour": kimg_per_hour(),
                **losses}
     if stop.signal:
         summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
