@@ -1,6 +1,6 @@
 """Frames from the table's camera and their binarization into sketches.
 
-frames.py     the records handed between stages (Frame, Sketch, Drawing)
+frames.py     the records handed between stages (Frame, Sketch)
 binarize.py   camera frame (or training image) -> R x R sketch, the one binarizer
 source.py     what every frame source shares (read / health / close, latest wins)
 camera.py     the IR camera through OpenCV, with its reader thread and watchdog

@@ -5,7 +5,7 @@ so that the display can stamp the latency of each projected frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,15 +27,4 @@ class Sketch:
     image: np.ndarray  # uint8, R x R, values 0 or 255
     t_capture: float
     sequence: int
-    changed: bool = True  # differs from the last sketch by more than the change threshold
     ink_fraction: float = 0.0  # share of ink pixels, 0 for a blank sheet
-
-
-@dataclass(frozen=True)
-class Drawing:
-    """The model's answer to a sketch (or an idle-mode sample)."""
-
-    image: np.ndarray  # float32 in [-1, 1] (C x R x R) or uint8 gray (R x R) once toned
-    t_capture: float  # capture time of the sketch it answers
-    sequence: int
-    wplus: np.ndarray | None = field(default=None, repr=False)  # the W+ code, when known

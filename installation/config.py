@@ -190,10 +190,8 @@ class Config:
 
 def _check_binarize(overrides: dict) -> None:
     """Refuse override keys and values that the binarizer does not accept."""
-    try:
-        from capture.binarize import BinarizeParams
-    except ImportError:  # capture not installed: the values are still checked when the table opens
-        return
+    from capture.binarize import BinarizeParams
+
     try:
         BinarizeParams.from_dict(overrides)
     except ValueError as exc:  # its message already names binarize.<key>

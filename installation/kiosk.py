@@ -291,8 +291,9 @@ class Kiosk:
                 if blank is not None:
                     try:
                         blank()  # also keeps the window's events pumped
-                    except Exception:
-                        pass
+                    except Exception as exc:  # a display gone at night is counted, not fatal
+                        self.count_fault("display")
+                        log.debug("event=blank_failed error=%r", exc)
                 stop.wait(min(self.watchdog.tick_s, (self.notifier.watchdog_interval_s or 2.0) / 4))
         finally:
             self.sleeping = False

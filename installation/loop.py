@@ -252,8 +252,7 @@ class Table:
             else:  # new ink away from the lines, or a change of more than the flicker
                 changed = (new_ink_pixels(last_sent, image) >= change.new_ink_px
                            or sketch_difference(last_sent, image) > change.threshold)
-            sketch = Sketch(image=image, t_capture=frame.t_capture, sequence=frame.sequence,
-                            changed=changed, ink_fraction=ink)
+            sketch = Sketch(image=image, t_capture=frame.t_capture, sequence=frame.sequence, ink_fraction=ink)
             self.latest_frame, self.latest_sketch = frame, sketch
             if not changed:
                 self.stats.count_skipped()  # a frozen sheet is not inferred again
