@@ -305,7 +305,7 @@ def fit_for_table(report: dict) -> bool:
                 and all(follows(g) and g["distinct"] >= TARGETS["distinct"] for g in f.values()))
 
 
-def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: ReportSettings = ReportSettings(),
+def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: ReportSettings | None = None,
              inception: Path | None = None) -> dict:
     """Measure the model at `source` against its collection; write OUT/report.json and
     OUT/contact_sheet.png; return the report."""
@@ -316,6 +316,7 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
     from training.metrics import gan_metrics
     from training.sketches import SketchSettings, default_binarize, make_sketch
 
+    settings = settings or ReportSettings()
     generator, encoder, params, what = load_networks(source)
     data = find_dataset(source, dataset)
     r = generator.resolution
