@@ -17,7 +17,7 @@ COMMAND_MODULES = [
     "installation.commands",  # demo, run, bench
     "training.commands",  # train kanjivg|ingest|gan|sketches|encoder|all|ddpm
     "inference.commands",  # export
-    "installation.ops_commands",  # status, doctor
+    "kiosk.commands",  # status, doctor
     "calibration.commands",  # calibrate sheet, camera, projector, check
     "capture.commands",  # camera check, record
     "training.editing.commands",  # edit directions|grid

@@ -16,8 +16,8 @@ DEFAULT_CONFIG = "/etc/newsnow/table.toml"
 
 
 def _bench(args) -> int:
-    if args.pipeline:  # the live loop's benchmark (installation/bench.py) instead of the graphs'
-        from installation.bench import run_from_bench_args
+    if args.pipeline:  # the live loop's benchmark (table/bench.py) instead of the graphs'
+        from table.bench import run_from_bench_args
 
         return run_from_bench_args(args)
     from inference.bench import run
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 def demo_config(args: argparse.Namespace):
     """The demo's config: the given file (or defaults) on the simulated pen camera."""
-    from installation.config import Config
+    from config import Config
 
     config = Config.load(args.config) if args.config else Config()
     camera = dataclasses.replace(config.camera, source="simulated", seed=args.seed)
@@ -81,9 +81,9 @@ def _stop_on_signals(table) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from installation.assemble import open_table, prepare
-    from installation.recorder import Recorder
-    from installation.report import last_png, summary_line
+    from table.assemble import open_table, prepare
+    from table.recorder import Recorder
+    from table.report import last_png, summary_line
 
     config = demo_config(args)
     parts = prepare(config, bundle=args.bundle)  # a bad bundle stops here, before any window opens
@@ -92,7 +92,7 @@ def run_demo(args: argparse.Namespace) -> int:
     table = open_table(parts, recorder=recorder,
                        seed=args.seed)
     _stop_on_signals(table)
-    from installation.kiosk import demo_kiosk
+    from kiosk.kiosk import demo_kiosk
 
     kiosk = demo_kiosk(parts, table)  # the health endpoint (/status, /metrics) and a simulated table controller
     try:
@@ -126,11 +126,11 @@ def run_table(args: argparse.Namespace) -> int:
     """The real table under the kiosk (systemd, watchdog, opening hours, health, serial)."""
     import os
 
-    from installation.assemble import open_table, prepare
-    from installation.config import Config
-    from installation.kiosk import run_kiosk
-    from installation.kiosk_log import setup_logging
-    from installation.notify import Notifier
+    from table.assemble import open_table, prepare
+    from config import Config
+    from kiosk.kiosk import run_kiosk
+    from kiosk.log import setup_logging
+    from kiosk.notify import Notifier
 
     # Before anything slow: a stop during start-up (loading the model takes seconds) is a
     # clean exit 0 with STOPPING=1, not a traceback or a kill by signal; run_kiosk then

@@ -1,8 +1,8 @@
-"""The pixel crossfade of the original table: the projected image blends from the current
+"""The pixel blend of the original table: the projected image blends from the current
 drawing to the new one (Paper IV, sec. 4).
 
-The latent transition (interpolating W+ and generating each step) needs the model and
-lives with the loop; this is the cheap one that any backend can afford.
+Which drawing comes next, and how long each blend lasts, is the table's motion
+(table/motion.py); this is the display's cheap half, which any backend can afford.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def ease(t: float) -> float:
     return 1.0 - (1.0 - t) ** 3
 
 
-class Crossfade:
+class Blend:
     """Blends from the image on show to a new one over `duration` seconds.
 
     `start(new)` begins a fade from whatever is on show at that moment (so a fade that is

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("installation", "capture", "render", "calibration", "inference", "training", "storage")
+PACKAGES = ("installation", "table", "kiosk", "config", "capture", "render", "calibration", "inference", "training",
+            "storage")
 
 
 def allowed_edges() -> dict[str, list[str]]:

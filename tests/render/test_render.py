@@ -8,7 +8,7 @@ import pytest
 from calibration import Calibration
 from render.display import Display, DisplayError
 from render.tone import Tone, apply_tone, composite_strokes, drawing_to_uint8
-from render.transition import Crossfade, ease
+from render.transition import Blend, ease
 from render.warp import Warp, map_point
 
 
@@ -97,7 +97,7 @@ def test_warp_refuses_a_singular_homography():
 def test_crossfade_blends_then_settles():
     """A fade starts from what is on show, moves towards the new image and ends exactly on it."""
     a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 200, np.uint8)
-    fade = Crossfade(0.5)
+    fade = Blend(0.5)
     fade.start(a, now=0.0)
     assert fade.frame(0.0) is a  # the first picture is cut in
     fade.start(b, now=1.0)

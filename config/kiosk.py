@@ -1,0 +1,46 @@
+"""The kiosk's config sections: `[serial]` (the table controller), `[health]` (the status
+endpoint) and `[watchdog]` (when the table counts as hung or degraded)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from config.schema import bounded
+
+DEFAULT_HEALTH_PORT = 8765
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    """`port = ""` means no table controller; "simulated" runs the pty simulator."""
+
+    port: str = ""
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400] = 115200
+    reply_timeout_s: float = field(default=0.3, metadata=bounded(0.01, 10))
+    retries: int = field(default=3, metadata=bounded(0, 10))
+    reconnect_max_s: float = field(default=10.0, metadata=bounded(0.1, 600))
+    poll_s: float = field(default=5.0, metadata=bounded(0.1, 3600))
+    led_level: int = field(default=255, metadata=bounded(0, 255))  # IR LED brightness while open
+    max_temperature_c: float = field(default=70.0, metadata=bounded(1, 150))
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"  # keep it on loopback; reach it from elsewhere through an SSH tunnel
+    port: int = field(default=DEFAULT_HEALTH_PORT, metadata=bounded(0, 65535))  # 0: any free port
+
+
+def _seconds(default: float) -> float:
+    return field(default=default, metadata=bounded(0.01, 3600))
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    model_hang_s: float = _seconds(20.0)  # one model call longer than this stops WATCHDOG=1: systemd restarts
+    display_stall_s: float = _seconds(0.5)  # a gap between display frames longer than this is a fault
+    camera_stale_s: float = _seconds(3.0)  # no camera frame this long: degraded (the camera reconnects itself)
+    tick_s: float = _seconds(1.0)  # how often opening hours and temperature are checked
+    # No camera frame this long stops WATCHDOG=1 too: a restart reopens a camera whose driver
+    # hung. 0: never. Long enough that a restart loop stays under StartLimitBurst.
+    camera_restart_s: float = field(default=300.0, metadata=bounded(0, 86400))

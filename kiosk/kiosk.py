@@ -1,0 +1,449 @@
+"""Kiosk operations around the running table: systemd, watchdog, opening hours, the
+table controller and the health endpoint.
+
+`newsnow run` hands its prepared parts to `run_kiosk`, which
+
+- starts the health endpoint (/status, /metrics) and the serial table controller;
+- inside opening hours runs the table (`table.loop.Table`): READY=1 to systemd
+  when the first frame is on the projector, WATCHDOG=1 from the display loop as long
+  as no model call hangs, projector and IR light switched on over serial;
+- outside them stops the table, blanks the display, switches projector and IR light
+  off and sleeps, still answering the watchdog and the health endpoint, until the
+  hours start again;
+- turns the operator's "new sheet" button into a fresh start of the table.
+
+It watches the table only through `Table.status()` and the table's hooks; its config
+sections are `[serial]`, `[hours]`, `[health]` and `[watchdog]` (config/kiosk.py).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from config.hours import OpeningHours
+from kiosk.controller import Event, TableController
+from kiosk.health import HealthServer
+from kiosk.notify import Notifier
+from kiosk.schedule import Schedule
+from table.loop import Pulse
+
+log = logging.getLogger(__name__)
+
+
+# Presses of the new-sheet button closer than this to the last one are one press.
+BUTTON_DEBOUNCE_S = 1.0
+
+
+class Kiosk:
+    """Watches a table and runs the operations around it; one per process."""
+
+    def __init__(self, config, *, notifier: Notifier | None = None, controller: TableController | None = None,
+                 schedule: Schedule | None = None, clock: Callable[[], float] = time.monotonic,
+                 serve_health: bool = True, any_port_if_busy: bool = False):
+        self.config = config
+        self.watchdog = config.watchdog
+        self.notifier = notifier or Notifier()
+        self.schedule = schedule or Schedule(config.hours)
+        self._clock = clock
+        self.t_start = clock()
+        serial_cfg = config.serial
+        if controller is None and serial_cfg.port:
+            controller = TableController(serial_cfg, on_event=self._on_event)
+        self.controller = controller
+        if controller is not None:
+            controller.on_event = self._on_event
+        self._simulator = None
+        health = config.health
+        self.health: HealthServer | None = None
+        self._health_cfg = health if serve_health and health.enabled else None
+        self._any_port_if_busy = any_port_if_busy  # the demo: a busy port is no reason to stop
+        self.table = None
+        self.source = None
+        self.model: dict = {}
+        self.sleeping = False
+        self.open: bool | None = None
+        self.button_presses = 0
+        self.button_ignored = 0  # presses within BUTTON_DEBOUNCE_S, or before the new table showed a frame
+        self._last_press: float | None = None
+        self._table_shown = False
+        self._faults: dict[str, int] = {}  # the kiosk's own, plus those of finished table runs
+        self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self._last_display: float | None = None
+        self.max_display_gap_s = 0.0
+        self.display_frames = 0
+        self.started = False  # the first frame reached the projector
+        self.t_first_frame = 0.0
+        self._hung_logged = False
+
+    # -- life cycle
+
+    def start(self) -> "Kiosk":
+        if self._health_cfg is not None:
+            host, port = self._health_cfg.host, self._health_cfg.port
+            try:
+                self.health = HealthServer(self.snapshot, host, port)
+            except OSError as exc:
+                if not self._any_port_if_busy:
+                    raise
+                log.warning("event=health_port_busy port=%d error=%r action=any_free_port", port, str(exc))
+                self.health = HealthServer(self.snapshot, host, 0)
+            self.health.start()
+        if self.controller is not None and self.controller.config.port == "simulated":
+            self._start_simulator()
+        if self.controller is not None:
+            self.controller.start()
+        self.tick()
+        return self
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        if self.health is not None:
+            self.health.stop()
+        if self.controller is not None:
+            self.controller.close()
+        if self._simulator is not None:
+            self._simulator.close()
+        self.notifier.close()
+
+    def _start_simulator(self) -> None:
+        """`serial.port = "simulated"`: the demo's table controller, on a pty."""
+        from dataclasses import replace
+
+        from kiosk.controller_sim import TableSimulator
+
+        self._simulator = TableSimulator().start()
+        cfg = replace(self.controller.config, port=self._simulator.path)
+        self.controller = TableController(cfg, on_event=self._on_event)
+
+    # -- the table
+
+    def attach(self, table, source=None, model: dict | None = None) -> None:
+        """Hook into a `Table` (its first-frame and per-frame hooks) before it runs."""
+        self.table = table
+        self.source = source
+        if model is not None:
+            self.model = model
+        table.on_first_frame.append(self.on_first_frame)
+        table.on_display_frame.append(self.on_display_frame)
+        self._last_display = None
+        self._table_shown = False
+
+    def detach(self) -> None:
+        """The table finished: keep its fault counts for the totals."""
+        table, self.table = self.table, None
+        if table is not None:
+            with self._lock:
+                for kind, n in table.status().faults.items():
+                    self._faults[kind] = self._faults.get(kind, 0) + n
+
+    def on_first_frame(self) -> None:
+        if not self.started:
+            self.started = True
+            self.t_first_frame = self._clock()
+            log.info("event=first_frame_displayed after_s=%.2f", self.t_first_frame - self.t_start)
+        self.notifier.ready(status="showing drawings")
+
+    def on_display_frame(self, pulse: Pulse) -> None:
+        """Every display frame: the watchdog, and stall accounting. Keep it cheap."""
+        now = self._clock()
+        last, self._last_display = self._last_display, now
+        self.display_frames += 1
+        self._table_shown = True
+        if last is not None:
+            gap = now - last
+            if gap > self.max_display_gap_s:
+                self.max_display_gap_s = gap
+            if gap > self.watchdog.display_stall_s:
+                self.count_fault("display_stall")
+        hung = None
+        if pulse.model_busy_s > self.watchdog.model_hang_s:
+            hung = f"event=model_hung busy_s={pulse.model_busy_s:.1f}"
+        elif self.watchdog.camera_restart_s and self.started:
+            # never a frame: as long as the table has shown frames
+            age = pulse.camera_age_s if pulse.camera_age_s is not None else now - self.t_first_frame
+            if age > self.watchdog.camera_restart_s:
+                hung = f"event=camera_lost no_frame_for_s={age:.0f}"
+        if hung is not None:
+            if not self._hung_logged:  # no WATCHDOG=1 from now on: systemd restarts us
+                self._hung_logged = True
+                log.error("%s action=stop_watchdog", hung)
+            return
+        self._hung_logged = False
+        self.notifier.watchdog()
+
+    def count_fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] = self._faults.get(kind, 0) + 1
+
+    def _on_event(self, event: Event) -> None:
+        if event.name == "BUTTON":
+            log.info("event=button name=%s", ",".join(event.args))
+            if "NEW_SHEET" in event.args or "RESET" in event.args:
+                now = self._clock()
+                table = self.table
+                # One new table at a time: a bouncing contact or an impatient visitor must not
+                # restart the table again before the new one shows a drawing.
+                if (table is None or not self._table_shown
+                        or (self._last_press is not None and now - self._last_press < BUTTON_DEBOUNCE_S)):
+                    self.button_ignored += 1
+                    return
+                self._last_press = now
+                self.button_presses += 1
+                table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
+
+    # -- opening hours
+
+    def tick(self) -> bool:
+        """Checks the hours (and switches the projector when they change); True while open."""
+        with self._tick_lock:  # the hours thread and the run loop may both ask
+            return self._tick()
+
+    def _tick(self) -> bool:
+        is_open = self.schedule.is_open()
+        if is_open != self.open:
+            self.open = is_open
+            nxt = self.schedule.next_change()
+            log.info("event=%s next_change=%s", "opening" if is_open else "closing",
+                     nxt.isoformat(timespec="minutes") if nxt else "never")
+            if self.controller is not None:
+                serial_cfg = self.controller.config
+                self.controller.set_led(serial_cfg.led_level if is_open else 0)
+                self.controller.set_projector(is_open)
+            self.notifier.status("open: showing drawings" if is_open else
+                                 f"closed until {nxt:%a %H:%M}" if nxt else "closed")
+        return is_open
+
+    def sleep_until_open(self, stop: threading.Event, blank: Callable[[], None] | None = None) -> None:
+        """Outside opening hours: blank the picture and wait, answering the watchdog. A table
+        started while closed is up all the same: READY=1 now (else systemd, waiting for it,
+        would restart the table all night), STATUS says why the screen is dark."""
+        self.sleeping = True
+        nxt = self.schedule.next_change()
+        self.notifier.ready(status=f"closed until {nxt:%a %H:%M}" if nxt else "closed")
+        try:
+            while not stop.is_set() and not self.tick():
+                self.notifier.watchdog()
+                if blank is not None:
+                    try:
+                        blank()  # also keeps the window's events pumped
+                    except Exception as exc:  # a display gone at night is counted, not fatal
+                        self.count_fault("display")
+                        log.debug("event=blank_failed error=%r", exc)
+                stop.wait(min(self.watchdog.tick_s, (self.notifier.watchdog_interval_s or 2.0) / 4))
+        finally:
+            self.sleeping = False
+
+    # -- status
+
+    def problems(self, table_status: dict | None, camera: dict | None) -> list[str]:
+        found = list((table_status or {}).get("problems", []))  # what the table itself finds
+        if table_status is not None and not self.sleeping:
+            age = table_status.get("last_frame_age_s")
+            if age is None and self.started:  # no frame yet: give the camera as long as a stale one
+                age = self._clock() - self.t_first_frame
+            if age is not None and age > self.watchdog.camera_stale_s:
+                found.append("camera: no frames")
+        if camera and camera.get("state") not in ("ok", None) and not self.sleeping:
+            found.append(f"camera: {camera['state']}")
+        if self.controller is not None:
+            status = self.controller.status()
+            if not status["connected"]:
+                found.append("serial: disconnected")
+            if status["overheated"]:
+                found.append("table: too hot")
+        if table_status is not None and table_status.get("model_busy_s", 0.0) > self.watchdog.model_hang_s:
+            found.append(f"model: hung (one call running for {table_status['model_busy_s']:.0f} s)")
+        return found
+
+    def snapshot(self) -> dict:
+        """Everything the health endpoint serves; safe from any thread."""
+        table = self.table
+        table_status = table.status().to_dict() if table is not None else None
+        camera = None
+        source = self.source
+        if source is not None and hasattr(source, "health"):
+            try:
+                camera = source.health().to_dict()
+            except Exception as exc:
+                camera = {"state": "failed", "error": repr(exc)}
+        problems = self.problems(table_status, camera)
+        if self.sleeping or self.open is False:
+            state = "sleeping"
+        elif not self.started or table_status is None or table_status.get("state") == "starting":
+            state = "starting"
+        elif problems:
+            state = "degraded"
+        elif table_status.get("idle"):
+            state = "idle"
+        else:
+            state = "running"
+        with self._lock:
+            faults = dict(self._faults)
+        for kind, n in (table_status or {}).get("faults", {}).items():
+            faults[kind] = faults.get(kind, 0) + n
+        serial = self.controller.status() if self.controller is not None else {"configured": False}
+        # Only the table controller switches (and confirms) the projector's power.
+        power = (serial.get("projector") or "unknown") if self.controller is not None else "not controlled"
+        nxt = self.schedule.next_change()
+        ts = table_status or {}
+        return {
+            "state": state,
+            "problems": problems,
+            "uptime_s": round(self._clock() - self.t_start, 1),
+            "camera": {**(camera or {}), "last_frame_age_s": ts.get("last_frame_age_s"),
+                       "frames": ts.get("frames_captured", (camera or {}).get("frames"))},
+            "projector": {"power": power, "display_frames": self.display_frames,
+                          "max_display_gap_s": round(self.max_display_gap_s, 3)},
+            "button_presses": self.button_presses,
+            "button_ignored": self.button_ignored,
+            "serial": serial,
+            "model": {**self.model, "backend": ts.get("backend") or self.model.get("backend"),
+                      "transition": ts.get("transition")},
+            "providers": self.model.get("providers", []),
+            "fps": {"display": ts.get("display_fps_recent"), "inference": ts.get("inference_fps")},
+            "latency_ms": ts.get("latency_ms") or {},
+            "stroke_latency_ms": ts.get("stroke_latency_ms") or {},
+            "faults": faults,
+            "counts": {k: ts.get(k) for k in ("frames_displayed", "inferences", "generations",
+                                               "skipped_unchanged", "dropped_stale")},
+            "schedule": {"open": bool(self.open), "next_change": nxt.isoformat(timespec="minutes") if nxt else None},
+            "watchdog": {"enabled": self.notifier.watchdog_interval_s is not None,
+                         "interval_s": self.notifier.watchdog_interval_s, "pings": self.notifier.pings},
+        }
+
+
+def model_info(parts) -> dict:
+    """What the status shows about the model and the runtime."""
+    providers: list[str] = []
+    try:
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    bundle = parts.bundle
+    return {"bundle": str(getattr(bundle, "path", getattr(bundle, "folder", ""))),
+            "resolution": getattr(bundle, "resolution", None),
+            "precision": getattr(bundle, "precision", None),
+            "backend": getattr(parts.backend, "name", "?"),
+            "providers": providers}
+
+
+def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, display=None,
+              stop: threading.Event | None = None, seconds: float | None = None,
+              handle_signals: bool = False) -> Kiosk:
+    """Runs the table under the kiosk until `stop` is set (or `seconds` pass, for tests).
+
+    `parts` comes from `table.assemble.prepare` (everything checked before the
+    display opens), `open_table(parts, display=...)` builds a `Table`; a new one is
+    built after each night and each press of the "new sheet" button.
+    """
+    from render.display import Display
+
+    config = parts.config
+    kiosk = kiosk or Kiosk(config)
+    stop = stop or threading.Event()
+    kiosk.model = model_info(parts)
+    own_display = display is None
+    if own_display:
+        display = Display(config.display.mode, config.display.size, config.display.index)
+    t_end = None if seconds is None else time.monotonic() + seconds
+    if handle_signals:
+        _stop_on_signals(kiosk, stop)
+
+    def remaining() -> float | None:
+        return None if t_end is None else max(0.0, t_end - time.monotonic())
+
+    def blank() -> None:
+        import numpy as np
+
+        w, h = config.display.size
+        display.show(np.zeros((h, w, 3), np.uint8))
+
+    kiosk.start()
+    try:
+        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            if not kiosk.tick():
+                waker = _timer(stop, remaining())
+                kiosk.sleep_until_open(waker, blank)
+                continue
+            table = open_table(parts, display=display)
+            kiosk.attach(table, source=parts.source)
+            done = threading.Event()
+            ticker = threading.Thread(target=_watch_hours, args=(kiosk, table, stop, done), name="kiosk-hours",
+                                      daemon=True)
+            ticker.start()
+            try:
+                table.run(remaining())
+            finally:
+                done.set()
+                kiosk.detach()
+            if display.quit_requested():
+                break
+    finally:
+        kiosk.stop()
+        if own_display:
+            display.close()
+    snap = kiosk.snapshot()
+    log.info("event=stopped uptime_s=%s display_frames=%d max_display_gap_ms=%.0f faults=%s",
+             snap["uptime_s"], kiosk.display_frames, kiosk.max_display_gap_s * 1000,
+             ",".join(f"{k}:{v}" for k, v in sorted(snap["faults"].items())) or "none")
+    return kiosk
+
+
+def _stop_on_signals(kiosk: Kiosk, stop: threading.Event) -> None:
+    """SIGTERM (systemctl stop) and SIGINT end the run cleanly: the table, then the kiosk."""
+    import signal
+
+    def handler(signum, frame):
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+        table = kiosk.table
+        if table is not None:
+            table.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def demo_kiosk(parts, table) -> Kiosk:
+    """The kiosk for `newsnow demo`: the health endpoint (any free port if the configured one
+    is busy) and, unless the config names a real one, the simulated table controller. The
+    demo is always open: it ignores [hours]."""
+    from dataclasses import replace
+
+    config = parts.config
+    serial_cfg = config.serial
+    if not serial_cfg.port:
+        serial_cfg = replace(serial_cfg, port="simulated")
+    kiosk = Kiosk(config, controller=TableController(serial_cfg), notifier=Notifier({}),
+                  schedule=Schedule(OpeningHours()), any_port_if_busy=True)
+    kiosk.model = model_info(parts)
+    kiosk.attach(table, source=parts.source)
+    return kiosk.start()
+
+
+def _watch_hours(kiosk: Kiosk, table, stop: threading.Event, done: threading.Event) -> None:
+    """While a table runs (until `done`): stop it at closing time or when asked to."""
+    while not done.is_set():
+        if stop.is_set() or not kiosk.tick():
+            table.stop()
+            return
+        done.wait(kiosk.watchdog.tick_s)
+
+
+def _timer(stop: threading.Event, seconds: float | None) -> threading.Event:
+    """An event that is set with `stop`, or after `seconds` (None: never on its own)."""
+    if seconds is None:
+        return stop
+    done = threading.Event()
+
+    def wait():
+        stop.wait(seconds)
+        done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    return done

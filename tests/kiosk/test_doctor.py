@@ -1,0 +1,145 @@
+"""`newsnow doctor`: each check finds its problem and says how to fix it; the exit status says
+whether anything blocks the table."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+
+from calibration import Calibration, save
+from kiosk import commands as ops_commands, doctor
+from config import Config
+from kiosk.controller_sim import TableSimulator
+
+
+def config(**sections) -> Config:
+    data = {"camera": {"source": "simulated"}, "display": {"mode": "headless"}}
+    data.update(sections)
+    return Config.from_dict(data)
+
+
+def test_camera_checks_name_the_device_and_the_fix(tmp_path):
+    """A missing camera device fails with the udev hint; a path that is no camera fails 'does not open';
+    the simulated camera is skipped."""
+    missing = doctor.check_camera(config(camera={"source": "camera", "device": "/dev/newsnow-camera-none"}))
+    assert missing.status == "fail" and "/dev/newsnow-camera-none" in missing.detail and "udev" in missing.fix
+    not_a_camera = tmp_path / "video9"
+    not_a_camera.write_bytes(b"\0" * 64)
+    bad = doctor.check_camera(config(camera={"source": "camera", "device": str(not_a_camera)}))
+    assert bad.status == "fail" and "systemctl stop newsnow" in bad.fix
+    assert doctor.check_camera(config()).status == "skip"
+    video = doctor.check_camera(config(camera={"source": "video", "device": str(tmp_path / "none.mp4")}))
+    assert video.status == "fail" and "none.mp4" in video.detail
+
+
+def test_serial_check_talks_to_the_device(tmp_path):
+    """A table controller that answers is ok with its name and temperature; an absent one fails with the fix;
+    an overheated one warns."""
+    with TableSimulator() as sim:
+        ok = doctor.check_serial(config(serial={"port": sim.path, "reply_timeout_s": 0.1}))
+        assert ok.status == "ok" and "newsnow-table-sim" in ok.detail and "38.5" in ok.detail
+        sim.temperature_c = 80.0
+        hot = doctor.check_serial(config(serial={"port": sim.path, "reply_timeout_s": 0.1}))
+        assert hot.status == "warn" and "fans" in hot.fix
+    gone = doctor.check_serial(config(serial={"port": str(tmp_path / "newsnow-table")}))
+    assert gone.status == "fail" and "USB cable" in gone.fix
+    assert doctor.check_serial(config()).status == "skip"
+
+
+def test_bundle_check(tiny_bundle, tmp_path):
+    """The tiny bundle passes with its resolution; a missing bundle fails naming the folder."""
+    ok = doctor.check_bundle(config(model={"bundle": str(tiny_bundle)}))
+    assert ok.status == "ok" and "32px" in ok.detail
+    missing = doctor.check_bundle(config(model={"bundle": str(tmp_path / "nope")}))
+    assert missing.status == "fail" and "nope" in missing.detail and "newsnow export" in missing.fix
+
+
+def test_calibration_age_and_absence(tmp_path):
+    """No calibration warns; a missing file fails; a fresh one is ok and one older than 60 days warns."""
+    assert doctor.check_calibration(config()).status == "warn"
+    missing = doctor.check_calibration(config(calibration={"file": str(tmp_path / "none.json")}))
+    assert missing.status == "fail" and "newsnow calibrate" in missing.fix
+    fresh = save(Calibration.uncalibrated((1280, 720), (1280, 720)), tmp_path / "fresh.json")
+    assert doctor.check_calibration(config(calibration={"file": str(fresh)})).status == "ok"
+    old = dataclasses.replace(Calibration.uncalibrated((1280, 720), (1280, 720)), created="2025-01-01T00:00:00+00:00")
+    stale = doctor.check_calibration(config(calibration={"file": str(save(old, tmp_path / "old.json"))}))
+    assert stale.status == "warn" and "recalibrate" in stale.fix
+
+
+def test_provider_check_against_the_installed_runtime():
+    """Asking only for CUDA on a runtime without it fails; CUDA then CPU warns (fallback); default is ok."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this runtime has CUDA")
+    only_gpu = doctor.check_providers(config(model={"providers": ["CUDAExecutionProvider"]}))
+    assert only_gpu.status == "fail" and "onnxruntime-gpu" in only_gpu.fix
+    fallback = doctor.check_providers(config(model={"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}))
+    assert fallback.status == "warn"
+    assert doctor.check_providers(config()).status == "ok"
+    assert doctor.check_gpu(config()).status in ("ok", "skip", "warn")
+
+
+def test_display_check(monkeypatch):
+    """No display server fails with the kiosk hint; a display index that does not exist fails."""
+    for key in ("WAYLAND_DISPLAY", "DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(key, raising=False)
+    none = doctor.check_display(config(display={"mode": "fullscreen"}))
+    assert none.status == "fail" and "newsnow-kiosk" in none.fix
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    far = doctor.check_display(config(display={"mode": "fullscreen", "index": 5}))
+    assert far.status == "fail" and "display.index" in far.detail
+    assert doctor.check_display(config()).status == "skip"
+
+
+def test_a_check_that_crashes_is_a_finding():
+    """An exception inside a check becomes a failed check, not a crash of the doctor."""
+    def check_broken(cfg):
+        raise RuntimeError("boom")
+
+    [result] = doctor.run_checks(config(), checks=(check_broken,))
+    assert result.status == "fail" and result.name == "broken" and "boom" in result.detail
+
+
+def run_doctor(argv):
+    parser = argparse.ArgumentParser()
+    ops_commands.register(parser.add_subparsers())
+    args = parser.parse_args(["doctor", *argv])
+    return args.handler(args)
+
+
+def test_doctor_exit_status_and_json(tmp_path, tiny_bundle, capsys):
+    """A healthy config (simulated camera, headless, real serial device, tiny bundle, fresh calibration) exits 0;
+    the same with a missing bundle exits 1 and the report names the bundle and a fix."""
+    cal = save(Calibration.uncalibrated((1280, 720), (1280, 720)), tmp_path / "cal.json")
+    with TableSimulator() as sim:
+        text = (f'[camera]\nsource = "simulated"\n[display]\nmode = "headless"\n'
+                f'[model]\nbundle = "{tiny_bundle}"\n[calibration]\nfile = "{cal}"\n'
+                f'[serial]\nport = "{sim.path}"\n')
+        good = tmp_path / "good.toml"
+        good.write_text(text)
+        assert run_doctor(["--config", str(good), "--json"]) == 0
+        checks = {c["name"]: c["status"] for c in json.loads(capsys.readouterr().out)}
+        assert checks["serial"] == "ok" and checks["bundle"] == "ok" and "fail" not in checks.values()
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text.replace(str(tiny_bundle), str(tmp_path / "missing-bundle")))
+        assert run_doctor(["--config", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  bundle" in out and "fix: copy the model bundle" in out and "block the table: bundle" in out
+
+
+def test_kiosk_modules_and_doctor_never_import_torch():
+    """The kiosk's modules, `newsnow status` and a whole `newsnow doctor` run leave torch unimported
+    (a kiosk has only ONNX Runtime)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kiosk.kiosk, kiosk.controller_sim, kiosk.log, "
+            "kiosk.commands as ops, kiosk.doctor as d\n"
+            "from config import Config\n"
+            "d.run_checks(Config.from_dict({'camera': {'source': 'simulated'}, 'display': {'mode': 'headless'}}))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
