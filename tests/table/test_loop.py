@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from calibration import Calibration
+from capture.frames import Frame
 from config import Config
 from table.loop import Table, frame_problem
 from render.warp import Warp
@@ -308,3 +309,79 @@ def test_a_source_repeating_its_frame_does_not_spin_the_capture_thread():
     status = table.run(2.5)
     assert Repeating.reads / 2.5 < 300  # at most one read per 5 ms wait
     assert status.faults.get("camera_stalled") == 1 and status.inferences == 1
+
+
+class HangingSource:
+    """Gives frames, then hangs in read() while `hang` is set (a camera driver that locked up).
+    Records how many threads are reading at once."""
+
+    def __init__(self):
+        self.hang = threading.Event()
+        self.released = threading.Event()
+        self.sequence = 0
+        self.readers = 0
+        self.most_readers = 0
+        self._lock = threading.Lock()
+
+    def read(self, timeout=1.0):
+        with self._lock:
+            self.readers += 1
+            self.most_readers = max(self.most_readers, self.readers)
+        try:
+            if self.hang.is_set():
+                self.released.wait(10)
+            time.sleep(1 / 60)
+            self.sequence += 1
+            return Frame(paper([BOX]), time.monotonic(), self.sequence, "hanging")
+        finally:
+            with self._lock:
+                self.readers -= 1
+
+    def close(self):
+        pass
+
+
+def test_a_hung_read_is_a_stall_and_stop_does_not_wait_for_it():
+    """A read() that hangs is counted as a camera stall after a second (the display loop
+    watches, not the stuck reader), and run() returns within a second of the stop."""
+    table = make_table(lambda t: paper([BOX]))
+    source = table.source = HangingSource()
+    threading.Timer(0.3, source.hang.set).start()
+    t0 = time.monotonic()
+    status = table.run(2.0)
+    assert time.monotonic() - t0 < 2.0 + 1.0
+    assert status.faults.get("camera_stalled") == 1
+    assert status.last_frame_age_s > 1.0
+    source.released.set()
+
+
+def test_a_source_is_never_read_by_two_tables_at_once():
+    """A new table started while the last one's read still hangs waits for that read: the
+    source never has two readers, and the new table gets frames once the read returns."""
+    first = make_table(lambda t: paper([BOX]))
+    source = first.source = HangingSource()
+    source.hang.set()
+    first.run(0.3)  # its capture thread is left hanging in read()
+    second = make_table(lambda t: paper([BOX]))
+    second.source = source
+    threading.Timer(0.5, lambda: (source.hang.clear(), source.released.set())).start()
+    status = second.run(1.5)
+    assert source.most_readers == 1
+    assert status.frames_captured > 10 and status.inferences >= 1
+
+
+def test_status_says_how_long_the_model_call_in_progress_runs():
+    """The table times its own model calls: status().model_busy_s grows while one hangs."""
+    release = threading.Event()
+
+    class Stuck(FakeBackend):
+        def sketch_to_drawing(self, x):
+            release.wait(5)
+            return super().sketch_to_drawing(x)
+
+    table = make_table(lambda t: paper([BOX]), Stuck())
+    seen = []
+    threading.Timer(0.8, lambda: seen.append(table.status().model_busy_s)).start()
+    threading.Timer(1.0, release.set).start()
+    status = table.run(1.3)
+    assert 0.4 < seen[0] < 0.9 and status.model_busy_s == 0.0
