@@ -10,11 +10,14 @@ with synthetic events under the SDL dummy driver; `run` is the window's loop.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import cv2
 import numpy as np
-import pygame
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import pygame  # noqa: E402 - after the banner is switched off
 
 from calibration.geometry import CalibrationError, apply_homography
 
@@ -156,6 +159,7 @@ def open_screen(display: int = 0, window=None) -> pygame.Surface:
     """Full screen on display `display` in its current mode, or a window of `window` (w, h)."""
     pygame.display.init()
     pygame.font.init()
+    pygame.display.set_caption("New Snow: projector calibration")
     try:
         if window:
             return pygame.display.set_mode(tuple(window), 0, display=display)

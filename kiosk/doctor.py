@@ -33,8 +33,8 @@ class Check:
 
 def run_checks(config, checks=None) -> list[Check]:
     """All checks for a loaded `config.Config`, in the order they print."""
-    checks = checks or (check_camera, check_display, check_serial, check_bundle, check_calibration,
-                        check_providers, check_gpu, check_disk)
+    checks = checks or (check_running_table, check_camera, check_display, check_serial, check_bundle,
+                        check_calibration, check_providers, check_gpu, check_disk)
     results = []
     for check in checks:
         try:
@@ -117,6 +117,7 @@ def check_display(config) -> Check:
         return Check("display", FAIL, "no display server: neither WAYLAND_DISPLAY nor DISPLAY is set",
                      "run the table inside the kiosk session (`systemctl status newsnow-kiosk`), "
                      "or from a desktop terminal on the projector's machine")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # its banner would corrupt --json
     import pygame
 
     try:
@@ -134,8 +135,11 @@ def check_display(config) -> Check:
     size = tuple(sizes[disp.index])
     detail = f"display {disp.index} of {count}: {size[0]}x{size[1]}"
     if size != tuple(disp.size):
-        return Check("display", WARN, detail + f", configured {disp.size[0]}x{disp.size[1]}",
-                     "set display.size to the projector's native mode, then recalibrate")
+        configured = f", configured {disp.size[0]}x{disp.size[1]}"
+        fix = f"set [display] size = [{size[0]}, {size[1]}] (the projector's mode), then `newsnow calibrate projector`"
+        if disp.mode == "fullscreen":  # `run` refuses it: its frames would never fit the screen
+            return Check("display", FAIL, detail + configured, fix)
+        return Check("display", WARN, detail + configured + " (a window of that size)", fix)
     return Check("display", OK, detail)
 
 
@@ -199,8 +203,8 @@ def check_calibration(config) -> Check:
                      "calibrate: `newsnow calibrate camera`, then `newsnow calibrate projector`")
     import calibration
 
-    try:
-        cal = calibration.load(file)
+    try:  # as `run` loads it: measured in the configured camera and projector modes
+        cal = calibration.load(file, camera_mode=config.camera.resolution, projector_mode=config.display.size)
     except ValueError as exc:
         return Check("calibration", FAIL, str(exc), "recalibrate: `newsnow calibrate camera` and `projector`")
     age = cal.age_days()
@@ -209,6 +213,30 @@ def check_calibration(config) -> Check:
         return Check("calibration", WARN, detail,
                      f"older than {CALIBRATION_MAX_AGE_DAYS} days: recalibrate if the projection looks shifted")
     return Check("calibration", OK, detail)
+
+
+def check_running_table(config) -> Check:
+    """The health port: free, or held by a table that already runs (which holds the camera
+    and the serial port too), or by some other program."""
+    import socket
+
+    from kiosk.health import StatusUnavailable, fetch_status
+
+    health = config.health
+    if not health.enabled or health.port == 0:
+        return Check("running table", SKIP, "health.enabled is false or health.port is 0: cannot tell")
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        if sock.connect_ex((health.host, health.port)) != 0:
+            return Check("running table", OK, f"none: health port {health.host}:{health.port} is free")
+    try:
+        status = fetch_status(f"http://{health.host}:{health.port}/status", timeout=2.0)
+    except StatusUnavailable:
+        return Check("running table", FAIL, f"health port {health.host}:{health.port} is taken by another program",
+                     "stop that program, or set [health] port to a free one")
+    return Check("running table", FAIL, f"a table already runs here (state {status.get('state', '?')}, "
+                 f"health port {health.port}) and holds the camera and the serial port",
+                 "stop it first: `sudo systemctl stop newsnow`")
 
 
 def check_providers(config) -> Check:

@@ -143,3 +143,72 @@ def test_kiosk_modules_and_doctor_never_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_display_of_another_size_fails_in_fullscreen(monkeypatch):
+    """`run` refuses a fullscreen display.size that is not the screen's, so doctor fails on it and says
+    what to set; in a window it is a warning."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    import pygame
+
+    pygame.display.init()
+    w, h = pygame.display.get_desktop_sizes()[0]
+    pygame.display.quit()
+    wrong = doctor.check_display(config(display={"mode": "fullscreen", "size": [w + 64, h + 64]}))
+    assert wrong.status == "fail" and f"size = [{w}, {h}]" in wrong.fix
+    assert doctor.check_display(config(display={"mode": "windowed", "size": [w + 64, h + 64]})).status == "warn"
+    assert doctor.check_display(config(display={"mode": "fullscreen", "size": [w, h]})).status == "ok"
+
+
+def test_calibration_is_checked_as_run_loads_it(tmp_path):
+    """A calibration measured in another camera or projector mode is refused by `run`, so doctor fails too."""
+    cal = save(Calibration.uncalibrated((640, 480), (1280, 720)), tmp_path / "cal.json")
+    same = config(camera={"resolution": [640, 480]}, display={"size": [1280, 720]}, calibration={"file": str(cal)})
+    assert doctor.check_calibration(same).status == "ok"
+    other_camera = config(camera={"resolution": [1280, 720]}, display={"size": [1280, 720]},
+                          calibration={"file": str(cal)})
+    other_projector = config(camera={"resolution": [640, 480]}, display={"size": [1920, 1080]},
+                             calibration={"file": str(cal)})
+    assert doctor.check_calibration(other_camera).status == "fail"
+    assert doctor.check_calibration(other_projector).status == "fail"
+
+
+def test_running_table_check_sees_a_table_on_the_health_port():
+    """A free health port is ok; a port held by a running table fails (it holds the camera and the
+    serial port); one held by another program fails naming that."""
+    import socket
+
+    from kiosk.health import HealthServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert doctor.check_running_table(config(health={"port": free})).status == "ok"
+    server = HealthServer(lambda: {"state": "running"}, "127.0.0.1", 0)
+    server.start()
+    try:
+        found = doctor.check_running_table(config(health={"port": server.port}))
+        assert found.status == "fail" and "a table already runs here (state running" in found.detail
+    finally:
+        server.stop()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        taken = doctor.check_running_table(config(health={"port": other.getsockname()[1]}))
+    assert taken.status == "fail" and "another program" in taken.detail
+
+
+def test_doctor_json_is_json_with_a_display(tmp_path):
+    """With a display configured, pygame's import banner must not reach stdout: --json parses."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "table.toml"
+    cfg.write_text('[camera]\nsource = "simulated"\n[display]\nmode = "windowed"\n[health]\nenabled = false\n')
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    env.pop("PYGAME_HIDE_SUPPORT_PROMPT", None)
+    proc = subprocess.run([sys.executable, "-m", "installation.cli", "doctor", "--config", str(cfg), "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    checks = {c["name"]: c["status"] for c in json.loads(proc.stdout)}
+    assert "display" in checks and "pygame" not in proc.stdout
