@@ -23,6 +23,7 @@ from typing import Callable
 import serial
 
 from config.kiosk import SerialConfig
+from table.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class TableController:
         self.on_event = on_event or (lambda event: None)
         self._open_port = open_port or _open_serial
         self._clock = clock
+        self._log = ThrottledLog(log)  # a chattering device must not flood the journal; counts are in status()
         self._port: serial.SerialBase | None = None
         self._write_lock = threading.Lock()
         self._command_lock = threading.Lock()  # one command in flight: simple firmware
@@ -257,7 +259,7 @@ class TableController:
             return True
         except ControllerError as exc:
             self.last_error = str(exc)
-            log.warning("event=serial_command_failed port=%s error=%r", self.config.port, str(exc))
+            self._log.warning("serial_command_failed", "port=%s error=%r", self.config.port, str(exc))
             return False
 
     def _set_led(self, level: int) -> None:
@@ -322,7 +324,7 @@ class TableController:
             event = Event(words[1] if len(words) > 1 else "", tuple(words[2:]))
             if event.name == "BOOT":  # the device restarted and lost its state
                 self._resync.set()
-            log.info("event=serial_event name=%s args=%s", event.name, ",".join(event.args))
+            self._log.info("serial_event", "name=%s args=%s", event.name, ",".join(event.args), key=event.name)
             try:
                 self.on_event(event)
             except Exception:  # a bad handler must not kill the link

@@ -180,7 +180,6 @@ class Kiosk:
 
     def _on_event(self, event: Event) -> None:
         if event.name == "BUTTON":
-            log.info("event=button name=%s", ",".join(event.args))
             if "NEW_SHEET" in event.args or "RESET" in event.args:
                 now = self._clock()
                 table = self.table
@@ -192,6 +191,7 @@ class Kiosk:
                     return
                 self._last_press = now
                 self.button_presses += 1
+                log.info("event=button name=%s action=new_table", ",".join(event.args))
                 table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
 
     # -- opening hours

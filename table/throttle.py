@@ -18,13 +18,21 @@ class ThrottledLog:
 
     def warning(self, event: str, fields: str = "", *args, **kwargs) -> None:
         """`event=EVENT FIELDS` at warning level, unless one went out less than interval_s ago."""
+        self.log(logging.WARNING, event, fields, *args, **kwargs)
+
+    def info(self, event: str, fields: str = "", *args, **kwargs) -> None:
+        self.log(logging.INFO, event, fields, *args, **kwargs)
+
+    def log(self, level: int, event: str, fields: str = "", *args, key: str | None = None, **kwargs) -> None:
+        """Held back per `key` (default: the event), so that kinds of one event throttle apart."""
+        key = key or event
         now = self.clock()
         with self._lock:
-            last = self._last.get(event)
+            last = self._last.get(key)
             if last is not None and now - last < self.interval_s:
-                self._held[event] = self._held.get(event, 0) + 1
+                self._held[key] = self._held.get(key, 0) + 1
                 return
-            self._last[event] = now
-            held = self._held.pop(event, 0)
+            self._last[key] = now
+            held = self._held.pop(key, 0)
         more = f" repeated={held} in_s={self.interval_s:g}" if held else ""
-        self.logger.warning(f"event={event} {fields}{more}".rstrip(), *args, **kwargs)
+        self.logger.log(level, f"event={event} {fields}{more}".rstrip(), *args, **kwargs)

@@ -179,3 +179,18 @@ def test_serial_config_refuses_bad_values():
             Config.from_dict(data, source="table.toml")
     with pytest.raises(ValueError, match="serial.port"):
         TableController(SerialConfig())
+
+
+def test_a_chattering_device_does_not_flood_the_log(link, caplog):
+    """2,000 device events within a second: every one reaches the handler and is counted, but the log
+    gets the first of each kind and a count, not 2,000 lines."""
+    import logging
+
+    sim, controller, events = link
+    caplog.set_level(logging.INFO, logger="kiosk.controller")
+    for _ in range(2000):
+        sim.press_button()
+    assert wait_for(lambda: len(events) == 2000, timeout=10)
+    assert controller.status()["events"] >= 2000
+    lines = [r for r in caplog.records if "event=serial_event" in r.getMessage()]
+    assert 1 <= len(lines) <= 3
