@@ -86,14 +86,26 @@ class BinarizeParams:
         return cls(**values)
 
 
+# One rule for every grid of the project: the sketch grid is the model's, and the networks
+# build powers of two from 16 to 1024 px (a bundle, a dataset and a GAN config check the same).
+RESOLUTIONS = tuple(2 ** i for i in range(4, 11))
+
+
+def resolution_problem(resolution) -> str | None:
+    """Why `resolution` cannot be a sketch or model grid, or None when it can."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution not in RESOLUTIONS:
+        return f"must be a power of two from {RESOLUTIONS[0]} to {RESOLUTIONS[-1]}"
+    return None
+
+
 def _check(p: BinarizeParams) -> None:
     def bad(name: str, why: str) -> ValueError:
         return ValueError(f"binarize.{name}: {why} (got {getattr(p, name)!r})")
 
     if p.method not in METHODS:
         raise bad("method", f"must be one of {', '.join(METHODS)}")
-    if not isinstance(p.resolution, int) or isinstance(p.resolution, bool) or not 8 <= p.resolution <= 4096:
-        raise bad("resolution", "must be an integer from 8 to 4096")
+    if problem := resolution_problem(p.resolution):
+        raise bad("resolution", problem)
     if not isinstance(p.window, int) or isinstance(p.window, bool) or p.window < 3 or p.window % 2 == 0:
         raise bad("window", "must be an odd integer of at least 3")
     if p.window > p.resolution:

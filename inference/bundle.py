@@ -19,12 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from capture.binarize import resolution_problem
 from storage import atomic_write_json
 
 BUNDLE_FORMAT = "newsnow-bundle"
 FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 GRAPH_NAMES = ("fused", "encoder", "generator", "mapping")
+# (input, output) tensor names of each graph; inference/graphs.py holds their modules.
+GRAPH_IO = {"fused": ("sketch", "drawing"), "encoder": ("sketch", "wplus"),
+            "generator": ("wplus", "drawing"), "mapping": ("z", "w")}
 PRECISIONS = ("fp32", "fp16")
 DEMO_BUNDLE = Path(__file__).parent / "models" / "demo"
 
@@ -36,15 +40,10 @@ class BundleError(ValueError):
 def graph_io(bundle: "Bundle", name: str) -> tuple[tuple[str, list], tuple[str, list]]:
     """(input name, shape), (output name, shape) a graph must have; 'batch' is the free batch axis."""
     r, c, n, w, z = bundle.resolution, bundle.channels, bundle.num_ws, bundle.w_dim, bundle.z_dim
-    sketch = ("sketch", ["batch", 1, r, r])
-    drawing = ("drawing", ["batch", c, r, r])
-    wplus = ("wplus", ["batch", n, w])
-    return {
-        "fused": (sketch, drawing),
-        "encoder": (sketch, wplus),
-        "generator": (wplus, drawing),
-        "mapping": (("z", ["batch", z]), ("w", ["batch", w])),
-    }[name]
+    shapes = {"sketch": ["batch", 1, r, r], "drawing": ["batch", c, r, r], "wplus": ["batch", n, w],
+              "z": ["batch", z], "w": ["batch", w]}
+    source, target = GRAPH_IO[name]
+    return (source, shapes[source]), (target, shapes[target])
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,8 @@ class Bundle:
             raise bad("format_version", f"is {meta.get('format_version')!r}; this New Snow reads version "
                                         f"{FORMAT_VERSION}: re-export the model with this version")
         resolution = get("resolution", int)
-        if resolution < 16 or resolution > 1024 or resolution & (resolution - 1):
-            raise bad("resolution", f"is {resolution}, expected a power of two from 16 to 1024")
+        if problem := resolution_problem(resolution):
+            raise bad("resolution", f"is {resolution}, {problem.replace('must be', 'expected')}")
         channels = get("channels", int)
         if channels not in (1, 3):
             raise bad("channels", f"is {channels}, expected 1 or 3")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from inference.bundle import GRAPH_NAMES, Bundle, write_bundle_json
+from inference.bundle import GRAPH_IO, GRAPH_NAMES, Bundle, write_bundle_json
 from inference.checkpoint import load_model_checkpoint
-from inference.networks import Generator, PSPEncoder, SketchToDrawing
+from inference.graphs import graph_modules
+from inference.networks import Generator, PSPEncoder
 
 log = logging.getLogger(__name__)
 
@@ -40,49 +40,6 @@ class ExportError(ValueError):
     """The checkpoint cannot be exported, or the exported graphs disagree with PyTorch."""
 
 
-class _Fused(nn.Module):
-    def __init__(self, model: SketchToDrawing):
-        super().__init__()
-        self.model = model
-
-    def forward(self, sketch):
-        return self.model(sketch).clamp(-1.0, 1.0)
-
-
-class _Encoder(nn.Module):
-    def __init__(self, model: SketchToDrawing):
-        super().__init__()
-        self.model = model
-
-    def forward(self, sketch):
-        return self.model.encode(sketch)
-
-
-class _Generator(nn.Module):
-    def __init__(self, generator: Generator):
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, wplus):
-        return self.generator.synthesis(wplus, noise_mode="const").clamp(-1.0, 1.0)
-
-
-class _Mapping(nn.Module):
-    def __init__(self, generator: Generator):
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, z):
-        return self.generator.mapping(z)[:, 0]
-
-
-def graph_modules(generator: Generator, encoder: PSPEncoder) -> dict[str, nn.Module]:
-    """The PyTorch module behind each exported graph (also the reference for `--check`)."""
-    model = SketchToDrawing(encoder, generator).eval()
-    return {"fused": _Fused(model), "encoder": _Encoder(model),
-            "generator": _Generator(generator), "mapping": _Mapping(generator)}
-
-
 def _example_inputs(generator: Generator, encoder: PSPEncoder, batch: int, seed: int) -> dict[str, torch.Tensor]:
     """Inputs like the table's: binary sketches (mostly paper), their W+ codes, normal z."""
     g = torch.Generator().manual_seed(seed)
@@ -92,11 +49,6 @@ def _example_inputs(generator: Generator, encoder: PSPEncoder, batch: int, seed:
         wplus = encoder(sketch) + generator.w_avg
     z = torch.randn(batch, generator.z_dim, generator=g)
     return {"fused": sketch, "encoder": sketch, "generator": wplus, "mapping": z}
-
-
-def _io_names(name: str) -> tuple[str, str]:
-    return {"fused": ("sketch", "drawing"), "encoder": ("sketch", "wplus"),
-            "generator": ("wplus", "drawing"), "mapping": ("z", "w")}[name]
 
 
 def _to_fp16(path: Path) -> None:
@@ -132,7 +84,7 @@ def export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathL
     graphs = {}
     for name in GRAPH_NAMES:
         file = f"{name}.onnx"
-        in_name, out_name = _io_names(name)
+        in_name, out_name = GRAPH_IO[name]
         with torch.no_grad(), warnings.catch_warnings():
             # dynamo=False is deliberate (one self-contained file, proven opset-17 graphs);
             # torch warns that this exporter is the legacy one.
@@ -203,7 +155,7 @@ def check_parity(generator: Generator, encoder: PSPEncoder, bundle: Bundle, batc
         session = ort.InferenceSession(str(bundle.graphs[name]), options, providers=[provider])
         with torch.no_grad():
             want = modules[name](inputs[name]).numpy()
-        in_name, _ = _io_names(name)
+        in_name, _ = GRAPH_IO[name]
         got = session.run(None, {in_name: inputs[name].numpy()})[0]
         if got.shape != want.shape:
             raise ExportError(f"{bundle.graphs[name]}: ONNX output shape {got.shape} != PyTorch {want.shape}")

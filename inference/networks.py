@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from capture.binarize import resolution_problem
+
 # A randomly initialised encoder feeding the generator produced denormal floats that made
 # CPU inference ~20x slower; flushing them to zero costs nothing in image quality.
 torch.set_flush_denormal(True)
@@ -34,8 +36,8 @@ LRELU_GAIN = math.sqrt(2.0)
 
 def _check_resolution(resolution: int, what: str) -> int:
     resolution = int(resolution)
-    if resolution < 16 or resolution > 1024 or resolution & (resolution - 1):
-        raise ValueError(f"{what}: resolution {resolution} must be a power of two from 16 to 1024")
+    if problem := resolution_problem(resolution):
+        raise ValueError(f"{what}: resolution {resolution} {problem}")
     return resolution
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from inference.bundle import Bundle, BundleError, graph_io
-from inference.networks import Generator, PSPEncoder, SketchToDrawing
+from inference.graphs import graph_modules
+from inference.networks import Generator, PSPEncoder
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ class TorchBackend:
         except (KeyError, TypeError, RuntimeError) as exc:
             raise BundleError(f"{bundle.path}: bundle.json 'model' and {bundle.weights.name} do not build the "
                               f"networks ({str(exc)[:300]}); re-export the bundle") from exc
-        self.model = SketchToDrawing(encoder, generator).to(self.device).eval()
-        self.generator = generator
+        self.generator, self.encoder = generator.to(self.device).eval(), encoder.to(self.device).eval()
+        self.graphs = {name: module.to(self.device).eval() for name, module in graph_modules(generator, encoder).items()}
         self.name = f"torch/{self.device.type}"
         log.info("torch: using %s (threads %s)", self.device, self.threads)
         self._warm_up()
@@ -61,20 +62,20 @@ class TorchBackend:
         return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
     @torch.inference_mode()
+    def _run(self, name: str, x: np.ndarray) -> np.ndarray:
+        return self.graphs[name](self._tensor(name, x)).cpu().numpy()
+
     def sketch_to_drawing(self, sketch: np.ndarray) -> np.ndarray:
-        return self.model(self._tensor("fused", sketch)).clamp(-1, 1).cpu().numpy()
+        return self._run("fused", sketch)
 
-    @torch.inference_mode()
     def encode(self, sketch: np.ndarray) -> np.ndarray:
-        return self.model.encode(self._tensor("encoder", sketch)).cpu().numpy()
+        return self._run("encoder", sketch)
 
-    @torch.inference_mode()
     def generate(self, wplus: np.ndarray) -> np.ndarray:
-        return self.generator.synthesis(self._tensor("generator", wplus), noise_mode="const").clamp(-1, 1).cpu().numpy()
+        return self._run("generator", wplus)
 
-    @torch.inference_mode()
     def map(self, z: np.ndarray) -> np.ndarray:
-        return self.generator.mapping(self._tensor("mapping", z))[:, 0].cpu().numpy()
+        return self._run("mapping", z)
 
 
 def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

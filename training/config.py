@@ -6,6 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from capture.binarize import resolution_problem
+
 
 @dataclass
 class GanConfig:
@@ -53,8 +55,8 @@ class GanConfig:
     channels_last: bool = True     # NHWC tensors: ~12-15% faster convolutions on the CPU
 
     def validate(self) -> "GanConfig":
-        if self.resolution < 8 or self.resolution & (self.resolution - 1):
-            raise ValueError(f"gan: resolution {self.resolution} must be a power of two >= 8")
+        if problem := resolution_problem(self.resolution):
+            raise ValueError(f"gan: resolution {self.resolution} {problem}")
         if self.batch < 2:
             raise ValueError(f"gan: batch {self.batch} must be at least 2")
         if self.kimg <= 0 or self.snapshot_kimg <= 0:

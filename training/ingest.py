@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from capture.binarize import resolution_problem
 from storage import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ class IngestSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.resolution < 8 or self.resolution & (self.resolution - 1):
-            raise DatasetError(f"resolution {self.resolution}: use a power of two, 8 or more")
+        if problem := resolution_problem(self.resolution):
+            raise DatasetError(f"resolution {self.resolution}: {problem}")
         if self.fit not in FITS:
             raise DatasetError(f"fit {self.fit!r}: choose one of {', '.join(FITS)}")
         if not 0.0 <= self.validation < 1.0:

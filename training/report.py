@@ -211,7 +211,7 @@ def load_networks(source: Path):
         from inference.torch_backend import TorchBackend
         bundle = Bundle.load(source, check_graphs=False)
         backend = TorchBackend(bundle, device="cpu")
-        return backend.model.generator, backend.model.encoder, bundle.binarize_params(), f"bundle {source}"
+        return backend.generator, backend.encoder, bundle.binarize_params(), f"bundle {source}"
     candidates = [source] if source.is_file() else [
         source / "model.pt", source / "encoder" / "model.pt", source / "generator.pt", source / "gan" / "generator.pt"]
     for path in candidates:
