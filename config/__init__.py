@@ -21,7 +21,12 @@ from config.table import (BinarizeOverrides, CalibrationConfig, CameraConfig, Ch
                           IdleConfig, ModelConfig, StatsConfig, TransitionConfig)
 from render.tone import Tone
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "LIVE_SECTIONS", "changed_sections"]
+
+# What an operator may change while the table runs (SIGHUP, the console): how the sheet is
+# read and what the visitor sees. The rest (camera, model, display, calibration, the kiosk's
+# sections, and transition.kind) takes a restart.
+LIVE_SECTIONS = ("binarize", "tone", "idle", "transition")
 
 
 @dataclass(frozen=True)
@@ -77,3 +82,11 @@ class Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         return cls.from_dict(data, source=str(path))
+
+
+def changed_sections(old: Config, new: Config) -> tuple[list[str], list[str]]:
+    """(sections that differ and may change live, those that differ and need a restart)."""
+    changed = [name for name in Config.sections() if getattr(old, name) != getattr(new, name)]
+    live = [name for name in changed if name in LIVE_SECTIONS
+            and not (name == "transition" and old.transition.kind != new.transition.kind)]
+    return live, [name for name in changed if name not in live]

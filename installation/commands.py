@@ -71,15 +71,6 @@ def _has_screen() -> bool:
     return True
 
 
-def _stop_on_signals(table) -> None:
-    def stop(signum, frame):
-        log.info("event=stopping signal=%s", signal.Signals(signum).name)
-        table.stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from table.assemble import open_table, prepare
     from table.recorder import Recorder
@@ -91,8 +82,9 @@ def run_demo(args: argparse.Namespace) -> int:
     recorder = None if args.no_video else Recorder(args.out, fps=10.0)
     table = open_table(parts, recorder=recorder,
                        seed=args.seed)
-    _stop_on_signals(table)
-    from kiosk.kiosk import demo_kiosk
+    from kiosk.kiosk import demo_kiosk, stop_on_signals
+
+    stop_on_signals(table.stop)
 
     kiosk = demo_kiosk(parts, table)  # the health endpoint (/status, /metrics) and a simulated table controller
     try:
@@ -139,7 +131,7 @@ def run_table(args: argparse.Namespace) -> int:
         raise _StopDuringStart(signal.Signals(signum).name)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop_during_start)
-    signal.signal(signal.SIGHUP, _reload_needs_restart)
+    signal.signal(signal.SIGHUP, _reload_during_start)
 
     # key=value lines to stderr (the journal under systemd), optionally a file; no line per frame
     setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
@@ -158,10 +150,9 @@ def run_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reload_needs_restart(signum, frame) -> None:
-    """SIGHUP (systemctl reload): nothing of the config changes live yet; say so, keep running."""
-    logging.getLogger(__name__).warning(
-        "event=reload_ignored reason=the_config_is_read_at_start action='systemctl restart newsnow'")
+def _reload_during_start(signum, frame) -> None:
+    """SIGHUP before the table runs: the running table re-reads the config on the next one."""
+    logging.getLogger(__name__).warning("event=reload_ignored reason=still_starting action='reload again once running'")
 
 
 def _register_bench(subparsers) -> None:

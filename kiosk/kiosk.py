@@ -22,6 +22,9 @@ import threading
 import time
 from typing import Callable
 
+from dataclasses import replace
+
+from config import changed_sections
 from config.hours import OpeningHours
 from kiosk.controller import Event, TableController
 from kiosk.health import HealthServer
@@ -77,6 +80,8 @@ class Kiosk:
         self.started = False  # the first frame reached the projector
         self.t_first_frame = 0.0
         self._hung_logged = False
+        self.parts = None  # the prepared parts each new table is built from (run_kiosk, demo_kiosk)
+        self._config_lock = threading.Lock()
 
     # -- life cycle
 
@@ -110,8 +115,6 @@ class Kiosk:
 
     def _start_simulator(self) -> None:
         """`serial.port = "simulated"`: the demo's table controller, on a pty."""
-        from dataclasses import replace
-
         from kiosk.controller_sim import TableSimulator
 
         self._simulator = TableSimulator().start()
@@ -193,6 +196,41 @@ class Kiosk:
                 self.button_presses += 1
                 log.info("event=button name=%s action=new_table", ",".join(event.args))
                 table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
+
+    # -- live configuration
+
+    def apply_config(self, new) -> dict:
+        """Take a new, validated config: its live sections go to the running table and to
+        every table after it; the others are named as needing a restart. Used by SIGHUP
+        (`systemctl reload newsnow`) and the console."""
+        with self._config_lock:
+            table = self.table
+            if table is not None:
+                live, restart = table.reconfigure(new)  # a bad binarize override raises, changing nothing
+            else:
+                live, restart = changed_sections(self.config, new)
+            merged = replace(self.config, **{name: getattr(new, name) for name in live})
+            self.config = merged
+            if self.parts is not None:
+                self.parts.config = merged
+                if "binarize" in live and hasattr(self.parts.sketcher, "set_overrides"):
+                    self.parts.sketcher.set_overrides(new.binarize, new.path or "config")
+        if live:
+            log.info("event=config_applied sections=%s", ",".join(live))
+        if restart:
+            log.warning("event=config_needs_restart sections=%s action='systemctl restart newsnow'",
+                        ",".join(restart))
+        return {"applied": live, "needs_restart": restart}
+
+    def reload(self) -> dict:
+        """Re-read the config file (SIGHUP); a file that does not load changes nothing."""
+        from config import Config, ConfigError
+
+        try:
+            return self.apply_config(Config.load(self.config.path))
+        except ConfigError as exc:
+            log.error("event=reload_refused error=%r action=fix_the_file_then_reload", str(exc))
+            return {"applied": [], "needs_restart": [], "error": str(exc)}
 
     # -- opening hours
 
@@ -345,6 +383,7 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
 
     config = parts.config
     kiosk = kiosk or Kiosk(config)
+    kiosk.parts = parts
     stop = stop or threading.Event()
     kiosk.model = model_info(parts)
     own_display = display is None
@@ -352,7 +391,7 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
         display = Display(config.display.mode, config.display.size, config.display.index)
     t_end = None if seconds is None else time.monotonic() + seconds
     if handle_signals:
-        _stop_on_signals(kiosk, stop)
+        _handle_signals(kiosk, stop)
 
     def remaining() -> float | None:
         return None if t_end is None else max(0.0, t_end - time.monotonic())
@@ -394,27 +433,40 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
     return kiosk
 
 
-def _stop_on_signals(kiosk: Kiosk, stop: threading.Event) -> None:
-    """SIGTERM (systemctl stop) and SIGINT end the run cleanly: the table, then the kiosk."""
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM (systemctl stop) and SIGINT call `stop`, which ends the run cleanly."""
     import signal
 
     def handler(signum, frame):
         log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def _handle_signals(kiosk: Kiosk, stop: threading.Event) -> None:
+    """Stop: the table, then the kiosk. SIGHUP (systemctl reload): re-read the config, off
+    the signal handler's thread (the handler interrupts the display loop)."""
+    import signal
+
+    def stop_all():
         stop.set()
         table = kiosk.table
         if table is not None:
             table.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
+    def reload(signum, frame):
+        threading.Thread(target=kiosk.reload, name="config-reload", daemon=True).start()
+
+    stop_on_signals(stop_all)
+    signal.signal(signal.SIGHUP, reload)
 
 
 def demo_kiosk(parts, table) -> Kiosk:
     """The kiosk for `newsnow demo`: the health endpoint (any free port if the configured one
     is busy) and, unless the config names a real one, the simulated table controller. The
     demo is always open: it ignores [hours]."""
-    from dataclasses import replace
-
     config = parts.config
     serial_cfg = config.serial
     if not serial_cfg.port:
@@ -422,6 +474,7 @@ def demo_kiosk(parts, table) -> Kiosk:
     kiosk = Kiosk(config, controller=TableController(serial_cfg), notifier=Notifier({}),
                   schedule=Schedule(OpeningHours()), any_port_if_busy=True)
     kiosk.model = model_info(parts)
+    kiosk.parts = parts
     kiosk.attach(table, source=parts.source)
     return kiosk.start()
 

@@ -31,7 +31,7 @@ class Parts:
     calibration: object
     warp: object  # drawing pixels -> projector frame
     source: object
-    sketcher: Callable[[np.ndarray], np.ndarray]
+    sketcher: Sketcher
     transition: str  # crossfade | latent
     step_ms: float | None  # measured latent step (generate + tone + warp); None: no generator
 
@@ -39,6 +39,41 @@ class Parts:
         close = getattr(self.source, "close", None)
         if close:
             close()
+
+
+def binarize_params(bundle, overrides, where: str):
+    """The bundle's binarization with the config's `[binarize]` overrides, checked."""
+    from capture.binarize import BinarizeParams
+
+    try:
+        params = overrides.apply(BinarizeParams.from_dict(bundle.binarize))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if params.resolution != bundle.resolution:
+        raise ConfigError(f"{where}: binarize.resolution {params.resolution} does not match the bundle's "
+                          f"resolution {bundle.resolution}; remove the override")
+    return params
+
+
+class Sketcher:
+    """Camera image -> sketch (uint8 R x R, ink 0): the drawing area, binarized with the
+    bundle's parameters and the config's overrides. The overrides may change while the
+    table runs (`set_overrides`: SIGHUP, the console); a change is checked first."""
+
+    def __init__(self, bundle, params, to_sketch: Callable[[], np.ndarray | None],
+                 undistort: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.bundle, self.params = bundle, params
+        self._to_sketch, self._undistort = to_sketch, undistort
+
+    def set_overrides(self, overrides, where: str = "config") -> None:
+        self.params = binarize_params(self.bundle, overrides, where)  # one reference swap, read per frame
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from capture.binarize import binarize
+
+        if self._undistort is not None:
+            image = self._undistort(image)
+        return binarize(image, self.params, self._to_sketch())
 
 
 def bundle_path(name: str) -> Path:
@@ -102,20 +137,13 @@ def choose_transition(kind: str, step_ms: float | None, config: Config) -> str:
 def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Parts:
     """Load and check everything the table needs, in the order a misconfiguration shows up."""
     from calibration import Calibration, load as load_calibration
-    from capture.binarize import BinarizeParams, binarize
     from inference.bundle import Bundle
     from inference.runtime import open_backend
     from render.warp import Warp
 
     path = Path(bundle) if bundle is not None else bundle_path(config.model.bundle)
     model = Bundle.load(path)
-    try:
-        params = config.binarize.apply(BinarizeParams.from_dict(model.binarize))
-    except ValueError as exc:
-        raise ConfigError(f"{config.path or 'config'}: {exc}") from None
-    if params.resolution != model.resolution:
-        raise ConfigError(f"{config.path or 'config'}: binarize.resolution {params.resolution} does not match "
-                          f"the bundle's resolution {model.resolution}; remove the override")
+    params = binarize_params(model, config.binarize, config.path or "config")  # refused before anything opens
     m = config.model
     backend = open_backend(model, kind=m.backend, providers=list(m.providers) or None, threads=m.threads or None)
 
@@ -138,18 +166,14 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
     source = source if source is not None else open_source(config)
     r = model.resolution
     if calibration.calibrated:
-        to_sketch = calibration.camera_to_sketch(r)
-
-        def sketcher(image: np.ndarray) -> np.ndarray:
-            # camera_to_sketch holds for the undistorted frame when a lens model was stored.
-            return binarize(calibration.undistort(image), params, to_sketch)
+        # camera_to_sketch holds for the undistorted frame when a lens model was stored.
+        fixed = calibration.camera_to_sketch(r)
+        sketcher = Sketcher(model, params, lambda: fixed, calibration.undistort)
     elif hasattr(source, "camera_to_sketch"):
         # The simulated camera knows where its sheet lies: it stands in for a calibration.
-        def sketcher(image: np.ndarray) -> np.ndarray:
-            return binarize(image, params, source.camera_to_sketch(r))
+        sketcher = Sketcher(model, params, lambda: source.camera_to_sketch(r))
     else:
-        def sketcher(image: np.ndarray) -> np.ndarray:
-            return binarize(image, params, None)  # the centred square of the frame
+        sketcher = Sketcher(model, params, lambda: None)  # the centred square of the frame
 
     log.info("event=table_prepared bundle=%s backend=%s transition=%s step_ms=%s calibrated=%s",
              path, getattr(backend, "name", "?"), transition,

@@ -38,7 +38,7 @@ import numpy as np
 
 from capture.binarize import sketch_difference
 from capture.frames import Frame, Sketch
-from config import Config
+from config import Config, changed_sections
 from inference.tensors import from_uint8
 from table.mailbox import Mailbox
 from table.motion import Crossfade, LatentMove, Motion, Step, Wander
@@ -231,6 +231,17 @@ class Table:
         """Ask the loop to finish (from a signal handler, another thread or a hook)."""
         self._stop.set()
 
+    def reconfigure(self, new: Config) -> tuple[list[str], list[str]]:
+        """Take the live sections of `new` (binarize, tone, idle, transition but its kind) at
+        once; returns (sections applied, sections that differ but need a restart). A bad
+        binarize override raises ConfigError and changes nothing."""
+        live, restart = changed_sections(self.config, new)
+        if "binarize" in live and hasattr(self.sketcher, "set_overrides"):
+            self.sketcher.set_overrides(new.binarize, new.path or "config")
+        # One swap of the frozen config: each thread reads self.config afresh per step.
+        self.config = dataclasses.replace(self.config, **{name: getattr(new, name) for name in live})
+        return live, restart
+
     # ---- capture thread -----------------------------------------------------------------
     def _stamped(self, frame, now: float):
         """The frame with a capture time on this process's monotonic clock: a stamp from
@@ -367,10 +378,10 @@ class Table:
                       period_s=1.0 / idle.fps, first_fade_s=self.config.transition.duration_s, sketch=strokes)
 
     def _infer_forever(self) -> None:
-        idle_after = self.config.idle.after_s
         motion: Motion | None = None
         last_change = time.monotonic()  # when a visitor last changed the sheet
         while not self._stop.is_set():
+            idle_after = self.config.idle.after_s
             now = time.monotonic()
             if not isinstance(motion, Wander) and now - last_change >= idle_after:
                 motion = self._wander(motion.w_shown if motion is not None else None, now)  # nobody draws

@@ -113,11 +113,16 @@ def run_doctor(argv):
 def test_doctor_exit_status_and_json(tmp_path, tiny_bundle, capsys):
     """A healthy config (simulated camera, headless, real serial device, tiny bundle, fresh calibration) exits 0;
     the same with a missing bundle exits 1 and the report names the bundle and a fix."""
+    import socket
+
     cal = save(Calibration.uncalibrated((1280, 720), (1280, 720)), tmp_path / "cal.json")
+    with socket.socket() as probe:  # a free health port (another table on this machine may hold the default)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with TableSimulator() as sim:
         text = (f'[camera]\nsource = "simulated"\n[display]\nmode = "headless"\n'
                 f'[model]\nbundle = "{tiny_bundle}"\n[calibration]\nfile = "{cal}"\n'
-                f'[serial]\nport = "{sim.path}"\n')
+                f'[serial]\nport = "{sim.path}"\n[health]\nport = {port}\n')
         good = tmp_path / "good.toml"
         good.write_text(text)
         assert run_doctor(["--config", str(good), "--json"]) == 0
