@@ -165,10 +165,8 @@ class Kiosk:
         if pulse.model_busy_s > self.watchdog.model_hang_s:
             hung = f"event=model_hung busy_s={pulse.model_busy_s:.1f}"
         elif self.watchdog.camera_restart_s and self.started:
-            # never a frame: as long as the table has shown frames
-            age = pulse.camera_age_s if pulse.camera_age_s is not None else now - self.t_first_frame
-            if age > self.watchdog.camera_restart_s:
-                hung = f"event=camera_lost no_frame_for_s={age:.0f}"
+            if pulse.camera_age_s > self.watchdog.camera_restart_s:
+                hung = f"event=camera_lost no_frame_for_s={pulse.camera_age_s:.0f}"
         if hung is not None:
             if not self._hung_logged:  # no WATCHDOG=1 from now on: systemd restarts us
                 self._hung_logged = True
@@ -280,8 +278,8 @@ class Kiosk:
         found = list((table_status or {}).get("problems", []))  # what the table itself finds
         if table_status is not None and not self.sleeping:
             age = table_status.get("last_frame_age_s")
-            if age is None and self.started:  # no frame yet: give the camera as long as a stale one
-                age = self._clock() - self.t_first_frame
+            if age is None and self.started:  # no frame yet: give this table's camera as long as a stale one
+                age = table_status.get("uptime_s")
             if age is not None and age > self.watchdog.camera_stale_s:
                 found.append("camera: no frames")
         if camera and camera.get("state") not in ("ok", None) and not self.sleeping:

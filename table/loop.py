@@ -89,7 +89,7 @@ class Pulse:
     """What the display loop tells its per-frame hooks: the table's vital signs, cheaply."""
 
     t: float  # when the frame was shown (monotonic)
-    camera_age_s: float | None  # since the camera last gave a frame (None: none yet)
+    camera_age_s: float  # since the camera last gave a frame (or, before the first, since the table started)
     model_busy_s: float  # how long the model call in progress has run (0: none is running)
 
 
@@ -225,7 +225,7 @@ class Table:
 
     def pulse(self, now: float) -> Pulse:
         t_last = self.stats.t_last_frame
-        return Pulse(now, None if t_last is None else now - t_last, self.backend.busy_s())
+        return Pulse(now, now - (t_last if t_last is not None else self.stats.t_start), self.backend.busy_s())
 
     def stop(self) -> None:
         """Ask the loop to finish (from a signal handler, another thread or a hook)."""
