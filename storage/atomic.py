@@ -4,11 +4,28 @@ calibrations), then os.replace'd over the target and the folder fsynced. A crash
 error at any moment leaves the old file whole and no temporary file behind."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
+
+
+class DiskFull(OSError):
+    """The disk filled up while writing `path`: says where, how much was free and roughly
+    how much the file needs (what had been written when it failed, a lower bound)."""
+
+    def __init__(self, path: Path, written: int):
+        free = shutil.disk_usage(path.parent).free
+        super().__init__(errno.ENOSPC, f"{path}: the disk is full ({free / 1e6:.0f} MB free, the file needs "
+                                       f"more than {max(written, 1) / 1e6:.1f} MB); free some space on it and "
+                                       f"run the command again")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = True,
@@ -24,8 +41,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFull(path, written) from exc
         raise
     try:  # the rename itself survives a power cut only once the folder is on disk
         folder = os.open(path.parent, os.O_RDONLY)
