@@ -17,11 +17,12 @@ class DiskFull(OSError):
     """The disk filled up while writing `path`: says where, how much was free and roughly
     how much the file needs (what had been written when it failed, a lower bound)."""
 
-    def __init__(self, path: Path, written: int):
-        free = shutil.disk_usage(path.parent).free
-        super().__init__(errno.ENOSPC, f"{path}: the disk is full ({free / 1e6:.0f} MB free, the file needs "
-                                       f"more than {max(written, 1) / 1e6:.1f} MB); free some space on it and "
-                                       f"run the command again")
+    def __init__(self, path: Path, written: int | None = None):
+        folder = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+        free = shutil.disk_usage(folder).free
+        needs = f", the file needs more than {max(written, 1) / 1e6:.1f} MB" if written is not None else ""
+        super().__init__(errno.ENOSPC, f"{path}: the disk is full ({free / 1e6:.0f} MB free{needs}); free some "
+                                       f"space on it and run the command again")
         self.filename = str(path)
 
     def __str__(self) -> str:
@@ -62,3 +63,16 @@ def atomic_write_json(path: str | os.PathLike, record, indent: int = 1) -> Path:
     """`record` as JSON (UTF-8, a final newline), atomically."""
     text = json.dumps(record, indent=indent) + "\n"
     return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def output_folder(path: str | os.PathLike) -> Path:
+    """`path` as a folder to write into, made if missing; a file there is refused in words
+    (mkdir's own error would name a sub-folder and an errno)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: is a file, not a folder; give --out a folder (new or a run's)")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"{parent}: is a file, so {path} cannot be made; give --out a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
