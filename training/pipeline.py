@@ -242,7 +242,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
                 "inception": str(inception) if inception else None, "lpips": str(lpips) if lpips else None,
                 "gan": dataclasses.asdict(gan_cfg), "encoder": dataclasses.asdict(enc_cfg)}
     record = _open_run(out, settings, resume, force)
-    record["commands_run"].append(command or command_line())
+    record["commands_run"].append(command or f"train_all() from Python ({command_line()})")
     stages = record["stages"]
     dataset_dir, gan_dir, pairs_dir, enc_dir = out / "dataset", out / "gan", out / "pairs", out / "encoder"
 
