@@ -224,7 +224,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                "validation": history[-1]["validation"] if history else {}}
     if stop.signal:
         summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
-        log.info("stopped by %s at step %d; %s saved: continue with the same command and --resume",
+        log.info("stopped by %s at step %d; %s saved",
                  stop.signal, step, state_path)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

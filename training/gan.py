@@ -330,7 +330,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
                **losses}
     if stop.signal:
         summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
-        log.info("stopped by %s at step %d (%.2f kimg); %s saved: continue with the same command and --resume",
+        log.info("stopped by %s at step %d (%.2f kimg); %s saved",
                  stop.signal, step, step * cfg.batch / 1000, state_path)
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -9,7 +9,8 @@ from training.gan import STATE, GENERATOR, train_gan
 
 def test_gan_steps_give_finite_losses_and_weights(tiny_dataset, tmp_path):
     """A few GAN steps (R1 and ADA included) leave no NaN/inf in losses or networks and
-    write samples, a state and an exportable generator checkpoint."""
+    write samples (as files and TensorBoard images), a state and an exportable generator
+    checkpoint."""
     summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.04, r1_interval=2, ada_interval=1),
                         progress=False)
     assert summary["steps"] == 5
@@ -19,6 +20,10 @@ def test_gan_steps_give_finite_losses_and_weights(tiny_dataset, tmp_path):
         assert all(torch.isfinite(v).all() for v in state[net].values() if v.is_floating_point())
     assert (tmp_path / GENERATOR).is_file()
     assert list(tmp_path.glob("samples_*.png")) and list(tmp_path.glob("interpolation_*.png"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["images"]) == {"gan/samples", "gan/interpolation"}  # not only scalars
 
 
 def test_resume_after_stop_repeats_the_same_steps_exactly(tiny_dataset, tmp_path):

@@ -6,7 +6,8 @@ from inference.bundle import Bundle
 @pytest.mark.slow
 def test_train_all_tiny_yields_a_bundle_the_runtime_loads(tiny_pipeline):
     """`train all --tiny` on a tiny collection ends in a bundle that Bundle.load accepts,
-    with the pairs' binarize params, provenance and a model card."""
+    with the pairs' binarize params, provenance and a model card; the encoder's
+    reconstructions are in TensorBoard as images."""
     import json
     bundle = Bundle.load(tiny_pipeline / "bundle")
     pairs = json.loads((tiny_pipeline / "pairs" / "manifest.json").read_text())
@@ -17,6 +18,10 @@ def test_train_all_tiny_yields_a_bundle_the_runtime_loads(tiny_pipeline):
     assert "CC BY-SA 3.0" in card and "kimg" in card and "Encoder validation" in card
     summary = json.loads((tiny_pipeline / "summary.json").read_text())
     assert max(summary["parity"].values()) < 1e-3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tiny_pipeline / "encoder" / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["images"] == ["validation/reconstructions"]
 
 
 def test_cli_lists_every_step_without_torch():
