@@ -65,6 +65,15 @@ def atomic_write_json(path: str | os.PathLike, record, indent: int = 1) -> Path:
     return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
+def atomic_write_png(path: str | os.PathLike, image) -> Path:
+    """A uint8 image as PNG, atomically; a failure raises (cv2.imwrite only returns False)."""
+    import cv2
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"{path}: the image ({getattr(image, 'shape', '?')}) cannot be encoded as PNG")
+    return atomic_write(path, lambda f: f.write(data.tobytes()))
+
+
 def output_folder(path: str | os.PathLike) -> Path:
     """`path` as a folder to write into, made if missing; a file there is refused in words
     (mkdir's own error would name a sub-folder and an errno)."""

@@ -50,16 +50,23 @@ def _explicit(args, cls) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _gan_config(args, saved: dict | None = None):
-    """The preset and flags; for --resume, the run's `saved` settings with what the
+def _settings(args, kind: str, cls, build, presets: dict, changeable, saved: dict | None, explicit: dict | None):
+    """The preset and the flags; for --resume, the run's `saved` settings with what the
     command line changes (training.config.resumed_settings)."""
-    from training.config import GAN_CHANGEABLE, PRESETS, GanConfig, config_from, resumed_settings
+    from training.config import resumed_settings
+    explicit = _explicit(args, cls) if explicit is None else explicit
     if saved is None:
-        return config_from(args.preset, **_explicit(args, GanConfig))
-    names = {f.name for f in dataclasses.fields(GanConfig)}
-    values, _ = resumed_settings("gan", {k: v for k, v in saved.items() if k in names}, _explicit(args, GanConfig),
-                                 PRESETS.get(args.preset), GAN_CHANGEABLE)
-    return config_from(None, **values)
+        return build(args.preset, **explicit)
+    names = {f.name for f in dataclasses.fields(cls)}
+    what = f"train all ({kind} settings)" if args.step == "all" else kind
+    values, _ = resumed_settings(what, {k: v for k, v in saved.items() if k in names}, explicit,
+                                 presets.get(args.preset), changeable)
+    return build(None, **values)
+
+
+def _gan_config(args, saved: dict | None = None):
+    from training.config import GAN_CHANGEABLE, PRESETS, GanConfig, config_from
+    return _settings(args, "gan", GanConfig, config_from, PRESETS, GAN_CHANGEABLE, saved, None)
 
 
 def _saved_config(out) -> dict | None:
@@ -154,16 +161,10 @@ def _encoder_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _encoder_config(args, saved: dict | None = None, explicit: dict | None = None):
-    """As _gan_config, for the encoder (`explicit`: the flags, when not named as the fields)."""
-    from training.config import (ENCODER_CHANGEABLE, ENCODER_PRESETS, EncoderConfig, encoder_config_from,
-                                 resumed_settings)
-    explicit = _explicit(args, EncoderConfig) if explicit is None else explicit
-    if saved is None:
-        return encoder_config_from(args.preset, **explicit)
-    names = {f.name for f in dataclasses.fields(EncoderConfig)}
-    values, _ = resumed_settings("encoder", {k: v for k, v in saved.items() if k in names}, explicit,
-                                 ENCODER_PRESETS.get(args.preset), ENCODER_CHANGEABLE)
-    return encoder_config_from(None, **values)
+    """`explicit`: the flags, where they are not named as the fields (`train all`)."""
+    from training.config import ENCODER_CHANGEABLE, ENCODER_PRESETS, EncoderConfig, encoder_config_from
+    return _settings(args, "encoder", EncoderConfig, encoder_config_from, ENCODER_PRESETS, ENCODER_CHANGEABLE,
+                     saved, explicit)
 
 
 def _sketch_settings(args):

@@ -9,7 +9,8 @@ x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it
 (`--lpips PATH`, called as lpips(x, y) on [B, C, R, R] in [-1, 1]); otherwise a feature
 distance on the trained discriminator's activations (unit-normalised over channels and
 averaged, LPIPS without learned weights), which needs no download.
-RUN2/state.pt (beside RUN2/state.prev.pt, the fallback) resumes exactly; RUN2/model.pt is the generator + encoder for export.
+RUN2/state.pt (beside RUN2/state.prev.pt, the fallback) resumes exactly; RUN2/model.pt is
+the generator + encoder for export.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import math
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ from training.provenance import software
 from training.sketches import contact_sheet, load_pairs
 from training.state import load_state, prepare_run_folder, save_state
 from training.stopping import StopRequest
+from storage import atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +214,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                 sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
                 target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
                 picture = np.vstack([sheet, target])  # sketch | reconstruction, drawing | reconstruction
-                if not cv2.imwrite(str(out / f"validation_{step:06d}.png"), picture):
-                    raise OSError(f"{out / f'validation_{step:06d}.png'}: could not be written (disk full?)")
+                atomic_write_png(out / f"validation_{step:06d}.png", picture)
                 writer.add_image("validation/reconstructions", picture, step, dataformats="HW")
     if bar is not None:
         bar.close()

@@ -26,7 +26,6 @@ import random
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -39,6 +38,7 @@ from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.state import load_state, prepare_run_folder, previous_of, save_state
 from training.stopping import StopRequest
+from storage import atomic_write_png
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 
@@ -124,8 +124,7 @@ def save_samples(G: Generator, z_grid: torch.Tensor, out: Path, tag: str) -> dic
     images = {"samples": grid_image(to_uint8(G.synthesis(ws, noise_mode="const")), cols),
               "interpolation": grid_image(to_uint8(G.synthesis(lerp.flatten(0, 1), noise_mode="const")), 8)}
     for name, image in images.items():
-        if not cv2.imwrite(str(out / f"{name}_{tag}.png"), image):  # cv2 says no more than False
-            raise OSError(f"{out / f'{name}_{tag}.png'}: could not be written (disk full?)")
+        atomic_write_png(out / f"{name}_{tag}.png", image)
     return images
 
 

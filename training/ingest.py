@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from storage import atomic_write_json, output_folder
+from storage import atomic_write_json, atomic_write_png, output_folder
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,7 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
     entries = []
     for k in sorted(order):
         name = f"images/{len(entries):06d}.png"
-        if not cv2.imwrite(str(out / name), images[k]):  # cv2 says no more than False
-            raise OSError(f"{out / name}: could not be written (disk full?)")
+        atomic_write_png(out / name, images[k])
         entries.append({"file": name, "source": kept[k],
                         "split": "validation" if k in validation else "train"})
     manifest = {

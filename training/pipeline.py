@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import atomic_write, atomic_write_json, output_folder
+from storage import atomic_write, atomic_write_json, atomic_write_png, output_folder
 from training.config import EncoderConfig, GanConfig
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,6 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
     """Contact sheet (sketch | drawing by the exported bundle, through ONNX Runtime) of
     sketches the encoder never saw: validation pairs, sketches of held-out real drawings
     from the collection, and visitor-like strokes."""
-    import cv2
-
     from inference.runtime import open_backend
     from inference.tensors import from_uint8, to_uint8
     from training.ingest import load_images
@@ -89,9 +87,7 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
             parts.append(labelled(contact_sheet(sketches, list(drawings), columns=4, scale=2), title))
     width = max(part.shape[1] for part in parts)
     sheet = np.vstack([np.pad(part, ((0, 0), (0, width - part.shape[1])), constant_values=160) for part in parts])
-    if not cv2.imwrite(str(out_png), sheet):
-        raise OSError(f"{out_png}: could not be written (disk full?)")
-    return Path(out_png)
+    return atomic_write_png(out_png, sheet)
 
 
 def exhibition_warnings(preset: str | None, report: dict | None) -> list[str]:
@@ -364,8 +360,9 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         write_model_card(bundle_dir, gan=gan, encoder=encoder, pairs=pairs, dataset=dataset, metrics=metrics,
                          parity=parity, timings=timings, report=report, preset=preset,
                          provenance={**software(), "command": " ; ".join(record["commands_run"])},
-                         commands=step_commands(out, settings, preset) + [export_command,
-                                  f"newsnow train evaluate {bundle_dir} --out {out / 'report'} --dataset {dataset_dir}"])
+                         commands=step_commands(out, settings, preset) + [
+                             export_command,
+                             f"newsnow train evaluate {bundle_dir} --out {out / 'report'} --dataset {dataset_dir}"])
         held_out_sheet(bundle_dir, pairs_dir, dataset_dir, out / "held_out_contact_sheet.png")
         atomic_write_json(out / "summary.json", {"gan": gan, "encoder": encoder, "metrics": metrics,
                                                  "report": report, "parity": parity, "timings": timings})

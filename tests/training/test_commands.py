@@ -62,3 +62,18 @@ def test_a_full_disk_deep_in_a_step_names_the_file(tmp_path, capsys, monkeypatch
     assert main(["train", "ingest", str(tmp_path), "--out", str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'ds' / 'images' / '000007.png'}: the disk is full (" in err and "Errno" not in err
+
+
+def test_train_all_resume_takes_the_runs_settings_and_names_a_changed_one(tiny_collection, tiny_pipeline, capsys):
+    """`train all --resume` with no settings continues (here: finds the run complete); with
+    a setting that differs it is refused naming it, the run untouched."""
+    before = (tiny_pipeline / "run.json").read_text()
+    argv = ["train", "all", str(tiny_collection), "--out", str(tiny_pipeline), "--resume"]
+    assert main(argv) == 0
+    assert f"bundle: {tiny_pipeline / 'bundle'}" in capsys.readouterr().out
+    assert main(argv + ["--lr", "0.01"]) == 2
+    assert "train all (gan settings): --resume with settings the run was not made with: lr 0.01 (the run has " \
+           "0.0025)" in capsys.readouterr().err
+    assert main(argv + ["--fit", "pad", "--encoder-steps", "9"]) == 2
+    assert "fit 'pad' (the run has 'crop')" in capsys.readouterr().err
+    assert (tiny_pipeline / "run.json").read_text() == before
