@@ -33,7 +33,8 @@ def _read(path: Path, map_location) -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises many kinds for a damaged file
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0][:120] if text else type(exc).__name__
         raise CheckpointError(f"{path}: damaged, not a whole checkpoint ({reason})") from exc
 
 
