@@ -256,11 +256,11 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         save_record()
 
     def skip(name: str) -> dict:
-        log.info("== stage %d/%d: %s: finished earlier, skipped ==", STAGES.index(name) + 1, len(STAGES), name)
+        stage_header(STAGES.index(name) + 1, len(STAGES), name, "finished earlier, skipped")
         return stages[name]["result"]
 
-    def has_state(folder: Path) -> bool:
-        return (folder / gan_stage.STATE).is_file() or previous_of(folder / gan_stage.STATE).is_file()
+    def has_state(path: Path) -> bool:
+        return path.is_file() or previous_of(path).is_file()
 
     with run_log(out), StopRequest() as stop:
         def stopped(where: str) -> None:  # a signal outside the GAN/encoder loops ends the stage, then the run
@@ -285,7 +285,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         if "gan" in stages and stages["gan"]["result"]["steps"] >= gan_cfg.total_steps:
             gan = skip("gan")
         else:
-            go_on = has_state(gan_dir) and not rerun
+            go_on = has_state(gan_dir / gan_stage.STATE) and not rerun
             begin("gan", f"{gan_cfg.kimg:g} kimg, {gan_cfg.total_steps} steps of batch {gan_cfg.batch}"
                   + (", continuing from its last checkpoint" if go_on else ""))
             t = time.time()
@@ -317,7 +317,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         if "encoder" in stages and stages["encoder"]["result"]["steps"] >= enc_cfg.steps:
             encoder = skip("encoder")
         else:
-            go_on = has_state(enc_dir) and not rerun
+            go_on = has_state(enc_dir / encoder_stage.STATE) and not rerun
             begin("encoder", f"{enc_cfg.steps} steps of batch {enc_cfg.batch}"
                   + (", continuing from its last checkpoint" if go_on else ""))
             t = time.time()
@@ -356,7 +356,8 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         for line in report["verdicts"]:
             log.info("report: %s", line)
         timings = {name: stages[name]["seconds"] for name in STAGES if name in stages}
-        timings["report"] = time.time() - t
+        # the training stages' own clocks include the time before a resume
+        timings.update(gan=gan["seconds"], encoder=encoder["seconds"], report=time.time() - t)
         write_model_card(bundle_dir, gan=gan, encoder=encoder, pairs=pairs, dataset=dataset, metrics=metrics,
                          parity=parity, timings=timings, report=report, preset=preset,
                          provenance={**software(), "command": " ; ".join(record["commands_run"])},

@@ -99,7 +99,7 @@ def test_train_all_stopped_in_the_gan_and_resumed_gives_the_same_bundle(tiny_col
     with caplog.at_level(logging.INFO):
         _train_all_like_the_fixture(tiny_collection, out, resume=True)
     assert (out / "dataset" / "manifest.json").stat().st_mtime_ns == ingested
-    assert "ingest: finished earlier, skipped" in caplog.text and "resumed" in caplog.text
+    assert "stage 1/6: ingest (finished earlier, skipped)" in caplog.text and "resumed" in caplog.text
     assert _same_files(tiny_pipeline / "bundle", out / "bundle", "*.onnx")
     assert _same_files(tiny_pipeline / "bundle", out / "bundle", "*.safetensors")
     a = torch.load(tiny_pipeline / "gan" / "state.pt", weights_only=False)
@@ -109,7 +109,8 @@ def test_train_all_stopped_in_the_gan_and_resumed_gives_the_same_bundle(tiny_col
     caplog.clear()
     with caplog.at_level(logging.INFO):  # a finished run: nothing is done again
         _train_all_like_the_fixture(tiny_collection, out, resume=True)
-    assert "the run is complete" in caplog.text and "stage 2/6: gan ==" not in caplog.text
+    assert "the run is complete" in caplog.text and "stage 2/6: gan (finished earlier, skipped)" in caplog.text
+    assert "stage 6/6: report (finished earlier, skipped)" in caplog.text
 
     from tests.training.conftest import tiny_gan_config
     caplog.clear()
