@@ -26,7 +26,6 @@ W+ optimum | real; visitor sketch | drawing).
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from inference.tensors import from_uint8
+from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +379,6 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
     sheet = np.concatenate([labelled(cv2.resize(grid_image(tiles, 8), None, fx=2, fy=2,
                                                  interpolation=cv2.INTER_NEAREST), title)
                             for title, tiles in rows])
-    cv2.imwrite(str(out / "contact_sheet.png"), sheet)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    atomic_write_png(out / "contact_sheet.png", sheet)
+    atomic_write_json(out / "report.json", report)
     return report
