@@ -15,7 +15,6 @@ the generator + encoder for export.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -35,7 +34,7 @@ from training.provenance import software
 from training.sketches import contact_sheet, load_pairs
 from training.state import load_state, prepare_run_folder, save_state
 from training.stopping import StopRequest
-from storage import atomic_write_png
+from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
         set_rng_states(state["rng"])
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    atomic_write_json(out / "config.json", dataclasses.asdict(cfg))  # read back by --resume
     log.info("encoder %d params, %d training pairs, %d validation pairs, perceptual: %s",
              count_parameters(encoder), len(sketches), len(val_sketches),
              "LPIPS" if lpips else "discriminator features")
@@ -226,5 +225,5 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
         summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
         log.info("stopped by %s at step %d; %s saved",
                  stop.signal, step, state_path)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(out / "summary.json", summary)
     return summary

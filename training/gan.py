@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -38,7 +37,7 @@ from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.state import load_state, prepare_run_folder, previous_of, save_state
 from training.stopping import StopRequest
-from storage import atomic_write_png
+from storage import atomic_write_json, atomic_write_png
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 
@@ -198,8 +197,8 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     step, ada_p = counters["step"], counters["ada_p"]
     pl_mean = torch.tensor(counters["pl_mean"], device=device)
     if rank == 0:
-        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma},
-                                                    indent=1))
+        # read back by --resume: never half written
+        atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma})
         log.info("G %d params, D %d params, %d training images, %d steps of batch %d, R1 gamma %.4g",
                  count_parameters(G), count_parameters(D), len(reals_all), cfg.total_steps, cfg.batch, cfg.gamma)
     z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -332,7 +331,7 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
         log.info("stopped by %s at step %d (%.2f kimg); %s saved",
                  stop.signal, step, step * cfg.batch / 1000, state_path)
     if rank == 0:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_json(out / "summary.json", summary)
     return summary
 
 
