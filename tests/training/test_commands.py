@@ -77,3 +77,20 @@ def test_train_all_resume_takes_the_runs_settings_and_names_a_changed_one(tiny_c
     assert main(argv + ["--fit", "pad", "--encoder-steps", "9"]) == 2
     assert "fit 'pad' (the run has 'crop')" in capsys.readouterr().err
     assert (tiny_pipeline / "run.json").read_text() == before
+
+
+def test_a_second_ctrl_c_ends_without_a_traceback_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    """The second Ctrl-C raises KeyboardInterrupt wherever the step is; the command ends
+    with 130 and the resume command (the last checkpoint is whole: atomic writes)."""
+    import sys
+
+    import training.gan
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training.gan, "train_gan", interrupted)
+    argv = ["train", "gan", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--tiny"]
+    monkeypatch.setattr(sys, "argv", ["newsnow", *argv])
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.strip().endswith("resume with: newsnow " + " ".join(argv) + " --resume") and "Traceback" not in err
