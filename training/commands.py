@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import functools
 import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,72 @@ def _gan_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=field.name, type=kind, default=None, help=f"(default {default})")
 
 
-def _gan_config(args):
-    from training.config import GanConfig, config_from
-    names = [f.name for f in dataclasses.fields(GanConfig)]
-    return config_from(args.preset, **{n: getattr(args, n, None) for n in names})
+def _explicit(args, cls) -> dict:
+    """The settings of `cls` given on the command line (None: not given)."""
+    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _settings(args, kind: str, cls, build, presets: dict, changeable, saved: dict | None, explicit: dict | None):
+    """The preset and the flags; for --resume, the run's `saved` settings with what the
+    command line changes (training.config.resumed_settings)."""
+    from training.config import resumed_settings
+    explicit = _explicit(args, cls) if explicit is None else explicit
+    if saved is None:
+        return build(args.preset, **explicit)
+    names = {f.name for f in dataclasses.fields(cls)}
+    what = f"train all ({kind} settings)" if args.step == "all" else kind
+    values, _ = resumed_settings(what, {k: v for k, v in saved.items() if k in names}, explicit,
+                                 presets.get(args.preset), changeable)
+    return build(None, **values)
+
+
+def _gan_config(args, saved: dict | None = None):
+    from training.config import GAN_CHANGEABLE, PRESETS, GanConfig, config_from
+    return _settings(args, "gan", GanConfig, config_from, PRESETS, GAN_CHANGEABLE, saved, None)
+
+
+def _saved_config(out) -> dict | None:
+    """RUN/config.json of a step's run, for --resume (None when there is none)."""
+    path = Path(out) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: damaged ({exc}); resume with every setting given, or --force") from exc
+
+
+def _plain_errors(handler):
+    """A raw OSError (errno and all) from deep inside a step becomes one line that names
+    the path and what to do; a second Ctrl-C ends the command without a traceback."""
+    @functools.wraps(handler)
+    def run(args):
+        from storage import DiskFull
+        try:
+            return handler(args)
+        except DiskFull:
+            raise
+        except OSError as exc:
+            where = exc.filename or getattr(args, "out", None) or "."
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(Path(where)) from exc
+            if exc.errno is not None and exc.strerror:
+                raise OSError(f"{where}: {exc.strerror.lower()}; check the path and its permissions") from exc
+            raise
+        except KeyboardInterrupt:
+            from training.provenance import resume_command
+            print(f"stopped at once by a second Ctrl-C; the last checkpoint is kept: resume with: "
+                  f"{resume_command()}", file=sys.stderr)
+            return 130
+    return run
+
+
+def _quiet_other_ranks() -> None:
+    """Under torchrun only rank 0 talks; the others keep warnings and errors."""
+    from training.progress import is_main_process
+    if not is_main_process():
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 def cmd_kanjivg(args) -> int:
@@ -59,18 +124,25 @@ def cmd_ingest(args) -> int:
     from training.ingest import IngestSettings, ingest
     settings = IngestSettings(resolution=args.resolution, fit=args.fit, validation=args.validation,
                               near_rms=args.near_rms, drop_near=args.drop_near, seed=args.seed)
-    manifest = ingest(Path(args.src), Path(args.out), settings, licence=args.licence, credit=args.credit)
+    manifest = ingest(Path(args.src), Path(args.out), settings, licence=args.licence, credit=args.credit,
+                      force=args.force)
     print(json.dumps(manifest["counts"], indent=1))
     for bad in manifest["unreadable"]:
-        print(f"unreadable, skipped: {bad['file']}")
+        print(f"unreadable, skipped: {bad['file']}: {bad['error']}")
     return 0
 
 
 def cmd_gan(args) -> int:
     from training.gan import train_gan
-    summary = train_gan(Path(args.dataset), Path(args.out), _gan_config(args), resume=args.resume)
+    from training.progress import is_main_process, run_log
+    _quiet_other_ranks()
+    cfg = _gan_config(args, _saved_config(args.out) if args.resume else None)
+    with run_log(Path(args.out)):
+        summary = train_gan(Path(args.dataset), Path(args.out), cfg, resume=args.resume, force=args.force)
+    if not is_main_process():
+        return summary.get("exit_code", 0)
     print(json.dumps(summary, indent=1))
-    return _stopped(summary, args.out)
+    return _stopped(summary, f"at step {summary['steps']} ({summary['kimg']:.2f} kimg)")
 
 
 def _encoder_flags(parser: argparse.ArgumentParser) -> None:
@@ -88,10 +160,11 @@ def _encoder_flags(parser: argparse.ArgumentParser) -> None:
                                 help=f"(default {field.default})")
 
 
-def _encoder_config(args):
-    from training.config import EncoderConfig, encoder_config_from
-    names = [f.name for f in dataclasses.fields(EncoderConfig)]
-    return encoder_config_from(args.preset, **{n: getattr(args, n, None) for n in names})
+def _encoder_config(args, saved: dict | None = None, explicit: dict | None = None):
+    """`explicit`: the flags, where they are not named as the fields (`train all`)."""
+    from training.config import ENCODER_CHANGEABLE, ENCODER_PRESETS, EncoderConfig, encoder_config_from
+    return _settings(args, "encoder", EncoderConfig, encoder_config_from, ENCODER_PRESETS, ENCODER_CHANGEABLE,
+                     saved, explicit)
 
 
 def _sketch_settings(args):
@@ -113,29 +186,60 @@ def cmd_sketches(args) -> int:
 
 def cmd_encoder(args) -> int:
     from training.encoder import train_encoder
-    summary = train_encoder(Path(args.pairs), Path(args.gan), Path(args.out), _encoder_config(args),
-                            resume=args.resume, lpips=Path(args.lpips) if args.lpips else None)
+    from training.progress import run_log
+    cfg = _encoder_config(args, _saved_config(args.out) if args.resume else None)
+    with run_log(Path(args.out)):
+        summary = train_encoder(Path(args.pairs), Path(args.gan), Path(args.out), cfg, resume=args.resume,
+                                lpips=Path(args.lpips) if args.lpips else None, force=args.force)
     print(json.dumps(summary, indent=1))
-    return _stopped(summary, args.out)
+    return _stopped(summary, f"at step {summary['steps']}")
 
 
-def _stopped(summary: dict, out) -> int:
+def _stopped(summary: dict, where: str) -> int:
     """Exit code of a training step: 0, or 130/143 when Ctrl-C/SIGTERM stopped it (saved)."""
     if not summary.get("stopped_by"):
         return 0
-    print(f"stopped by {summary['stopped_by']} at step {summary['steps']}; the state is saved in {out}: "
-          f"run the same command with --resume to continue exactly")
-    return summary["exit_code"]
+    return _resume_hint(where, summary["exit_code"])
+
+
+def _resume_hint(where: str, exit_code: int) -> int:
+    from training.provenance import resume_command
+    print(f"stopped {where}; the state is saved; resume with: {resume_command()}")
+    return exit_code
+
+
+# `train all` settings besides the networks': name -> the run's default.
+ALL_DEFAULTS = {"fit": "crop", "licence": "unknown", "credit": "", "count": None, "collection_pairs": 0,
+                "fp16": False, "inception": None, "lpips": None}
+ALL_RECORDED = {"count": "pairs"}  # flags recorded in run.json under another name
 
 
 def cmd_all(args) -> int:
-    from training.pipeline import train_all
-    bundle = train_all(Path(args.src), Path(args.out), _gan_config(args), _encoder_config_all(args),
-                       preset=args.preset, pair_count=args.count, fit=args.fit, licence=args.licence,
-                       credit=args.credit, fp16=args.fp16,
-                       inception=Path(args.inception) if args.inception else None,
-                       lpips=Path(args.lpips) if args.lpips else None,
-                       collection_pairs=args.collection_pairs)
+    from training.pipeline import PAIR_COUNTS, RunStopped, read_run, train_all
+    from training.provenance import command_line
+    given = {name: getattr(args, name) for name in ALL_DEFAULTS}
+    if args.resume:
+        # Unset flags take the run's values; set ones are checked against them in train_all.
+        saved = read_run(Path(args.out))["settings"]
+        args.preset = args.preset or saved.get("preset")
+        gan_cfg = _gan_config(args, saved["gan"])
+        enc_cfg = _encoder_config(args, saved["encoder"], _encoder_flags_all(args))
+        values = {name: saved.get(ALL_RECORDED.get(name, name)) if value is None else value
+                  for name, value in given.items()}
+    else:
+        gan_cfg = _gan_config(args)
+        enc_cfg = _encoder_config(args, explicit=_encoder_flags_all(args))
+        values = {name: ALL_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    try:
+        bundle = train_all(Path(args.src), Path(args.out), gan_cfg, enc_cfg, preset=args.preset,
+                           pair_count=values["count"] or PAIR_COUNTS[args.preset], fit=values["fit"],
+                           licence=values["licence"], credit=values["credit"], fp16=values["fp16"],
+                           inception=Path(values["inception"]) if values["inception"] else None,
+                           lpips=Path(values["lpips"]) if values["lpips"] else None,
+                           collection_pairs=values["collection_pairs"], resume=args.resume, force=args.force,
+                           command=command_line())
+    except RunStopped as stop:
+        return _resume_hint(stop.where, stop.exit_code)
     print(f"bundle: {bundle} (see {bundle / 'MODEL_CARD.md'})")
     return 0
 
@@ -152,10 +256,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _encoder_config_all(args):
-    from training.config import encoder_config_from
-    return encoder_config_from(args.preset, steps=args.encoder_steps, lr=args.encoder_lr,
-                               batch=args.encoder_batch, threads=args.threads)
+def _encoder_flags_all(args) -> dict:
+    """`train all`'s encoder flags (named --encoder-*, beside the GAN's own)."""
+    values = dict(steps=args.encoder_steps, lr=args.encoder_lr, batch=args.encoder_batch, threads=args.threads)
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _sketch_flags(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +268,12 @@ def _sketch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-length", type=int, default=6, help="shorter skeleton bits are dropped (px)")
     parser.add_argument("--line-width", type=int, default=0, help="pen width in sketch px (0: R / 48)")
     parser.add_argument("--width-jitter", type=int, default=1)
+
+
+def _run_flags(parser: argparse.ArgumentParser, resume_help: str = "continue RUN/state.pt exactly") -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help=resume_help)
+    group.add_argument("--force", action="store_true", help="start again in an --out that holds a run")
 
 
 def register(subparsers) -> None:
@@ -190,15 +300,16 @@ def register(subparsers) -> None:
     p.add_argument("--licence", default="unknown", help="the collection's licence (goes to the model card)")
     p.add_argument("--credit", default="", help="who to credit (goes to the model card)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(handler=cmd_ingest)
+    p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
+    p.set_defaults(handler=_plain_errors(cmd_ingest))
 
     p = steps.add_parser("gan", help="train StyleGAN2 (ADA, R1, EMA) on a dataset")
     p.add_argument("dataset")
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true", help="continue RUN/state.pt exactly")
+    _run_flags(p)
     _preset_flags(p)
     _gan_flags(p)
-    p.set_defaults(handler=cmd_gan)
+    p.set_defaults(handler=_plain_errors(cmd_gan))
 
     p = steps.add_parser("sketches", help="sample the generator and make (sketch, drawing) pairs")
     p.add_argument("run", help="the GAN run folder")
@@ -208,17 +319,17 @@ def register(subparsers) -> None:
     p.add_argument("--collection", default=None, help="a dataset whose own drawings are added as pairs")
     p.add_argument("--collection-count", type=int, default=0, help="how many of them (default none)")
     _sketch_flags(p)
-    p.set_defaults(handler=cmd_sketches)
+    p.set_defaults(handler=_plain_errors(cmd_sketches))
 
     p = steps.add_parser("encoder", help="train the pSp encoder on sketch pairs (generator frozen)")
     p.add_argument("pairs")
     p.add_argument("--gan", required=True, help="the GAN run folder")
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
+    _run_flags(p)
     p.add_argument("--lpips", default=None, help="a TorchScript LPIPS file (default: D's features)")
     _preset_flags(p)
     _encoder_flags(p)
-    p.set_defaults(handler=cmd_encoder)
+    p.set_defaults(handler=_plain_errors(cmd_encoder))
 
     p = steps.add_parser("evaluate", help="the model report: variety, encoder, sketch-following (is it fit "
                                           "for the table?)")
@@ -230,26 +341,28 @@ def register(subparsers) -> None:
     p.add_argument("--inversion-steps", type=int, default=300, help="steps of the W+ optimisation baseline")
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(handler=cmd_evaluate)
+    p.set_defaults(handler=_plain_errors(cmd_evaluate))
 
     p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card")
     p.add_argument("src", help="folder of scans")
     p.add_argument("--out", required=True)
-    p.add_argument("--fit", choices=("crop", "pad"), default="crop")
-    p.add_argument("--licence", default="unknown")
-    p.add_argument("--credit", default="")
+    _run_flags(p, "skip the finished stages and continue the one in progress exactly")
+    # Defaults None: on --resume an unset flag takes the run's value (ALL_DEFAULTS otherwise).
+    p.add_argument("--fit", choices=("crop", "pad"), default=None, help="(default crop)")
+    p.add_argument("--licence", default=None, help="(default unknown)")
+    p.add_argument("--credit", default=None)
     p.add_argument("--count", type=int, default=None, help="generated sketch pairs (preset's default)")
-    p.add_argument("--collection-pairs", type=int, default=0,
+    p.add_argument("--collection-pairs", type=int, default=None,
                    help="also pair this many of the collection's own drawings with their sketches")
     p.add_argument("--encoder-steps", type=int, default=None)
     p.add_argument("--encoder-lr", type=float, default=None)
     p.add_argument("--encoder-batch", type=int, default=None)
-    p.add_argument("--fp16", action="store_true", help="export an fp16 bundle")
+    p.add_argument("--fp16", action="store_true", default=None, help="export an fp16 bundle")
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
     p.add_argument("--lpips", default=None, help="TorchScript LPIPS file (default: D's features)")
     _preset_flags(p)
     _gan_flags(p)
-    p.set_defaults(handler=cmd_all)
+    p.set_defaults(handler=_plain_errors(cmd_all))
 
     # The DDPM serves the h-space editing research (Paper V); its flags live with those commands.
     from training.editing.hspace_commands import train_ddpm_flags

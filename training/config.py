@@ -160,3 +160,37 @@ def encoder_config_from(preset: str | None, **overrides) -> EncoderConfig:
     if values.get("blocks") is not None:
         values["blocks"] = tuple(int(b) for b in values["blocks"])
     return EncoderConfig(**values).validate()
+
+
+# Settings a resumed run may change: how long it runs and how often it reports, not what a
+# step computes, so the continuation stays exact up to the old end.
+GAN_CHANGEABLE = frozenset({"kimg", "snapshot_kimg", "log_every", "threads"})
+ENCODER_CHANGEABLE = frozenset({"steps", "val_every", "log_every", "threads"})
+
+
+def _same(a, b) -> bool:
+    return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+
+def resumed_settings(what: str, saved: dict, explicit: dict, preset: dict | None = None,
+                     changeable: frozenset = frozenset()) -> tuple[dict, list[str]]:
+    """The settings a resumed run continues with, and the changes applied ("kimg 6 -> 8").
+
+    `saved` are the run's own; `explicit` what the command line set; `preset` the values of
+    a preset flag given again. A changeable setting changes only when set explicitly (a
+    preset's kimg does not shorten a run made longer); any other that differs is refused,
+    every such key named, since the continuation would no longer be the same run."""
+    values, changes, refused = dict(saved), [], []
+    requested = {**{k: v for k, v in (preset or {}).items() if k not in changeable}, **explicit}
+    for key, value in requested.items():
+        if key not in saved or value is None or _same(saved[key], value):
+            continue
+        if key in changeable and key in explicit:
+            values[key] = value
+            changes.append(f"{key} {saved[key]} -> {value}")
+        else:
+            refused.append(f"{key} {value!r} (the run has {saved[key]!r})")
+    if refused:
+        raise ValueError(f"{what}: --resume with settings the run was not made with: {'; '.join(refused)}; "
+                         f"leave them out to continue the run, or start a new run with --force")
+    return values, changes

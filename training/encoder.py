@@ -9,18 +9,17 @@ x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it
 (`--lpips PATH`, called as lpips(x, y) on [B, C, R, R] in [-1, 1]); otherwise a feature
 distance on the trained discriminator's activations (unit-normalised over channels and
 averaged, LPIPS without learned weights), which needs no download.
-RUN2/state.pt resumes exactly; RUN2/model.pt is the generator + encoder for export.
+RUN2/state.pt (beside RUN2/state.prev.pt, the fallback) resumes exactly; RUN2/model.pt is
+the generator + encoder for export.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,10 +27,14 @@ import torch.nn.functional as F
 from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
 from inference.networks import PSPEncoder, count_parameters
 from inference.tensors import from_uint8
-from training.config import EncoderConfig
-from training.gan import GENERATOR, atomic_save, load_discriminator, rng_states, set_rng_states, to_uint8
+from training.config import ENCODER_CHANGEABLE, EncoderConfig, resumed_settings
+from training.gan import GENERATOR, load_discriminator, rng_states, set_rng_states, to_uint8
+from training.progress import ProgressLines, around_bar, stage_bar
+from training.provenance import software
 from training.sketches import contact_sheet, load_pairs
+from training.state import load_state, prepare_run_folder, save_state
 from training.stopping import StopRequest
+from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +118,15 @@ def validate(encoder, generator, perceptual, sketches: np.ndarray, drawings: np.
 
 
 def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, resume: bool = False,
-                  lpips: Path | None = None, progress: bool = True) -> dict:
-    """Train (or resume) a pSp encoder for the GAN run's frozen generator."""
+                  lpips: Path | None = None, progress: bool = True, force: bool = False,
+                  meta: dict | None = None) -> dict:
+    """Train (or resume) a pSp encoder for the GAN run's frozen generator. A resume refuses
+    settings that differ from the run's (ENCODER_CHANGEABLE excepted); an `out` that holds
+    a run needs `resume` or `force`."""
     pairs, gan_run, out = Path(pairs), Path(gan_run), Path(out)
     cfg.validate()
+    state_path = out / STATE
+    prepare_run_folder(out, state_path, resume, force, "encoder")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator, _, gan_meta = load_model_checkpoint(gan_run / GENERATOR)
@@ -136,29 +144,29 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     step, elapsed, history = 0, 0.0, []
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE
     if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"{state_path}: nothing to resume; run without --resume")
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state, _ = load_state(state_path)
+        _, changes = resumed_settings("encoder", state["config"], dataclasses.asdict(cfg),
+                                      changeable=ENCODER_CHANGEABLE)
+        for change in changes:
+            log.info("resume: %s (applied)", change)
         encoder.load_state_dict(state["encoder"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
         set_rng_states(state["rng"])
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    atomic_write_json(out / "config.json", dataclasses.asdict(cfg))  # read back by --resume
     log.info("encoder %d params, %d training pairs, %d validation pairs, perceptual: %s",
              count_parameters(encoder), len(sketches), len(val_sketches),
              "LPIPS" if lpips else "discriminator features")
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(out / "tensorboard"))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, unit="step")
+    bar = stage_bar(cfg.steps, min(step, cfg.steps), desc="encoder", enabled=progress)
+    progress_line = ProgressLines(log)
     started = time.time() - elapsed
+    session_start, session_step = time.time(), step
     shown = slice(0, min(16, len(val_sketches)))
     terms = {}
-    with StopRequest() as stop:
+    with StopRequest() as stop, around_bar():
         while step < cfg.steps and not stop.signal:
             index = torch.randint(len(sketches), (cfg.batch,))
             terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index.numpy()]),
@@ -173,32 +181,40 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
             if step % cfg.log_every == 0:
                 for k, v in scalars.items():
                     writer.add_scalar(f"encoder/{k}", v, step)
+            losses = (f"loss {scalars['loss']:.4f} (l2 {scalars['l2']:.4f}, perceptual "
+                      f"{scalars['perceptual']:.4f})")
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}", refresh=False)
-            if step % cfg.val_every == 0 or step == cfg.steps or stop.signal:
+                bar.set_postfix_str(losses, refresh=False)
+            checkpoint = step % cfg.val_every == 0 or step == cfg.steps or stop.signal
+            rate = (step - session_step) / max(time.time() - session_start, 1e-6)
+            progress_line(f"encoder step {step}/{cfg.steps}: {rate:.2f} steps/s, {losses}", force=checkpoint)
+            if checkpoint:
                 val, recons = validate(encoder, generator, perceptual, val_sketches, val_drawings, cfg)
                 for k, v in val.items():
                     writer.add_scalar(f"validation/{k}", v, step)
                 history.append({"step": step, "train": scalars, "validation": val})
-                sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
-                target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
-                cv2.imwrite(str(out / f"validation_{step:06d}.png"), np.vstack([sheet, target]))
                 elapsed = time.time() - started
-                atomic_save({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                             "step": step, "elapsed": elapsed, "history": history, "rng": rng_states(),
-                             "config": dataclasses.asdict(cfg)}, state_path)
+                # The state first: a second Ctrl-C or a kill in what follows costs images only.
+                save_state({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                            "step": step, "elapsed": elapsed, "history": history, "rng": rng_states(),
+                            "config": dataclasses.asdict(cfg)}, state_path)
                 provenance = {
                     "dataset": gan_meta.get("dataset"), "licence": gan_meta.get("licence", "unknown"),
                     "credit": gan_meta.get("credit", ""), "kimg": gan_meta.get("kimg"),
                     "gan_steps": gan_meta.get("steps"), "gan_seconds": gan_meta.get("train_seconds"),
                     "pairs": manifest["count"], "encoder_steps": step, "encoder_seconds": round(elapsed, 1),
-                    "encoder_validation": val, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                    "perceptual": "lpips" if lpips else "discriminator features"}
+                    "encoder_validation": val, "perceptual": "lpips" if lpips else "discriminator features",
+                    **software(), **(meta or {})}
                 save_model_checkpoint(out / MODEL, generator, encoder.eval(), {
                     "binarize": manifest["binarize"], "provenance": provenance, "gan": gan_meta,
                     "steps": step})
                 encoder.train()
+                sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
+                target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
+                picture = np.vstack([sheet, target])  # sketch | reconstruction, drawing | reconstruction
+                atomic_write_png(out / f"validation_{step:06d}.png", picture)
+                writer.add_image("validation/reconstructions", picture, step, dataformats="HW")
     if bar is not None:
         bar.close()
     writer.close()
@@ -207,7 +223,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                "validation": history[-1]["validation"] if history else {}}
     if stop.signal:
         summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
-        log.info("stopped by %s at step %d; %s saved: continue with the same command and --resume",
+        log.info("stopped by %s at step %d; %s saved",
                  stop.signal, step, state_path)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(out / "summary.json", summary)
     return summary

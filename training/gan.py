@@ -9,7 +9,8 @@ ADA is off), mixed precision on CUDA as the reference does it (fp16 only in the 
 through torchrun (gradients all-reduced by hand, since R1 needs double backward).
 
 Everything a resume needs is in RUN/state.pt (networks, optimisers, ADA p and its
-accumulator, path-length mean, step, every RNG state), written atomically; `--resume`
+accumulator, path-length mean, step, every RNG state), written atomically beside the
+previous one (RUN/state.prev.pt, the fallback when the newest is damaged); `--resume`
 continues exactly.
 RUN/generator.pt is the EMA generator as a model checkpoint for `sketches` and export.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -25,7 +25,6 @@ import random
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -33,12 +32,14 @@ import torch.distributed as dist
 from inference import tensors
 from inference.checkpoint import save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
-from training.config import GanConfig, config_from  # noqa: F401 (re-exported)
+from training.config import GAN_CHANGEABLE, GanConfig, config_from, resumed_settings  # noqa: F401
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
+from training.progress import ProgressLines, around_bar, stage_bar
+from training.state import load_state, prepare_run_folder, previous_of, save_state
 from training.stopping import StopRequest
+from storage import atomic_write_json, atomic_write_png
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
-from storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,6 @@ def ema_beta(cfg: GanConfig, step: int) -> float:
     return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
 
 
-def atomic_save(obj, path: Path) -> None:
-    """torch.save, never a half-written file (storage.atomic_write)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
 def rng_states() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
             "python": random.getstate(),
@@ -116,16 +112,19 @@ def grid_image(tiles: np.ndarray, columns: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def save_samples(G: Generator, z_grid: torch.Tensor, out: Path, tag: str) -> None:
-    """A sample grid and a W interpolation strip (4 pairs x 8 steps), constant noise."""
+def save_samples(G: Generator, z_grid: torch.Tensor, out: Path, tag: str) -> dict[str, np.ndarray]:
+    """A sample grid and a W interpolation strip (4 pairs x 8 steps), constant noise;
+    returns them by name (for TensorBoard)."""
     ws = G.mapping(z_grid)
     cols = int(math.sqrt(len(z_grid)))
-    cv2.imwrite(str(out / f"samples_{tag}.png"), grid_image(to_uint8(G.synthesis(ws, noise_mode="const")), cols))
     t = torch.linspace(0, 1, 8, device=ws.device)
     a, b = ws[0:4], ws[4:8]
     lerp = a[:, None] + (b - a)[:, None] * t[None, :, None, None]
-    frames = G.synthesis(lerp.flatten(0, 1), noise_mode="const")
-    cv2.imwrite(str(out / f"interpolation_{tag}.png"), grid_image(to_uint8(frames), 8))
+    images = {"samples": grid_image(to_uint8(G.synthesis(ws, noise_mode="const")), cols),
+              "interpolation": grid_image(to_uint8(G.synthesis(lerp.flatten(0, 1), noise_mode="const")), 8)}
+    for name, image in images.items():
+        atomic_write_png(out / f"{name}_{tag}.png", image)
+    return images
 
 
 def _all_reduce_grads(module: torch.nn.Module, world: int) -> None:
@@ -141,15 +140,19 @@ def _all_reduce_grads(module: torch.nn.Module, world: int) -> None:
 
 
 def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
-              progress: bool = True, meta: dict | None = None) -> dict:
+              progress: bool = True, meta: dict | None = None, force: bool = False) -> dict:
     """Train (or resume) a StyleGAN2 on `dataset`; writes RUN = `out`. Returns a summary.
 
     Each step: G's main loss; every pl_interval steps G's path-length penalty; D's main
     loss (with R1 every r1_interval steps); ADA's p; the EMA generator; then logs and,
-    every snapshot_kimg, samples and the training state.
+    every snapshot_kimg, samples and the training state. A resume refuses settings that
+    differ from the run's (GAN_CHANGEABLE excepted); an `out` that holds a run needs
+    `resume` or `force`.
     """
     dataset, out = Path(dataset), Path(out)
     cfg.validate()
+    state_path = out / STATE
+    prepare_run_folder(out, state_path, resume, force, "GAN")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -189,28 +192,24 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     torch.manual_seed(cfg.seed + 1 + rank)  # different batches and z on every rank
 
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE
     if resume:
         counters = load_training_state(state_path, stateful, counters, device, world, rank, cfg)
     step, ada_p = counters["step"], counters["ada_p"]
     pl_mean = torch.tensor(counters["pl_mean"], device=device)
     if rank == 0:
-        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma},
-                                                    indent=1))
+        # read back by --resume: never half written
+        atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma})
         log.info("G %d params, D %d params, %d training images, %d steps of batch %d, R1 gamma %.4g",
                  count_parameters(G), count_parameters(D), len(reals_all), cfg.total_steps, cfg.batch, cfg.gamma)
     z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     snapshot_steps = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
 
-    writer = bar = None
+    writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out / "tensorboard"))
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=cfg.total_steps * cfg.batch / 1000, initial=step * cfg.batch / 1000,
-                       unit="kimg", bar_format="{l_bar}{bar}| {n:.2f}/{total:.1f} kimg "
-                       "[{elapsed}<{remaining}]{postfix}")
+    bar = stage_bar(cfg.total_steps, min(step, cfg.total_steps), desc="gan", enabled=progress)
+    progress_line = ProgressLines(log)
 
     def real_batch() -> torch.Tensor:
         index = torch.randint(len(reals_all), (batch,), device=device)
@@ -239,8 +238,13 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     def kimg_per_hour() -> float:  # of this process (a resumed run's earlier speed is not known)
         return (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
 
+    def report() -> str:
+        kimg, total = step * cfg.batch / 1000, cfg.total_steps * cfg.batch / 1000
+        return (f"{kimg:.2f}/{total:.2f} kimg, {kimg_per_hour():.0f} kimg/h, G {losses.get('loss_G', 0):.3f} "
+                f"D {losses.get('loss_D', 0):.3f} ADA p {ada_p:.3f}")
+
     losses = {}
-    with StopRequest() as stop:
+    with StopRequest() as stop, around_bar():
         while step < cfg.total_steps and not stop.signal:
             # Generator: main loss, then (lazily) its path-length penalty.
             G.requires_grad_(True), D.requires_grad_(False)
@@ -292,50 +296,58 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
                     for name, value in losses.items():
                         writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
                 if bar is not None:
-                    rate = kimg_per_hour()
-                    bar.n = step * cfg.batch / 1000
-                    bar.set_postfix_str(f"{rate:.0f} kimg/h G={losses['loss_G']:.3f} "
-                                        f"D={losses['loss_D']:.3f} p={ada_p:.2f}")
-                if step % snapshot_steps == 0 or step == cfg.total_steps or stop.signal:
-                    tag = f"{step * cfg.batch / 1000:07.1f}kimg"
-                    save_samples(G_ema, z_grid, out, tag)
+                    bar.update(1)
+                    bar.set_postfix_str(report(), refresh=False)
+                snapshot = step % snapshot_steps == 0 or step == cfg.total_steps or stop.signal
+                progress_line(f"gan step {step}/{cfg.total_steps}: {report()}", force=snapshot)
+                if snapshot:
+                    # The state first: a second Ctrl-C or a kill in what follows costs images only.
                     counters.update(step=step, ada_p=ada_p, pl_mean=float(pl_mean), elapsed=time.time() - started)
                     save_training_state(state_path, stateful, counters, cfg, D)
                     save_model_checkpoint(out / GENERATOR, G_ema, None, {
-                        **(meta or {}), "dataset": str(dataset), "licence": manifest.get("licence", "unknown"),
+                        **(meta or {}), "dataset": manifest.get("source", str(dataset)), "ingested": str(dataset),
+                        "licence": manifest.get("licence", "unknown"),
                         "credit": manifest.get("credit", ""), "images": len(reals_all), "resolution": cfg.resolution,
                         "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": counters["elapsed"],
                         "gan_losses": dict(losses)})
+                    for name, image in save_samples(G_ema, z_grid, out, f"{step * cfg.batch / 1000:07.1f}kimg").items():
+                        writer.add_image(f"gan/{name}", image, step * cfg.batch, dataformats="HW")
     if bar is not None:
         bar.close()
     if writer is not None:
         writer.close()
     seconds = time.time() - started
+    if world > 1 and losses:  # each rank saw its own batches: the run's losses are their mean
+        names = sorted(losses)
+        mean = torch.tensor([losses[n] for n in names], dtype=torch.float64, device=device)
+        dist.all_reduce(mean)
+        losses = {n: float(v) / world for n, v in zip(names, mean)}
+        losses["ada_p"] = ada_p  # the same on every rank
     summary = {"steps": step, "kimg": step * cfg.batch / 1000, "ada_p": ada_p, "seconds": seconds,
-               "kimg_per_hour": kimg_per_hour(),
+               "kimg_per_hour": kimg_per_hour(), "processes": world,
                **losses}
     if stop.signal:
         summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
-        log.info("stopped by %s at step %d (%.2f kimg); %s saved: continue with the same command and --resume",
+        log.info("stopped by %s at step %d (%.2f kimg); %s saved",
                  stop.signal, step, step * cfg.batch / 1000, state_path)
     if rank == 0:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_json(out / "summary.json", summary)
     return summary
 
 
 def save_training_state(path: Path, stateful: dict, counters: dict, cfg: GanConfig, D: Discriminator) -> None:
-    """Everything `load_training_state` needs for an exact continuation, written atomically."""
-    atomic_save({**{name: obj.state_dict() for name, obj in stateful.items()}, **counters,
-                 "rng": rng_states(), "config": dataclasses.asdict(cfg), "D_init_kwargs": D.init_kwargs},
-                path)
+    """Everything `load_training_state` needs for an exact continuation (training.state)."""
+    save_state({**{name: obj.state_dict() for name, obj in stateful.items()}, **counters,
+                "rng": rng_states(), "config": dataclasses.asdict(cfg), "D_init_kwargs": D.init_kwargs}, path)
 
 
 def load_training_state(path: Path, stateful: dict, counters: dict, device, world: int, rank: int,
                         cfg: GanConfig) -> dict:
     """Restore what `save_training_state` wrote into `stateful`; returns the counters."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: nothing to resume; run without --resume")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state, path = load_state(path, device)
+    _, changes = resumed_settings("gan", state["config"], dataclasses.asdict(cfg), changeable=GAN_CHANGEABLE)
+    for change in changes:
+        log.info("resume: %s (applied)", change)
     for name, obj in stateful.items():
         obj.load_state_dict(state[name])
     restored = {key: state.get(key, default) for key, default in counters.items()}
@@ -351,9 +363,9 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
 def load_discriminator(run: Path) -> Discriminator:
     """The trained discriminator of a GAN run (its features stand in for LPIPS)."""
     path = Path(run) / STATE
-    if not path.is_file():
+    if not path.is_file() and not previous_of(path).is_file():
         raise FileNotFoundError(f"{path}: no GAN training state; train with `newsnow train gan` first")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state, _ = load_state(path)
     # fp32 throughout: its features are a loss for the encoder, not a GAN player any more.
     D = Discriminator(**{**state["D_init_kwargs"], "num_fp16_res": 0})
     D.load_state_dict(state["D"])

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from capture.binarize import resolution_problem
-from storage import atomic_write_json
+from storage import atomic_write_json, atomic_write_png, output_folder
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,36 @@ def near_duplicate_pairs(thumbs: np.ndarray, max_rms: float, chunk: int = 1024) 
     return pairs
 
 
+def sources_digest(src: Path, files: list[Path]) -> str:
+    """sha256 over every source file's name and bytes: says whether two runs saw the same scans."""
+    total = hashlib.sha256()
+    for path in files:
+        total.update(str(path.relative_to(src)).encode() + b"\0")
+        total.update(hashlib.sha256(path.read_bytes()).digest())
+    return total.hexdigest()
+
+
 def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
-           licence: str = "unknown", credit: str = "") -> dict:
+           licence: str = "unknown", credit: str = "", force: bool = False) -> dict:
     """Turn the images under `src` (searched recursively) into a dataset in `out`;
-    returns the manifest. `licence` and `credit` travel on to the model card."""
+    returns the manifest. `licence` and `credit` travel on to the model card. A dataset
+    already in `out` is replaced only with `force`."""
     src, out = Path(src), Path(out)
+    if not src.exists():
+        raise DatasetError(f"{src}: does not exist (give the folder holding the scans)")
     if not src.is_dir():
-        raise DatasetError(f"{src}: not a folder of images (give the folder holding the scans)")
+        raise DatasetError(f"{src}: is a file, not a folder of scans (give the folder holding them)")
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"{src}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    output_folder(out)
+    if (out / MANIFEST).is_file() or any((out / "images").glob("*.png")):
+        if not force:
+            raise DatasetError(f"{out}: already holds a dataset; give another --out, or --force to replace it")
+        for old in (out / "images").glob("*.png"):
+            old.unlink()
+        (out / MANIFEST).unlink(missing_ok=True)
+    (out / "images").mkdir(exist_ok=True)
     unreadable, exact, kept = [], [], []
     first_by_digest: dict[str, str] = {}
     images, thumbs = [], []
@@ -131,8 +150,9 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
         try:
             image = square(read_gray(path), settings.resolution, settings.fit)
         except (DatasetError, cv2.error) as exc:
-            unreadable.append({"file": source, "error": str(exc)})
-            log.warning("skipped unreadable %s", path)
+            reason = str(exc).removeprefix(f"{path}: ")
+            unreadable.append({"file": source, "error": reason})
+            log.warning("skipped %s: %s", path, reason)
             continue
         digest = hashlib.sha256(image.tobytes()).hexdigest()
         if digest in first_by_digest:
@@ -142,6 +162,11 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
         kept.append(source)
         images.append(image)
         thumbs.append(thumbnail(image))
+    if not kept:
+        reasons = "; ".join(f"{u['file']}: {u['error']}" for u in unreadable[:10])
+        more = f" (and {len(unreadable) - 10} more)" if len(unreadable) > 10 else ""
+        raise DatasetError(f"{src}: none of the {len(files)} image files can be read: {reasons}{more}; "
+                           f"export the scans again as PNG, JPEG or TIFF")
     near = near_duplicate_pairs(np.array(thumbs), settings.near_rms)
     dropped = set()
     if settings.drop_near:
@@ -155,11 +180,12 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
     entries = []
     for k in sorted(order):
         name = f"images/{len(entries):06d}.png"
-        cv2.imwrite(str(out / name), images[k])
+        atomic_write_png(out / name, images[k])
         entries.append({"file": name, "source": kept[k],
                         "split": "validation" if k in validation else "train"})
     manifest = {
         "format": DATASET_FORMAT, "format_version": 1, "source": str(src.resolve()),
+        "source_files": len(files), "source_sha256": sources_digest(src, files),
         "licence": licence, "credit": credit, "settings": asdict(settings),
         "counts": {"found": len(files), "images": len(entries),
                    "train": len(entries) - n_val, "validation": n_val,
@@ -169,6 +195,10 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
         "near_duplicates": [{"file": kept[j], "like": kept[i], "rms": round(d, 4)} for i, j, d in near],
     }
     atomic_write_json(out / MANIFEST, manifest)
+    c = manifest["counts"]
+    log.info("ingest: %d of %d files from %s kept (%d train, %d validation); %d unreadable, %d exact duplicates, "
+             "%d near-duplicate pairs (%d dropped)", c["images"], c["found"], src, c["train"], c["validation"],
+             c["unreadable"], c["exact_duplicates"], c["near_duplicate_pairs"], c["near_duplicates_dropped"])
     return manifest
 
 

@@ -26,7 +26,6 @@ W+ optimum | real; visitor sketch | drawing).
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from inference.tensors import from_uint8
+from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
     from training.gan import grid_image, to_uint8
     from training.ingest import load_images
     from training.metrics import gan_metrics
-    from training.sketches import SketchSettings, default_binarize, make_sketch
+    from training.sketches import SketchSettings, default_binarize, labelled, make_sketch
 
     settings = settings or ReportSettings()
     generator, encoder, params, what = load_networks(source)
@@ -342,7 +342,7 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
                             "pairwise_sample": s_fake["pairwise"], "pairwise_real": s_real["pairwise"],
                             "noise_rms": noise_change, "ink_fraction_sample": float(ink_of(fake).mean()),
                             "ink_fraction_real": float(ink_of(real).mean())}}
-    rows = [fake[:16]]
+    rows = [("generator samples", fake[:16])]
     if encoder is not None:
         params = params or default_binarize(r)
         targets = held[:settings.held_out]
@@ -365,16 +365,20 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
             follow["distinct"] = follow.pop("pairwise") / s_real["pairwise"]
             report["following"][group] = follow
         # held-out: sketch | encoder | W+ optimum | real, two to a row; visitor: sketch | drawing
-        rows.append(np.stack([im for i in range(min(8, len(targets)))
-                              for im in (sketches[i], encoded[i], optimum[i], targets[i])]))
-        rows.append(np.stack([im for pair in zip(visitor, answers) for im in pair]))
+        rows.append(("held-out drawings: sketch | encoder | W+ optimum | real, two a row",
+                     np.stack([im for i in range(min(8, len(targets)))
+                               for im in (sketches[i], encoded[i], optimum[i], targets[i])])))
+        rows.append(("fixed test strokes and letters (visitor-like): sketch | drawing",
+                     np.stack([im for pair in zip(visitor, answers) for im in pair])))
     metrics = gan_metrics(inception, real, fake)
     report["fid_kid"] = metrics
     report["verdicts"] = verdicts(report)
     report["fit_for_table"] = fit_for_table(report)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sheet = np.concatenate([grid_image(row, 8) for row in rows])
-    cv2.imwrite(str(out / "contact_sheet.png"), cv2.resize(sheet, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    sheet = np.concatenate([labelled(cv2.resize(grid_image(tiles, 8), None, fx=2, fy=2,
+                                                 interpolation=cv2.INTER_NEAREST), title)
+                            for title, tiles in rows])
+    atomic_write_png(out / "contact_sheet.png", sheet)
+    atomic_write_json(out / "report.json", report)
     return report

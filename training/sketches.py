@@ -116,6 +116,13 @@ def contact_sheet(left: list[np.ndarray], right: list[np.ndarray], columns: int 
     return sheet
 
 
+def labelled(sheet: np.ndarray, title: str, height: int = 18) -> np.ndarray:
+    """`sheet` under a white band that says what its rows are."""
+    band = np.full((height, sheet.shape[1]), 255, dtype=np.uint8)
+    cv2.putText(band, title, (4, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1, cv2.LINE_AA)
+    return np.vstack([band, sheet])
+
+
 def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = SketchSettings(),
                params: BinarizeParams | None = None, truncation: float = 1.0, validation: float = 0.05,
                batch: int = 32, seed: int = 0, collection: Path | None = None,

@@ -21,7 +21,23 @@ def test_a_failing_write_keeps_the_old_file_and_no_temporary(tmp_path):
     def half_then_fail(f):
         f.write(b"half a checkp")
         raise OSError(28, "No space left on device")
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match="disk is full"):
         atomic_write(path, half_then_fail)
     assert path.read_bytes() == b"the last good checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_a_full_disk_names_the_file_and_the_space_it_needs(tmp_path):
+    """ENOSPC while writing says which file, how much is free and how much it needs, with
+    no raw errno: what `newsnow` prints for it."""
+    from storage.atomic import DiskFull
+
+    def two_megabytes_then_full(f):
+        f.write(b"x" * 2_000_000)
+        raise OSError(28, "No space left on device")
+    with pytest.raises(DiskFull) as caught:
+        atomic_write(tmp_path / "state.pt", two_megabytes_then_full)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'state.pt'}: the disk is full")
+    assert "more than 2.0 MB" in message and "MB free" in message and "Errno" not in message
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,8 @@ from training.gan import STATE, GENERATOR, train_gan
 
 def test_gan_steps_give_finite_losses_and_weights(tiny_dataset, tmp_path):
     """A few GAN steps (R1 and ADA included) leave no NaN/inf in losses or networks and
-    write samples, a state and an exportable generator checkpoint."""
+    write samples (as files and TensorBoard images), a state and an exportable generator
+    checkpoint."""
     summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.04, r1_interval=2, ada_interval=1),
                         progress=False)
     assert summary["steps"] == 5
@@ -19,6 +20,10 @@ def test_gan_steps_give_finite_losses_and_weights(tiny_dataset, tmp_path):
         assert all(torch.isfinite(v).all() for v in state[net].values() if v.is_floating_point())
     assert (tmp_path / GENERATOR).is_file()
     assert list(tmp_path.glob("samples_*.png")) and list(tmp_path.glob("interpolation_*.png"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["images"]) == {"gan/samples", "gan/interpolation"}  # not only scalars
 
 
 def test_resume_after_stop_repeats_the_same_steps_exactly(tiny_dataset, tmp_path):
@@ -104,8 +109,8 @@ def test_path_length_penalty_is_trained_and_resumed(tiny_dataset, tmp_path):
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_saves_the_state_and_says_how_to_resume(tiny_dataset, tmp_path, signame):
     """Ctrl-C (or SIGTERM) during `train gan`: the step finishes, state.pt is written at
-    that step, the command says to rerun with --resume and exits 130 (143), no traceback;
-    --resume then runs to the end."""
+    that step, the command prints the exact command that continues and exits 130 (143),
+    no traceback; --resume then runs to the end."""
     import os
     import signal
     import subprocess
@@ -124,9 +129,11 @@ def test_ctrl_c_saves_the_state_and_says_how_to_resume(tiny_dataset, tmp_path, s
     proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + getattr(signal, signame), err[-2000:]
-    assert "--resume" in out and "Traceback" not in err
+    assert "Traceback" not in err
     state = torch.load(run / STATE, weights_only=False)
     assert 0 < state["step"] < 5000
+    assert out.strip().endswith(f"stopped at step {state['step']} ({state['step'] * 8 / 1000:.2f} kimg); the state is "
+                                f"saved; resume with: newsnow " + " ".join(cmd[3:]) + " --resume")
     resumed = subprocess.run(cmd[:-2] + ["--kimg", str((state["step"] + 2) * 8 / 1000), "--resume", "--threads", "1"],
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

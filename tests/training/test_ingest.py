@@ -86,9 +86,13 @@ def test_near_duplicates_are_close_thumbnails_only():
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
-    """A missing folder, a folder without images and a bad setting raise DatasetError."""
-    with pytest.raises(DatasetError, match="not a folder"):
+    """A missing folder, a file for a folder, a folder without images and a bad setting
+    raise DatasetError."""
+    with pytest.raises(DatasetError, match="nope: does not exist"):
         ingest(tmp_path / "nope", tmp_path / "ds")
+    (tmp_path / "scan.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="scan.png: is a file, not a folder of scans"):
+        ingest(tmp_path / "scan.png", tmp_path / "ds")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no image files"):
         ingest(tmp_path / "empty", tmp_path / "ds")
@@ -96,3 +100,37 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         IngestSettings(resolution=100)
     with pytest.raises(DatasetError, match="manifest"):
         load_images(tmp_path / "empty")
+
+
+def test_only_broken_files_name_the_scans_folder_and_each_reason(tmp_path):
+    """A folder whose every image is unreadable is refused naming the scans folder (not
+    the dataset) and why each file failed."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "empty.png").write_bytes(b"")
+    (scans / "text.jpg").write_text("not a jpeg")
+    with pytest.raises(DatasetError) as caught:
+        ingest(scans, tmp_path / "ds")
+    message = str(caught.value)
+    assert message.startswith(f"{scans}: none of the 2 image files can be read")
+    assert "empty.png: not a readable image" in message and "text.jpg: not a readable image" in message
+
+
+def test_ingest_into_an_existing_dataset_needs_force(tmp_path):
+    """A second ingest into the same --out is refused (it would silently mix or replace a
+    dataset); with force it replaces it whole; an --out that is a file is refused."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(scans / f"{k}.png"), np.full((16, 16), 40 * k, np.uint8))
+    first = ingest(scans, tmp_path / "ds", IngestSettings(resolution=8))
+    assert first["source_files"] == 3 and len(first["source_sha256"]) == 64
+    with pytest.raises(DatasetError, match="already holds a dataset; .*--force"):
+        ingest(scans, tmp_path / "ds", IngestSettings(resolution=8))
+    (scans / "0.png").unlink()
+    again = ingest(scans, tmp_path / "ds", IngestSettings(resolution=8), force=True)
+    assert again["counts"]["images"] == 2 and len(list((tmp_path / "ds" / "images").glob("*.png"))) == 2
+    assert again["source_sha256"] != first["source_sha256"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="file: is a file, not a folder"):
+        ingest(scans, tmp_path / "file")

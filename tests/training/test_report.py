@@ -76,6 +76,8 @@ def test_evaluate_writes_report_and_contact_sheet_and_train_all_puts_it_in_the_c
         assert report["encoder"]["held_out"] == 2 and report["encoder"]["optimum_mse"] > 0  # the 2 held out
         sheet = cv2.imread(str(tmp_path / source.name / "contact_sheet.png"), cv2.IMREAD_GRAYSCALE)
         assert sheet is not None and sheet.shape[1] == 2 * (8 * 33 + 1)
+        bands = [y for y in range(sheet.shape[0]) if sheet[y, :4].min() == 255]  # white title bands
+        assert len(bands) == 3 * 18 and (sheet[bands] < 128).any()  # samples, held-out, visitor; with text
 
 
 def test_evaluate_names_what_is_missing(tmp_path):
