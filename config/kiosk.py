@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from config.schema import bounded
+from config.schema import ConfigError, bounded
 
 DEFAULT_HEALTH_PORT = 8765
 
@@ -24,11 +24,24 @@ class SerialConfig:
     max_temperature_c: float = field(default=70.0, metadata=bounded(1, 150))
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 @dataclass(frozen=True)
 class HealthConfig:
+    """The status endpoint and the operators' console (kiosk/console.py)."""
+
     enabled: bool = True
-    host: str = "127.0.0.1"  # keep it on loopback; reach it from elsewhere through an SSH tunnel
+    host: str = "127.0.0.1"  # loopback: this machine and SSH tunnels only
     port: int = field(default=DEFAULT_HEALTH_PORT, metadata=bounded(0, 65535))  # 0: any free port
+    token: str = ""  # every page asks for it (?token= or Authorization: Bearer); required off loopback
+    console: bool = True  # serve the console page and its controls (status and metrics are always served)
+
+    def check(self, path: str) -> None:
+        if self.host not in LOOPBACK and len(self.token) < 16:
+            raise ConfigError(f"{path}.token: {path}.host = {self.host!r} reaches beyond this machine, and the "
+                              f"console can change the table: set a token of at least 16 characters "
+                              f"(e.g. `python -c \"import secrets; print(secrets.token_urlsafe())\"`)")
 
 
 def _seconds(default: float) -> float:

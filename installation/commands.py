@@ -140,7 +140,8 @@ def run_table(args: argparse.Namespace) -> int:
     try:
         config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
         parts = prepare(config)
-        run_kiosk(parts, open_table, seconds=args.seconds, handle_signals=True)
+        run_kiosk(parts, open_table, seconds=args.seconds, handle_signals=True,
+                  reprepare=lambda old: prepare(old.config, source=old.source))
     except _StopDuringStart as stop:
         logging.getLogger(__name__).info("event=stopping signal=%s during=startup", stop.args[0])
         Notifier(os.environ).stopping()

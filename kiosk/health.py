@@ -6,17 +6,21 @@ machine itself (and an SSH tunnel) can see it:
     GET /status   the status snapshot as JSON (`newsnow status` reads it)
     GET /metrics  the same figures in Prometheus text format
     GET /healthz  200 "ok" unless the state is degraded (503), for simple probes
+    GET /         the operators' console (kiosk/console.py), with its /view.jpg and /api/...
 
 The server knows nothing about the table: it serves whatever the `snapshot`
-callable returns (see `kiosk.kiosk.Kiosk.snapshot` for the fields).
+callable returns (see `kiosk.kiosk.Kiosk.snapshot` for the fields) and hands the
+console's requests to the `Console`. With `[health] token` set, every request needs it.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -61,10 +65,11 @@ class _BoundedServer(ThreadingHTTPServer):
 class HealthServer:
     """Serves `snapshot()` on /status and /metrics until `stop()`."""
 
-    def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = DEFAULT_HEALTH_PORT):
+    def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = DEFAULT_HEALTH_PORT,
+                 console=None, token: str = ""):
         self._snapshot = snapshot
         try:
-            self._server = _BoundedServer((host, port), _handler(snapshot))
+            self._server = _BoundedServer((host, port), _handler(snapshot, console, token))
         except OSError as exc:
             raise OSError(
                 exc.errno, f"health.port: cannot listen on {host}:{port} ({exc.strerror}); "
@@ -103,22 +108,48 @@ class HealthServer:
         self.stop()
 
 
-def _handler(snapshot: Callable[[], dict]):
+MAX_BODY = 64 * 1024  # a console change is a few hundred bytes
+
+
+def _handler(snapshot: Callable[[], dict], console=None, token: str = ""):
+    """GET /status, /metrics, /healthz always; with a console also GET / (the page), /view.jpg,
+    /api/settings and POST /api/settings, /api/new-sheet, /api/reload-model. With a token,
+    every request must carry it (?token=... or Authorization: Bearer ...)."""
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "newsnow-health"
         timeout = CONNECTION_TIMEOUT_S  # an idle or slow client is dropped
 
+        def _authorized(self) -> bool:
+            if not token:
+                return True
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            given = (query.get("token") or [""])[0]
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[len("Bearer "):]
+            if hmac.compare_digest(given.encode(), token.encode()):
+                return True
+            self._json(401, {"error": "this table's health endpoint needs its token (health.token in the "
+                                      "config): add ?token=... to the address"})
+            return False
+
         def do_GET(self):  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0].rstrip("/") or "/status"
+            if not self._authorized():
+                return
+            path = urllib.parse.urlsplit(self.path).path.rstrip("/") or ("/console" if console else "/status")
+            if console is not None and path in ("/console", "/view.jpg", "/api/settings"):
+                self._console_get(path)
+                return
             if path not in ("/status", "/metrics", "/healthz"):
-                self._send(404, "application/json", json.dumps({"error": f"no such page {path}; "
-                                                                "try /status or /metrics"}))
+                self._json(404, {"error": f"no such page {path}; try /status or /metrics"
+                                          + (" or / (the console)" if console else "")})
                 return
             try:
                 status = snapshot()
             except Exception as exc:  # the table's problem must not take the endpoint down
                 log.exception("event=health_snapshot_failed")
-                self._send(500, "application/json", json.dumps({"error": repr(exc)}))
+                self._json(500, {"error": repr(exc)})
                 return
             if path == "/status":
                 self._send(200, "application/json", json.dumps(status, default=str, indent=1))
@@ -128,11 +159,55 @@ def _handler(snapshot: Callable[[], dict]):
                 degraded = status.get("state") == "degraded"
                 self._send(503 if degraded else 200, "text/plain", status.get("state", "unknown") + "\n")
 
-        def _send(self, code: int, kind: str, body: str):
-            data = body.encode()
+        def _console_get(self, path: str) -> None:
+            try:
+                if path == "/console":
+                    self._send(200, "text/html; charset=utf-8", console.page())
+                elif path == "/view.jpg":
+                    self._send(200, "image/jpeg", console.view_jpeg(), cache=False)
+                else:
+                    self._json(200, console.settings())
+            except Exception as exc:
+                log.exception("event=console_failed path=%s", path)
+                self._json(500, {"error": repr(exc)})
+
+        def do_POST(self):  # noqa: N802
+            if not self._authorized():
+                return
+            path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+            actions = {"/api/settings": None, "/api/new-sheet": "new_sheet", "/api/reload-model": "reload_model"}
+            if console is None or path not in actions:
+                self._json(404, {"error": f"no such action {path}"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._json(413, {"error": f"request body over {MAX_BODY} bytes"})
+                return
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if actions[path] is None:
+                    result = console.change(body.get("changes", {}), bool(body.get("save", False)))
+                else:
+                    result = getattr(console, actions[path])()
+            except ValueError as exc:  # ConfigError and bad JSON: the operator's mistake, said plainly
+                self._json(400, {"error": str(exc)})
+                return
+            except Exception as exc:
+                log.exception("event=console_failed path=%s", path)
+                self._json(500, {"error": repr(exc)})
+                return
+            self._json(200, result)
+
+        def _json(self, code: int, record: dict) -> None:
+            self._send(code, "application/json", json.dumps(record, default=str))
+
+        def _send(self, code: int, kind: str, body: str | bytes, cache: bool = True):
+            data = body.encode() if isinstance(body, str) else body
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
+            if not cache:
+                self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(data)
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
-
 from dataclasses import replace
+from pathlib import Path
+from typing import Callable
 
 from config import changed_sections
 from config.hours import OpeningHours
+from kiosk.console import Console
 from kiosk.controller import Event, TableController
 from kiosk.health import HealthServer
 from kiosk.notify import Notifier
@@ -81,20 +82,25 @@ class Kiosk:
         self.t_first_frame = 0.0
         self._hung_logged = False
         self.parts = None  # the prepared parts each new table is built from (run_kiosk, demo_kiosk)
+        self.can_restart_tables = False  # run_kiosk builds a new table when one stops; the demo does not
+        self.can_reload_model = False
+        self._reload_model = threading.Event()
         self._config_lock = threading.Lock()
 
     # -- life cycle
 
     def start(self) -> "Kiosk":
         if self._health_cfg is not None:
-            host, port = self._health_cfg.host, self._health_cfg.port
+            cfg = self._health_cfg
+            console = Console(self, self.config.path if Path(self.config.path or "-").is_file() else None) \
+                if cfg.console else None
             try:
-                self.health = HealthServer(self.snapshot, host, port)
+                self.health = HealthServer(self.snapshot, cfg.host, cfg.port, console=console, token=cfg.token)
             except OSError as exc:
                 if not self._any_port_if_busy:
                     raise
-                log.warning("event=health_port_busy port=%d error=%r action=any_free_port", port, str(exc))
-                self.health = HealthServer(self.snapshot, host, 0)
+                log.warning("event=health_port_busy port=%d error=%r action=any_free_port", cfg.port, str(exc))
+                self.health = HealthServer(self.snapshot, cfg.host, 0, console=console, token=cfg.token)
             self.health.start()
         if self.controller is not None and self.controller.config.port == "simulated":
             self._start_simulator()
@@ -180,20 +186,34 @@ class Kiosk:
             self._faults[kind] = self._faults.get(kind, 0) + 1
 
     def _on_event(self, event: Event) -> None:
-        if event.name == "BUTTON":
-            if "NEW_SHEET" in event.args or "RESET" in event.args:
-                now = self._clock()
-                table = self.table
-                # One new table at a time: a bouncing contact or an impatient visitor must not
-                # restart the table again before the new one shows a drawing.
-                if (table is None or not self._table_shown
-                        or (self._last_press is not None and now - self._last_press < BUTTON_DEBOUNCE_S)):
-                    self.button_ignored += 1
-                    return
-                self._last_press = now
-                self.button_presses += 1
-                log.info("event=button name=%s action=new_table", ",".join(event.args))
-                table.stop()  # run_kiosk starts a fresh table: clean sheet, no stale drawing
+        if event.name == "BUTTON" and ("NEW_SHEET" in event.args or "RESET" in event.args):
+            self.new_sheet(f"button {','.join(event.args)}")
+
+    def new_sheet(self, source: str) -> bool:
+        """A fresh table (clean sheet, no stale drawing); False when the press is ignored."""
+        now = self._clock()
+        table = self.table
+        # One new table at a time: a bouncing contact or an impatient visitor must not
+        # restart the table again before the new one shows a drawing.
+        if (table is None or not self._table_shown
+                or (self._last_press is not None and now - self._last_press < BUTTON_DEBOUNCE_S)):
+            self.button_ignored += 1
+            return False
+        self._last_press = now
+        self.button_presses += 1
+        log.info("event=new_sheet from=%s action=new_table", source)
+        table.stop()  # run_kiosk starts the next table
+        return True
+
+    def request_model_reload(self) -> bool:
+        """Load the bundle again (a retrained model copied over the old one) and start a fresh
+        table on it; False where nothing would start one (the demo)."""
+        if not self.can_reload_model or self.table is None:
+            return False
+        self._reload_model.set()
+        log.info("event=model_reload_requested")
+        self.table.stop()
+        return True
 
     # -- live configuration
 
@@ -211,8 +231,8 @@ class Kiosk:
             self.config = merged
             if self.parts is not None:
                 self.parts.config = merged
-                if "binarize" in live and hasattr(self.parts.sketcher, "set_overrides"):
-                    self.parts.sketcher.set_overrides(new.binarize, new.path or "config")
+                if table is None and "binarize" in live and hasattr(self.parts.sketcher, "set_overrides"):
+                    self.parts.sketcher.set_overrides(new.binarize, new.path or "config")  # the table shares it
         if live:
             log.info("event=config_applied sections=%s", ",".join(live))
         if restart:
@@ -370,18 +390,21 @@ def model_info(parts) -> dict:
 
 def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, display=None,
               stop: threading.Event | None = None, seconds: float | None = None,
-              handle_signals: bool = False) -> Kiosk:
+              handle_signals: bool = False, reprepare: Callable | None = None) -> Kiosk:
     """Runs the table under the kiosk until `stop` is set (or `seconds` pass, for tests).
 
     `parts` comes from `table.assemble.prepare` (everything checked before the
     display opens), `open_table(parts, display=...)` builds a `Table`; a new one is
-    built after each night and each press of the "new sheet" button.
+    built after each night and each press of the "new sheet" button. `reprepare(parts)`
+    gives fresh parts (the bundle loaded again) when the console asks for a model reload.
     """
     from render.display import Display
 
     config = parts.config
     kiosk = kiosk or Kiosk(config)
     kiosk.parts = parts
+    kiosk.can_restart_tables = True
+    kiosk.can_reload_model = reprepare is not None
     stop = stop or threading.Event()
     kiosk.model = model_info(parts)
     own_display = display is None
@@ -407,6 +430,9 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
                 waker = _timer(stop, remaining())
                 kiosk.sleep_until_open(waker, blank)
                 continue
+            if kiosk._reload_model.is_set():
+                kiosk._reload_model.clear()
+                parts = _reloaded(kiosk, parts, reprepare)
             table = open_table(parts, display=display)
             kiosk.attach(table, source=parts.source)
             done = threading.Event()
@@ -429,6 +455,20 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
              snap["uptime_s"], kiosk.display_frames, kiosk.max_display_gap_s * 1000,
              ",".join(f"{k}:{v}" for k, v in sorted(snap["faults"].items())) or "none")
     return kiosk
+
+
+def _reloaded(kiosk: Kiosk, parts, reprepare: Callable):
+    """Fresh parts from the bundle on disk; a bundle that no longer loads keeps the old model."""
+    try:
+        fresh = reprepare(parts)
+    except (ValueError, OSError) as exc:
+        kiosk.count_fault("model_reload")
+        log.error("event=model_reload_failed error=%r action=kept_the_running_model", str(exc))
+        return parts
+    kiosk.parts = fresh
+    kiosk.model = model_info(fresh)
+    log.info("event=model_reloaded bundle=%s", kiosk.model.get("bundle"))
+    return fresh
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

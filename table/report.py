@@ -9,29 +9,34 @@ import numpy as np
 PANEL = 256  # height of each panel of last.png
 
 
-def _panel(image: np.ndarray | None) -> np.ndarray:
+def _panel(image: np.ndarray | None, height: int) -> np.ndarray:
     if image is None:
-        return np.zeros((PANEL, PANEL, 3), np.uint8)
+        return np.zeros((height, height, 3), np.uint8)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     h, w = image.shape[:2]
-    width = max(1, round(w * PANEL / h))
-    interp = cv2.INTER_AREA if h > PANEL else cv2.INTER_NEAREST
-    return cv2.resize(image, (width, PANEL), interpolation=interp)
+    width = max(1, round(w * height / h))
+    interp = cv2.INTER_AREA if h > height else cv2.INTER_NEAREST
+    return cv2.resize(image, (width, height), interpolation=interp)
+
+
+def composite(table, height: int = PANEL) -> np.ndarray:
+    """camera view | sketch | drawing | projector frame, side by side (Fig. 1 of Paper IV), RGB.
+    Reads the table's latest references only, so any thread may call it."""
+    frame = table.latest_frame if table is not None else None
+    sketch = table.latest_sketch if table is not None else None
+    panels = [
+        _panel(frame.image if frame is not None else None, height),
+        _panel(sketch.image if sketch is not None else None, height),
+        _panel(table.latest_picture if table is not None else None, height),
+        _panel(table.latest_projector if table is not None else None, height),
+    ]
+    gap = np.full((height, 4, 3), 128, np.uint8)
+    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
 
 
 def last_png(table, path: Path) -> None:
-    """camera view | sketch | drawing | projector frame, side by side (Fig. 1 of Paper IV)."""
-    frame, sketch = table.latest_frame, table.latest_sketch
-    panels = [
-        _panel(frame.image if frame is not None else None),
-        _panel(sketch.image if sketch is not None else None),
-        _panel(table.latest_picture),
-        _panel(table.latest_projector),
-    ]
-    gap = np.full((PANEL, 4, 3), 128, np.uint8)
-    row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
-    if not cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
+    if not cv2.imwrite(str(path), cv2.cvtColor(composite(table), cv2.COLOR_RGB2BGR)):
         raise OSError(f"{path}: could not write the image")
 
 

@@ -123,12 +123,12 @@ def test_ingest_into_an_existing_dataset_needs_force(tmp_path):
     scans.mkdir()
     for k in range(3):
         cv2.imwrite(str(scans / f"{k}.png"), np.full((16, 16), 40 * k, np.uint8))
-    first = ingest(scans, tmp_path / "ds", IngestSettings(resolution=8))
+    first = ingest(scans, tmp_path / "ds", IngestSettings(resolution=16))
     assert first["source_files"] == 3 and len(first["source_sha256"]) == 64
     with pytest.raises(DatasetError, match="already holds a dataset; .*--force"):
-        ingest(scans, tmp_path / "ds", IngestSettings(resolution=8))
+        ingest(scans, tmp_path / "ds", IngestSettings(resolution=16))
     (scans / "0.png").unlink()
-    again = ingest(scans, tmp_path / "ds", IngestSettings(resolution=8), force=True)
+    again = ingest(scans, tmp_path / "ds", IngestSettings(resolution=16), force=True)
     assert again["counts"]["images"] == 2 and len(list((tmp_path / "ds" / "images").glob("*.png"))) == 2
     assert again["source_sha256"] != first["source_sha256"]
     (tmp_path / "file").write_text("x")

@@ -1,0 +1,133 @@
+"""The operators' console: the live view, the live settings through the validated config
+path (saved with a backup on request), the actions, and the token."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from config import Config, ConfigError
+from kiosk.kiosk import Kiosk
+from kiosk.notify import Notifier
+from table.assemble import open_table, prepare
+
+BASE = ('[camera]\nsource = "simulated"\nresolution = [320, 180]\n[display]\nmode = "headless"\n'
+        'size = [160, 120]\n[health]\nport = 0\n')
+
+
+def request(url, body=None, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as reply:
+            return reply.status, reply.headers.get("Content-Type"), reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type"), exc.read()
+
+
+@pytest.fixture
+def console_table(tmp_path, tiny_bundle):
+    def start(extra=""):
+        path = tmp_path / "table.toml"
+        path.write_text(BASE + extra + f'[model]\nbundle = "{tiny_bundle}"\nthreads = 1\n')
+        parts = prepare(Config.load(path))
+        table = open_table(parts)
+        kiosk = Kiosk(parts.config, notifier=Notifier({}))
+        kiosk.parts = parts
+        kiosk.attach(table, source=parts.source)
+        kiosk.start()
+        runner = threading.Thread(target=table.run, args=(30,), daemon=True)
+        runner.start()
+        started.append((parts, table, kiosk, runner))
+        return path, table, kiosk, kiosk.health.url
+
+    started = []
+    yield start
+    for parts, table, kiosk, runner in started:
+        table.stop()
+        runner.join(5)
+        kiosk.stop()
+        parts.close()
+        table.display.close()
+
+
+def test_the_page_the_live_view_and_the_settings(console_table):
+    path, table, kiosk, url = console_table()
+    code, kind, page = request(url + "/")
+    assert code == 200 and kind.startswith("text/html") and b"New Snow" in page and b"/view.jpg" in page
+    deadline = time.monotonic() + 10
+    while table.latest_projector is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, kind, jpeg = request(url + "/view.jpg")
+    assert code == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    import cv2
+    import numpy as np
+
+    view = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert view.shape[0] == 160 and view.shape[1] > 4 * 160  # four panels side by side
+    assert view[:, -100:].mean() > 5  # the projector panel shows a drawing, not black
+    code, _, body = request(url + "/api/settings")
+    settings = json.loads(body)
+    assert settings["sections"]["tone"]["contrast"] == {"value": 1.0, "min": 0.0, "max": 10.0, "type": "float"}
+    assert settings["sections"]["binarize"]["method"]["type"] == "choice"
+    assert "resolution" not in settings["sections"]["binarize"] and "kind" not in settings["sections"]["transition"]
+    assert settings["can_save"] is True
+
+
+def test_a_change_is_applied_validated_and_saved_on_request(console_table):
+    path, table, kiosk, url = console_table()
+    before = path.read_text()
+    code, _, body = request(url + "/api/settings", {"changes": {"tone": {"contrast": 1.4}, "binarize": {"k": 0.25}}})
+    assert code == 200 and json.loads(body) == {"applied": ["binarize", "tone"], "needs_restart": []}
+    assert table.config.tone.contrast == 1.4 and table.sketcher.params.k == 0.25
+    assert path.read_text() == before  # not saved unless asked
+    code, _, body = request(url + "/api/settings", {"changes": {"tone": {"contrast": -3}}})
+    assert code == 400 and "tone.contrast: -3 is out of range" in json.loads(body)["error"]
+    code, _, body = request(url + "/api/settings", {"changes": {"camera": {"fps": 10}}})
+    assert code == 400 and "cannot change while the table runs" in json.loads(body)["error"]
+    assert table.config.tone.contrast == 1.4  # a refused change changes nothing
+    code, _, body = request(url + "/api/settings", {"changes": {"idle": {"after_s": 9.0}}, "save": True})
+    assert code == 200 and json.loads(body)["saved"] == str(path)
+    saved = Config.load(path)
+    assert saved.idle.after_s == 9.0 and saved.tone.contrast == 1.4 and saved.binarize.values == {"k": 0.25}
+    assert (path.parent / "table.toml.bak").read_text() == before
+
+
+def test_new_sheet_from_the_console_stops_the_table_for_a_fresh_one(console_table):
+    path, table, kiosk, url = console_table()
+    deadline = time.monotonic() + 10
+    while kiosk.display_frames == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, _, body = request(url + "/api/new-sheet", {})
+    assert code == 200 and json.loads(body) == {"new_sheet": True}
+    assert kiosk.button_presses == 1
+    code, _, body = request(url + "/api/reload-model", {})
+    assert json.loads(body) == {"reload_model": False}  # nothing here would start the reloaded table
+
+
+def test_every_page_needs_the_token_when_one_is_set():
+    token = "a-long-enough-console-token"
+    cfg = Config.from_dict({"health": {"port": 0, "token": token}})
+    guarded = Kiosk(cfg, notifier=Notifier({})).start()
+    try:
+        base = guarded.health.url
+        for page in ("/status", "/metrics", "/", "/api/settings"):
+            assert request(base + page)[0] == 401, page
+        assert request(base + "/status", token=token)[0] == 200
+        assert request(base + "/?token=" + token)[0] == 200
+        assert request(base + "/api/new-sheet", {}, token="wrong-token-wrong-token")[0] == 401
+    finally:
+        guarded.stop()
+
+
+def test_a_console_beyond_this_machine_needs_a_token():
+    with pytest.raises(ConfigError, match="health.token: health.host = '0.0.0.0' reaches beyond this machine"):
+        Config.from_dict({"health": {"host": "0.0.0.0"}})
+    assert Config.from_dict({"health": {"host": "0.0.0.0", "token": "x" * 16}}).health.token == "x" * 16
