@@ -58,30 +58,35 @@ def status_command(args) -> int:
 
 
 def format_status(s: dict) -> str:
-    """A few plain lines for an operator at a terminal."""
-    def get(d, *keys, default="?"):
-        for key in keys:
-            if not isinstance(d, dict) or d.get(key) is None:
-                return default
-            d = d[key]
-        return d
+    """A few plain lines for an operator at a terminal: words where a figure is missing."""
+    def num(value, unit="", digits=1, missing="–"):
+        return missing if not isinstance(value, (int, float)) else f"{value:.{digits}f}{unit}"
 
-    lat = s.get("latency_ms") or {}
-    faults = s.get("faults") or {}
+    camera = s.get("camera") or {}
     serial = s.get("serial") or {}
+    model = s.get("model") or {}
+    fps = s.get("fps") or {}
+    stroke = s.get("stroke_latency_ms") or {}
+    faults = {k: v for k, v in sorted((s.get("faults") or {}).items()) if v}
+    age = camera.get("last_frame_age_s")
+    if serial.get("configured", True) and serial:
+        temperature = serial.get("temperature_c")
+        link = f"{'connected' if serial.get('connected') else 'DISCONNECTED'} {serial.get('port', '')}".rstrip()
+        serial_line = link + (f", {temperature:.1f} °C" if isinstance(temperature, (int, float)) else "")
+    else:
+        serial_line = "not used"
     lines = [
-        f"state       {s.get('state', '?')}" + (f" ({', '.join(s['problems'])})" if s.get("problems") else ""),
+        f"state       {s.get('state', 'unknown')}" + (f" ({', '.join(s['problems'])})" if s.get("problems") else ""),
         f"uptime      {_duration(s.get('uptime_s'))}",
-        f"camera      {get(s, 'camera', 'state')}, {get(s, 'camera', 'fps')} fps, "
-        f"last frame {get(s, 'camera', 'last_frame_age_s')} s ago",
-        f"projector   {get(s, 'projector', 'power')}",
-        f"serial      " + ("not used" if not serial.get("configured", True) else
-                           f"{'connected' if serial.get('connected') else 'DISCONNECTED'} {serial.get('port', '')}"
-                           f", {serial.get('temperature_c', '?')} °C"),
-        f"model       {get(s, 'model', 'bundle')} on {get(s, 'model', 'backend')}",
-        f"fps         display {get(s, 'fps', 'display')}, inference {get(s, 'fps', 'inference')}",
-        f"latency     p50 {lat.get('p50', '?')} ms, p95 {lat.get('p95', '?')} ms, max {lat.get('max', '?')} ms",
-        f"faults      " + (", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"),
+        f"camera      {camera.get('state', 'unknown')}, {num(camera.get('fps'), ' fps')}, "
+        + ("no frame yet" if age is None else f"last frame {age:.1f} s ago"),
+        f"projector   {(s.get('projector') or {}).get('power', 'unknown')}",
+        f"serial      {serial_line}",
+        f"model       {model.get('bundle', 'unknown')} on {model.get('backend', 'unknown')}",
+        f"fps         display {num(fps.get('display'))}, inference {num(fps.get('inference'))}",
+        "latency     " + ("no answer yet" if stroke.get("p50") is None else
+                          f"new stroke p50 {num(stroke.get('p50'), ' ms', 0)}, p95 {num(stroke.get('p95'), ' ms', 0)}"),
+        "faults      " + (", ".join(f"{k} {v}" for k, v in faults.items()) or "none"),
     ]
     schedule = s.get("schedule") or {}
     if schedule:
@@ -92,7 +97,7 @@ def format_status(s: dict) -> str:
 
 def _duration(seconds) -> str:
     if not isinstance(seconds, (int, float)):
-        return "?"
+        return "unknown"
     seconds = int(seconds)
     d, rest = divmod(seconds, 86400)
     h, rest = divmod(rest, 3600)

@@ -221,61 +221,83 @@ def _handler(snapshot: Callable[[], dict], console=None, token: str = ""):
 
 
 def prometheus_text(status: dict) -> str:
-    """The status snapshot as Prometheus exposition text (format 0.0.4)."""
+    """The status snapshot as Prometheus exposition text (format 0.0.4), clean under
+    `promtool check metrics`: base units (seconds), latency as a real summary, and every
+    series present from the start (NaN where nothing was observed yet)."""
     out: list[str] = []
+    nan = float("nan")
 
     def metric(name: str, kind: str, help_: str, samples: list[tuple[dict, object]]):
-        samples = [(labels, value) for labels, value in samples if _number(value) is not None]
-        if not samples:
-            return
         out.append(f"# HELP {name} {help_}")
         out.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             label = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            out.append(f"{name}{{{label}}} {_number(value)}" if label else f"{name} {_number(value)}")
+            shown = _number(value)
+            shown = "NaN" if shown is None else shown
+            out.append(f"{name}{{{label}}} {shown}" if label else f"{name} {shown}")
+
+    def seconds(ms):
+        return nan if ms is None else ms / 1000.0
+
+    def summary(name: str, help_: str, figures: dict):
+        out.append(f"# HELP {name} {help_}")
+        out.append(f"# TYPE {name} summary")
+        for key, q in (("p50", "0.5"), ("p95", "0.95")):
+            shown = _number(seconds(figures.get(key)))
+            out.append(f'{name}{{quantile="{q}"}} {"NaN" if shown is None else shown}')
+        out.append(f"{name}_sum {_number(seconds(figures.get('sum', 0.0))) or '0'}")
+        out.append(f"{name}_count {int(figures.get('count', 0))}")
 
     state = status.get("state")
     camera = status.get("camera") or {}
     serial = status.get("serial") or {}
     projector = status.get("projector") or {}
     fps = status.get("fps") or {}
-    latency = status.get("latency_ms") or {}
     schedule = status.get("schedule") or {}
+    model = status.get("model") or {}
+    calibration = status.get("calibration") or {}
 
     metric("newsnow_up", "gauge", "1 while the table process answers.", [({}, 1)])
+    metric("newsnow_build_info", "gauge", "The running New Snow and its model (value 1).",
+           [({"version": model.get("version", "unknown"), "backend": model.get("backend", "unknown")}, 1)])
     metric("newsnow_state", "gauge", "1 for the table's current state.",
            [({"state": s}, int(s == state)) for s in STATES])
-    metric("newsnow_uptime_seconds", "gauge", "Seconds since the table started.",
-           [({}, status.get("uptime_s"))])
+    metric("newsnow_uptime_seconds", "gauge", "Seconds since the table started.", [({}, status.get("uptime_s"))])
     metric("newsnow_fps", "gauge", "Frames per second by stage.",
-           [({"stage": k}, v) for k, v in sorted(fps.items())])
-    metric("newsnow_latency_milliseconds", "gauge", "Capture-to-display latency.",
-           [({"quantile": q}, latency.get(k)) for k, q in (("p50", "0.5"), ("p95", "0.95"), ("max", "1"))])
+           [({"stage": k}, fps.get(k)) for k in ("display", "inference")])
+    summary("newsnow_latency_seconds", "Capture-to-display latency of answered sketches (quantiles over "
+            "the recent window).", status.get("latency_ms") or {})
+    summary("newsnow_stroke_latency_seconds", "First frame showing a new stroke to the display of its answer.",
+            status.get("stroke_latency_ms") or {})
     metric("newsnow_faults_total", "counter", "Faults survived, by kind.",
            [({"kind": k}, v) for k, v in sorted((status.get("faults") or {}).items())])
     metric("newsnow_camera_ok", "gauge", "1 while the camera delivers good frames.",
-           [({}, int(camera.get("state") == "ok")) if camera else ({}, None)])
-    metric("newsnow_camera_last_frame_age_seconds", "gauge", "Age of the newest camera frame.",
+           [({}, int(camera.get("state") == "ok"))])
+    metric("newsnow_camera_last_frame_age_seconds", "gauge", "Age of the newest camera frame (NaN: none yet).",
            [({}, camera.get("last_frame_age_s"))])
-    metric("newsnow_projector_on", "gauge", "1 when the projector is switched on.",
+    metric("newsnow_projector_on", "gauge", "1 when the projector is switched on (NaN: not controlled).",
            [({}, {"on": 1, "off": 0}.get(projector.get("power")))])
     metric("newsnow_display_max_gap_seconds", "gauge", "Longest gap between two projector frames.",
            [({}, projector.get("max_display_gap_s"))])
-    metric("newsnow_button_presses_total", "counter", "Presses of the operator's new-sheet button that started a new table.",
-           [({}, status.get("button_presses"))])
-    metric("newsnow_button_ignored_total", "counter", "Presses ignored: within a second of the last, or before the new table showed a drawing.",
-           [({}, status.get("button_ignored"))])
-    if serial.get("configured", True) and serial:
-        metric("newsnow_serial_connected", "gauge", "1 while the table controller answers.",
-               [({}, int(bool(serial.get("connected"))))])
-        metric("newsnow_serial_connects_total", "counter", "Connections to the table controller.",
-               [({}, serial.get("connects"))])
-        metric("newsnow_serial_retries_total", "counter", "Commands sent again after no or a bad reply.",
-               [({}, serial.get("retries"))])
-        metric("newsnow_table_temperature_celsius", "gauge", "Temperature inside the table.",
-               [({}, serial.get("temperature_c"))])
-    metric("newsnow_open", "gauge", "1 inside opening hours.",
-           [({}, None if "open" not in schedule else int(bool(schedule["open"])))])
+    metric("newsnow_button_presses_total", "counter", "Presses of the new-sheet button that started a new table.",
+           [({}, status.get("button_presses", 0))])
+    metric("newsnow_button_ignored_total", "counter",
+           "Presses ignored: within a second of the last, or before the new table showed a drawing.",
+           [({}, status.get("button_ignored", 0))])
+    metric("newsnow_calibrated", "gauge", "1 when the table runs with a calibration file.",
+           [({}, int(bool(calibration.get("calibrated"))))])
+    metric("newsnow_calibration_age_seconds", "gauge", "Age of the calibration (NaN: uncalibrated).",
+           [({}, calibration.get("age_s"))])
+    configured = bool(serial.get("configured", bool(serial)))
+    metric("newsnow_serial_connected", "gauge", "1 while the table controller answers (NaN: none configured).",
+           [({}, int(bool(serial.get("connected"))) if configured else None)])
+    metric("newsnow_serial_connects_total", "counter", "Connections to the table controller.",
+           [({}, serial.get("connects", 0))])
+    metric("newsnow_serial_retries_total", "counter", "Commands sent again after no or a bad reply.",
+           [({}, serial.get("retries", 0))])
+    metric("newsnow_table_temperature_celsius", "gauge", "Temperature inside the table (NaN: not measured).",
+           [({}, serial.get("temperature_c"))])
+    metric("newsnow_open", "gauge", "1 inside opening hours.", [({}, int(bool(schedule.get("open"))))])
     return "\n".join(out) + "\n"
 
 

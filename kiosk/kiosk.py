@@ -32,6 +32,21 @@ from kiosk.health import HealthServer
 from kiosk.notify import Notifier
 from kiosk.schedule import Schedule
 from table.loop import Pulse
+from table.stats import FAULT_KINDS
+
+KIOSK_FAULT_KINDS = ("display_stall", "model_reload")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("newsnow")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +329,12 @@ class Kiosk:
             found.append(f"model: hung (one call running for {table_status['model_busy_s']:.0f} s)")
         return found
 
+    def _calibration(self) -> dict:
+        calibration = getattr(self.parts, "calibration", None)
+        if calibration is None or not getattr(calibration, "calibrated", False):
+            return {"calibrated": False, "age_s": None}
+        return {"calibrated": True, "age_s": round(calibration.age_days() * 86400.0)}
+
     def snapshot(self) -> dict:
         """Everything the health endpoint serves; safe from any thread."""
         table = self.table
@@ -337,7 +358,7 @@ class Kiosk:
         else:
             state = "running"
         with self._lock:
-            faults = dict(self._faults)
+            faults = {kind: 0 for kind in FAULT_KINDS + KIOSK_FAULT_KINDS} | self._faults
         for kind, n in (table_status or {}).get("faults", {}).items():
             faults[kind] = faults.get(kind, 0) + n
         serial = self.controller.status() if self.controller is not None else {"configured": False}
@@ -349,8 +370,10 @@ class Kiosk:
             "state": state,
             "problems": problems,
             "uptime_s": round(self._clock() - self.t_start, 1),
-            "camera": {**(camera or {}), "last_frame_age_s": ts.get("last_frame_age_s"),
-                       "frames": ts.get("frames_captured", (camera or {}).get("frames"))},
+            # the source's own view (state, fps), the age as the table saw frames arrive
+            "camera": {"state": (camera or {}).get("state", "unknown"), "fps": (camera or {}).get("fps"),
+                       "source": (camera or {}).get("source", ""), "last_frame_age_s": ts.get("last_frame_age_s"),
+                       "frames": ts.get("frames_captured", (camera or {}).get("frames", 0))},
             "projector": {"power": power, "display_frames": self.display_frames,
                           "max_display_gap_s": round(self.max_display_gap_s, 3)},
             "button_presses": self.button_presses,
@@ -358,7 +381,7 @@ class Kiosk:
             "serial": serial,
             "model": {**self.model, "backend": ts.get("backend") or self.model.get("backend"),
                       "transition": ts.get("transition")},
-            "providers": self.model.get("providers", []),
+            "calibration": self._calibration(),
             "fps": {"display": ts.get("display_fps_recent"), "inference": ts.get("inference_fps")},
             "latency_ms": ts.get("latency_ms") or {},
             "stroke_latency_ms": ts.get("stroke_latency_ms") or {},
@@ -372,20 +395,18 @@ class Kiosk:
 
 
 def model_info(parts) -> dict:
-    """What the status shows about the model and the runtime."""
-    providers: list[str] = []
-    try:
-        import onnxruntime
-
-        providers = onnxruntime.get_available_providers()
-    except ImportError:
-        pass
+    """What the status shows about the model and the runtime: the providers the model's
+    session really runs on (not every one the installed ONNX Runtime knows)."""
+    backend = parts.backend
+    sessions = getattr(backend, "sessions", None) or {}
+    first = next(iter(sessions.values()), None)
     bundle = parts.bundle
-    return {"bundle": str(getattr(bundle, "path", getattr(bundle, "folder", ""))),
+    return {"bundle": str(getattr(bundle, "path", "")),
             "resolution": getattr(bundle, "resolution", None),
             "precision": getattr(bundle, "precision", None),
-            "backend": getattr(parts.backend, "name", "?"),
-            "providers": providers}
+            "backend": getattr(backend, "name", "unknown"),
+            "providers": list(first.get_providers()) if first is not None else [],
+            "version": VERSION}
 
 
 def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, display=None,

@@ -49,16 +49,25 @@ class TableStatus:
         return asdict(self)
 
 
-def _percentiles(samples) -> dict[str, float | None]:
+def _percentiles(samples, total: list[float]) -> dict[str, float | None]:
+    """p50/p95/max over the window of samples (ms), and the count and sum (ms) since the
+    start (what a Prometheus summary reports beside its quantiles)."""
+    count, sum_ms = int(total[0]), round(total[1] * 1000.0, 2)
     if not samples:
-        return {"p50": None, "p95": None, "max": None, "n": 0}
+        return {"p50": None, "p95": None, "max": None, "n": 0, "count": count, "sum": sum_ms}
     a = np.asarray(samples, dtype=np.float64) * 1000.0
     return {
         "p50": round(float(np.percentile(a, 50)), 2),
         "p95": round(float(np.percentile(a, 95)), 2),
         "max": round(float(a.max()), 2),
         "n": int(a.size),
+        "count": count,
+        "sum": sum_ms,
     }
+
+
+# Every kind of fault the table counts, so that a status lists each from the start (at 0).
+FAULT_KINDS = ("bad_frame", "camera", "camera_stalled", "frame_clock", "binarize", "inference", "display")
 
 
 @dataclass
@@ -85,6 +94,8 @@ class TableStats:
         self._display_times: deque[float] = deque(maxlen=self.window)
         self._latency: deque[float] = deque(maxlen=self.window)
         self._stroke_latency: deque[float] = deque(maxlen=self.window)
+        self._latency_total = [0, 0.0]  # answers shown, seconds of latency, since the start
+        self._stroke_latency_total = [0, 0.0]
         self.idle = False
         self.stopped = False
         self.bad_outputs_in_a_row = 0
@@ -172,8 +183,12 @@ class TableStats:
             self._display_times.append(t_display)
             if latency is not None:
                 self._latency.append(latency)
+                self._latency_total[0] += 1
+                self._latency_total[1] += latency
             if stroke_latency is not None:
                 self._stroke_latency.append(stroke_latency)
+                self._stroke_latency_total[0] += 1
+                self._stroke_latency_total[1] += stroke_latency
 
     def snapshot(self, model_busy_s: float = 0.0) -> TableStatus:
         now = time.monotonic()
@@ -199,8 +214,8 @@ class TableStats:
                 display_fps=round((shown - 1) / span, 2) if span > 0 else 0.0,
                 inference_fps=round(self.inferences / inf_span, 2) if inf_span > 0 else 0.0,
                 display_fps_recent=round((len(recent) - 1) / recent_span, 2) if recent_span > 0 else 0.0,
-                latency_ms=_percentiles(self._latency),
-                stroke_latency_ms=_percentiles(self._stroke_latency),
+                latency_ms=_percentiles(self._latency, self._latency_total),
+                stroke_latency_ms=_percentiles(self._stroke_latency, self._stroke_latency_total),
                 last_frame_age_s=None if self.t_last_frame is None else round(now - self.t_last_frame, 3),
                 idle=self.idle,
                 model_busy_s=round(model_busy_s, 3),

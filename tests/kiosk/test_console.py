@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from config import Config, ConfigError
-from kiosk.kiosk import Kiosk
+from kiosk.kiosk import Kiosk, model_info
 from kiosk.notify import Notifier
 from table.assemble import open_table, prepare
 
@@ -40,7 +40,7 @@ def console_table(tmp_path, tiny_bundle):
         parts = prepare(Config.load(path))
         table = open_table(parts)
         kiosk = Kiosk(parts.config, notifier=Notifier({}))
-        kiosk.parts = parts
+        kiosk.parts, kiosk.model = parts, model_info(parts)
         kiosk.attach(table, source=parts.source)
         kiosk.start()
         runner = threading.Thread(target=table.run, args=(30,), daemon=True)
@@ -63,8 +63,9 @@ def test_the_page_the_live_view_and_the_settings(console_table):
     code, kind, page = request(url + "/")
     assert code == 200 and kind.startswith("text/html") and b"New Snow" in page and b"/view.jpg" in page
     deadline = time.monotonic() + 10
-    while table.latest_projector is None and time.monotonic() < deadline:
+    while table.latest_picture is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(0.3)  # the answer's fade onto the projector
     code, kind, jpeg = request(url + "/view.jpg")
     assert code == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
     import cv2
@@ -79,6 +80,15 @@ def test_the_page_the_live_view_and_the_settings(console_table):
     assert settings["sections"]["binarize"]["method"]["type"] == "choice"
     assert "resolution" not in settings["sections"]["binarize"] and "kind" not in settings["sections"]["transition"]
     assert settings["can_save"] is True
+    status = json.loads(request(url + "/status")[2])
+    assert "providers" not in status and set(status["camera"]) == {"state", "fps", "source", "last_frame_age_s",
+                                                                    "frames"}
+    assert status["model"]["providers"] == ["CPUExecutionProvider"]  # what the session runs on, not all installed
+    assert status["faults"]["inference"] == 0 and status["calibration"] == {"calibrated": False, "age_s": None}
+    from kiosk.commands import format_status
+
+    text = format_status(status)
+    assert "None" not in text and "?" not in text
 
 
 def test_a_change_is_applied_validated_and_saved_on_request(console_table):

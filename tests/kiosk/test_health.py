@@ -19,9 +19,9 @@ STATUS = {
     "button_presses": 2,
     "serial": {"connected": True, "port": "/dev/newsnow-table", "connects": 2, "retries": 1, "temperature_c": 41.5},
     "model": {"bundle": "demo", "backend": "onnxruntime/CPUExecutionProvider"},
-    "providers": ["CPUExecutionProvider"],
     "fps": {"display": 30.0, "inference": 9.5},
-    "latency_ms": {"p50": 60.0, "p95": 90.0, "max": 120.0, "n": 50},
+    "latency_ms": {"p50": 60.0, "p95": 90.0, "max": 120.0, "n": 50, "count": 70, "sum": 4900.0},
+    "stroke_latency_ms": {"p50": 70.0, "p95": 95.0, "max": 130.0, "n": 10, "count": 12, "sum": 900.0},
     "faults": {"camera": 2, "inference": 1},
     "schedule": {"open": True, "next_change": "2026-11-25T17:00+01:00"},
 }
@@ -64,7 +64,8 @@ def test_metrics_are_valid_prometheus_text(server):
         assert line.startswith(("# HELP ", "# TYPE ")) or SAMPLE.match(line), line
     assert 'newsnow_state{state="running"} 1' in body and 'newsnow_state{state="degraded"} 0' in body
     assert 'newsnow_faults_total{kind="camera"} 2' in body
-    assert 'newsnow_latency_milliseconds{quantile="0.95"} 90.0' in body
+    assert 'newsnow_latency_seconds{quantile="0.95"} 0.09' in body
+    assert "newsnow_latency_seconds_count 70" in body and "newsnow_latency_seconds_sum 4.9" in body
     assert "newsnow_table_temperature_celsius 41.5" in body and "newsnow_serial_connected 1" in body
     assert "newsnow_display_max_gap_seconds 0.041" in body and "newsnow_button_presses_total 2" in body
     types = re.findall(r"^# TYPE (\S+) (\S+)$", body, flags=re.M)
@@ -94,11 +95,32 @@ def test_a_failing_snapshot_gives_500_not_a_dead_server():
         assert get(bad.url + "/status")[0] == 200
 
 
-def test_missing_values_are_left_out_of_metrics():
-    """A status without serial or latency (e.g. starting) gives no samples for them, and no 'None' values."""
-    body = prometheus_text({"state": "starting", "uptime_s": 0.5, "serial": {"configured": False}, "latency_ms": {}})
-    assert "None" not in body and "newsnow_serial_connected" not in body
-    assert "newsnow_latency_milliseconds" not in body and 'newsnow_state{state="starting"} 1' in body
+def test_every_series_is_there_from_the_start():
+    """A status of a table still starting (no serial, no latency yet) has every series, NaN where nothing
+    was observed and zero counts, and no 'None'."""
+    body = prometheus_text({"state": "starting", "uptime_s": 0.5, "serial": {"configured": False}, "latency_ms": {},
+                            "faults": {"camera": 0, "inference": 0}})
+    full = prometheus_text(STATUS)
+    names = lambda text: set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M))  # noqa: E731
+    assert names(body) == names(full)
+    assert "None" not in body and "newsnow_serial_connected NaN" in body
+    assert 'newsnow_latency_seconds{quantile="0.5"} NaN' in body and "newsnow_latency_seconds_count 0" in body
+    assert 'newsnow_faults_total{kind="inference"} 0' in body and 'newsnow_state{state="starting"} 1' in body
+
+
+def test_promtool_finds_nothing_to_lint(tmp_path):
+    """`promtool check metrics` (Debian's prometheus package) accepts the metrics of a running and of a
+    starting table without a single lint finding."""
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    for status in (STATUS, {"state": "starting", "serial": {"configured": False}, "latency_ms": {}}):
+        proc = subprocess.run([promtool, "check", "metrics"], input=prometheus_text(status), text=True,
+                              capture_output=True, timeout=30)
+        assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
 
 
 def run_status(argv):
@@ -115,7 +137,8 @@ def test_status_command_prints_json_and_plain_text(server, capsys):
     assert json.loads(capsys.readouterr().out) == STATUS
     assert run_status(["--url", srv.url + "/status"]) == 0
     out = capsys.readouterr().out
-    assert "state       running" in out and "p95 90.0 ms" in out and "camera 2, inference 1" in out
+    assert "state       running" in out and "p95 95 ms" in out and "camera 2, inference 1" in out
+    assert "None" not in out and "?" not in out
     state["status"] = {**STATUS, "state": "degraded", "problems": ["serial: disconnected"]}
     assert run_status(["--url", srv.url + "/status"]) == 1
     assert "degraded (serial: disconnected)" in capsys.readouterr().out

@@ -204,7 +204,8 @@ def test_display_gaps_are_measured_and_counted():
         clock[0] += gap
         kiosk.on_display_frame(Pulse(clock[0], 0.0, 0.0))
     assert kiosk.max_display_gap_s == pytest.approx(0.8)
-    assert kiosk.snapshot()["faults"] == {"display_stall": 1}
+    faults = kiosk.snapshot()["faults"]
+    assert faults["display_stall"] == 1 and sum(faults.values()) == 1
 
 
 def test_demo_kiosk_serves_status_with_a_simulated_controller():
@@ -386,3 +387,37 @@ def test_button_bursts_start_one_new_table_at_a_time():
         kiosk._on_event(press)
         clock[0] += 0.1
     assert FakeTable.stops == 4 and kiosk.button_presses == 4 and kiosk.button_ignored == 37
+
+
+def test_model_reload_builds_the_next_table_on_fresh_parts_and_keeps_the_old_on_failure():
+    """The console's 'reload the model': the table stops, the parts are prepared again and the next
+    table runs on them; a bundle that no longer loads keeps the running model and counts a fault."""
+    config = table_config(hours={"always_open": True})
+    kiosk = Kiosk(config, notifier=Notifier({}), serve_health=False)
+    parts, open_table = make_parts(config)
+    fresh_backend = FakeBackend()
+    outcomes = [lambda old: SimpleNamespace(**{**vars(old), "backend": fresh_backend}),
+                lambda old: (_ for _ in ()).throw(ValueError("bundle.json: missing"))]
+
+    def reprepare(old):
+        return outcomes.pop(0)(old)
+
+    stop = threading.Event()
+    runner = threading.Thread(target=run_kiosk, args=(parts, open_table),
+                              kwargs=dict(kiosk=kiosk, display=NullDisplay(DISPLAY), stop=stop, reprepare=reprepare),
+                              daemon=True)
+    runner.start()
+    try:
+        assert wait_for(lambda: kiosk.display_frames > 5)
+        assert kiosk.request_model_reload()
+        assert wait_for(lambda: kiosk.table is not None and kiosk.table.backend._backend is fresh_backend)
+        assert wait_for(lambda: fresh_backend.calls.get("sketch_to_drawing", 0) >= 1)
+        kiosk._last_press = None
+        assert wait_for(lambda: kiosk._table_shown)
+        assert kiosk.request_model_reload()
+        assert wait_for(lambda: kiosk.snapshot()["faults"].get("model_reload") == 1)
+        assert wait_for(lambda: kiosk.table is not None and kiosk.table.backend._backend is fresh_backend)
+    finally:
+        stop.set()
+        kiosk.table and kiosk.table.stop()
+        runner.join(10)
