@@ -141,3 +141,31 @@ def test_a_console_beyond_this_machine_needs_a_token():
     with pytest.raises(ConfigError, match="health.token: health.host = '0.0.0.0' reaches beyond this machine"):
         Config.from_dict({"health": {"host": "0.0.0.0"}})
     assert Config.from_dict({"health": {"host": "0.0.0.0", "token": "x" * 16}}).health.token == "x" * 16
+
+
+def test_the_console_in_a_real_browser(console_table, tmp_path):
+    """Headless Chromium loads the console, shows the live view and the state, changes tone.contrast
+    with the form, and the running table picks it up."""
+    from tests.kiosk.browser import Browser, chromium
+
+    if chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    path, table, kiosk, url = console_table()
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", url=url + "/")
+        browser.wait_for("document.getElementById('view').naturalWidth > 640")  # the live view arrived
+        browser.wait_for("['running', 'idle'].includes(document.getElementById('state').textContent)")
+        browser.wait_for("document.getElementById('tone.contrast') !== null")
+        browser.evaluate("document.getElementById('tone.contrast').value = '1.7';"
+                         "document.getElementById('apply').click(); true")
+        message = browser.wait_for("document.getElementById('message').textContent")
+        assert message.startswith("applied: tone"), message
+        assert table.config.tone.contrast == 1.7
+        browser.evaluate("document.getElementById('tone.contrast').value = '-2';"
+                         "document.getElementById('apply').click(); true")
+        browser.wait_for("document.getElementById('message').className === 'error'")
+        assert "out of range" in browser.evaluate("document.getElementById('message').textContent")
+        assert table.config.tone.contrast == 1.7
+    finally:
+        browser.close()
