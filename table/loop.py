@@ -216,6 +216,7 @@ class Table:
         self._foreign_clock_seen = False
         self._t_new_frame = time.monotonic()  # when the source last gave a new frame (a stall is counted after STALL_S)
         self._stalled = False
+        self._can_wander = True  # until the bundle shows it cannot (no mapping or generator graph)
         self._warn = ThrottledLog(log)  # faults are counted in the stats; the log gets a line per burst
 
     # ---- the watchers' side -------------------------------------------------------------
@@ -377,22 +378,44 @@ class Table:
         return Wander(self.backend, idle.psi, idle.wander_speed, now, start=w_shown, seed=self.seed,
                       period_s=1.0 / idle.fps, first_fade_s=self.config.transition.duration_s, sketch=strokes)
 
+    def _idle(self, shown: Motion | None, now: float) -> Motion:
+        """Nobody draws: the idle wander; where the bundle cannot wander (no mapping or
+        generator graph), the drawing on show stays, or the drawing of an empty sheet."""
+        if self._can_wander:
+            try:
+                return self._wander(shown.w_shown if shown is not None else None, now)
+            except Exception as exc:
+                self._can_wander = False
+                self.stats.count_fault("inference")
+                log.warning("event=idle_wander_unavailable error=%r action=still_drawing", exc)
+        if shown is not None:
+            return shown
+        paper = np.ones((1, 1, self.resolution, self.resolution), np.float32)
+        return Crossfade(now, 0.0, drawing=self.backend.sketch_to_drawing(paper))
+
     def _infer_forever(self) -> None:
         motion: Motion | None = None
-        last_change = time.monotonic()  # when a visitor last changed the sheet
+        last_change: float | None = None  # when a visitor last changed the sheet (None: not yet)
         while not self._stop.is_set():
             idle_after = self.config.idle.after_s
             now = time.monotonic()
-            if not isinstance(motion, Wander) and now - last_change >= idle_after:
-                motion = self._wander(motion.w_shown if motion is not None else None, now)  # nobody draws
-                self.stats.set_idle(True)
-            due = motion.due() if motion is not None else None
-            pending = None
-            if due is None or now < due:  # nothing due: wait for a sketch until something is
-                until = due if due is not None else min(now + 0.1, last_change + idle_after)
-                pending = self._sketches.take(until - now) if until > now else self._sketches.take_nowait()
-                now = time.monotonic()
+            # From the first frame on, the projector shows something: until a visitor draws, and
+            # idle.after_s after the last change, the attract picture (the wander).
+            idle_due = last_change is None or now - last_change >= idle_after
             try:
+                if idle_due and not isinstance(motion, Wander):
+                    motion = self._idle(motion, now)
+                    self.stats.set_idle(True)
+                due = motion.due() if motion is not None else None
+                pending = None
+                if due is None or now < due or isinstance(motion, Wander):
+                    # Wait for a sketch until something is due. A due latent step goes out
+                    # first (the move would stutter); a visitor's sketch goes before the wander.
+                    until = due if due is not None else now + 0.1
+                    if last_change is not None and not idle_due:
+                        until = min(until, last_change + idle_after)
+                    pending = self._sketches.take(until - now) if until > now else self._sketches.take_nowait()
+                    now = time.monotonic()
                 if pending is not None:
                     motion = self._answer(pending, motion, now)
                     if not pending.blank:

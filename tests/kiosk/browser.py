@@ -106,7 +106,10 @@ class Browser:
     def wait_for(self, expression: str, timeout: float = 15.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except AssertionError:  # the page is not there yet
+                value = None
             if value:
                 return value
             time.sleep(0.1)

@@ -173,8 +173,9 @@ def test_latent_transition_generates_each_step():
                        transition={"latent_steps": 5, "duration_s": 0.2})
     status = table.run(1.0)
     assert backend.calls["encode"] == 2 and status.inferences == 2
-    assert backend.calls["generate"] == 1 + 5  # the first drawing at once, the second in 5 steps
-    assert status.generations == 5
+    # the attract wander from the first frame, then each answer reached in 5 generated steps
+    # (the first from the wander's W+), every generated frame counted
+    assert backend.calls["generate"] == status.generations >= 2 * 5
     assert status.stroke_latency_ms["n"] == 2
 
 
@@ -385,3 +386,29 @@ def test_status_says_how_long_the_model_call_in_progress_runs():
     threading.Timer(1.0, release.set).start()
     status = table.run(1.3)
     assert 0.4 < seen[0] < 0.9 and status.model_busy_s == 0.0
+
+
+def test_the_projector_is_never_black_without_a_camera():
+    """No frame ever arrives: from the first displayed frames the projector shows the attract
+    wander (never 20 s of black), and the table says it is idle."""
+    table = make_table(lambda t: None, idle={"after_s": 20, "fps": 20})
+    black = []
+    table.on_display_frame.append(lambda pulse: black.append(
+        table.latest_projector is None or not table.latest_projector.any()))
+    status = table.run(1.0)
+    assert status.idle and status.generations >= 5
+    assert not any(black[10:])  # dark only for the first frames, before the first generated one
+
+
+def test_a_bundle_that_cannot_wander_shows_a_still_drawing():
+    """A bundle without the mapping graph: the attract picture is the drawing of an empty sheet,
+    one warning, and the table answers sketches as ever."""
+    class NoMapping(FakeBackend):
+        def map(self, z):
+            raise RuntimeError("no mapping graph in this bundle")
+
+    backend = NoMapping()
+    table = make_table(lambda t: None if t < 0.5 else paper([BOX]), backend)
+    status = table.run(1.2)
+    assert backend.calls["sketch_to_drawing"] >= 2 and status.inferences >= 1
+    assert status.faults.get("inference") == 1 and table.latest_projector.any()
