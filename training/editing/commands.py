@@ -1,4 +1,8 @@
-"""`newsnow edit directions|grid`: find latent directions of a bundle's generator and look at them."""
+"""`newsnow edit directions|grid`: find latent directions of a generator and look at them.
+
+The generator is a bundle folder (default: the demo model) or a researcher's StyleGAN2
+checkpoint file (rosinality `.pt`, stylegan2-ada `.pkl`; `training.editing.checkpoints`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +12,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _default_bundle() -> Path:
-    from inference.bundle import DEMO_BUNDLE
-    return DEMO_BUNDLE
+GENERATOR_HELP = ("model bundle folder (default: the demo model), or a StyleGAN2 checkpoint file: "
+                  "rosinality/pSp .pt, stylegan2-ada .pkl or a New Snow checkpoint")
+
+
+def add_generator_argument(parser) -> None:
+    parser.add_argument("--generator", "--bundle", dest="generator", type=Path, default=None, help=GENERATOR_HELP)
 
 
 def _strengths(text: str) -> list[float]:
@@ -24,12 +31,13 @@ def _strengths(text: str) -> list[float]:
 
 
 def register(subparsers) -> None:
-    edit = subparsers.add_parser("edit", help="research: latent directions of a generator (InterFaceGAN, GANSpace, SeFa)")
+    edit = subparsers.add_parser("edit", help="research: latent directions of a generator (InterFaceGAN, GANSpace, "
+                                              "SeFa; Papers I-III)")
     sub = edit.add_subparsers(dest="edit_command", metavar="ACTION")
 
     p = sub.add_parser("directions", help="find edit directions and save them as .npz")
     p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"])
-    p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the demo model)")
+    add_generator_argument(p)
     p.add_argument("--out", type=Path, required=True, help=".npz file to write")
     p.add_argument("--k", type=int, default=10, help="directions to keep (sefa, ganspace)")
     p.add_argument("--layers", default=":", help="W+ layers the directions apply to: 'a:b' (half open) or '0,2,5' "
@@ -44,7 +52,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=cmd_directions)
 
     p = sub.add_parser("grid", help="image of one drawing edited along each direction (rows) at several strengths")
-    p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the demo model)")
+    add_generator_argument(p)
     p.add_argument("--directions", type=Path, required=True, help=".npz from `newsnow edit directions`")
     p.add_argument("--out", type=Path, required=True, help="image file (.png)")
     p.add_argument("--strengths", type=_strengths, default=[-3.0, -1.5, 0.0, 1.5, 3.0],
@@ -53,6 +61,7 @@ def register(subparsers) -> None:
     p.add_argument("--rows", type=int, default=None, help="only the first N directions")
     p.add_argument("--seed", type=int, default=0, help="which drawing (z seed)")
     p.add_argument("--truncation", type=float, default=0.7, help="psi for the drawing's w")
+    p.add_argument("--no-labels", action="store_true", help="tiles only, without direction names and strengths")
     p.set_defaults(handler=cmd_grid)
 
 
@@ -70,25 +79,24 @@ def _load_npy(path: Path | None, flag: str):
 def cmd_directions(args) -> int:
     import numpy as np
 
-    from inference.bundle import Bundle
-    from inference.runtime import open_backend
     from training.editing.directions import Directions, layer_indices
+    from training.editing.generator import open_generator
 
-    bundle = Bundle.load(args.bundle or _default_bundle())
+    backend = open_generator(args.generator)
+    bundle = backend.bundle
     layers = layer_indices(args.layers, bundle.num_ws)
     if args.method == "ganspace":
         from training.editing.ganspace import ganspace, sample_w
 
-        backend = open_backend(bundle)
         pca = ganspace(sample_w(backend.map, n=args.samples, z_dim=bundle.z_dim, seed=args.seed), k=args.k)
         result = Directions(pca.components, "ganspace", layers, std=pca.std)
     elif args.method == "sefa":
-        from training.editing.generator import load_generator, sefa_directions
+        from training.editing.generator import sefa_directions, torch_generator
         from training.editing.grid import direction_std
 
-        vectors, values = sefa_directions(load_generator(bundle), layers, k=args.k, include_torgb=args.include_torgb)
+        vectors, values = sefa_directions(torch_generator(backend), layers, k=args.k, include_torgb=args.include_torgb)
         log.info("sefa eigenvalues: %s", np.array2string(values[:10], precision=3))
-        result = Directions(vectors, "sefa", layers, std=direction_std(open_backend(bundle), vectors))
+        result = Directions(vectors, "sefa", layers, std=direction_std(backend, vectors))
     else:
         from training.editing.interfacegan import conditional_direction, fit_svm
 
@@ -111,14 +119,18 @@ def cmd_directions(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from inference.runtime import open_backend
     from training.editing.directions import Directions
-    from training.editing.grid import editing_grid, write_grid
+    from training.editing.generator import open_generator
+    from training.editing.grid import editing_grid, label_grid, strength_labels, write_grid
 
     directions = Directions.load(args.directions)
-    backend = open_backend(args.bundle or _default_bundle())
+    backend = open_generator(args.generator)
     grid = editing_grid(backend, directions, args.strengths, seed=args.seed,
                         truncation=args.truncation, rows=args.rows)
+    tile = backend.bundle.resolution
+    rows = grid.shape[0] // tile
+    if not args.no_labels:
+        grid = label_grid(grid, tile, directions.labels()[:rows], strength_labels(args.strengths))
     path = write_grid(args.out, grid)
-    print(f"{path}: {grid.shape[0] // backend.bundle.resolution} directions x {len(args.strengths)} strengths")
+    print(f"{path}: {rows} directions x {len(args.strengths)} strengths")
     return 0

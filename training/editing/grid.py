@@ -65,6 +65,36 @@ def editing_grid(backend, directions: Directions, strengths: Sequence[float] = D
     return grid[..., 0] if bundle.channels == 1 else grid
 
 
+def strength_labels(strengths: Sequence[float], unit: str = "sd") -> list[str]:
+    return ["0" if s == 0 else f"{s:+g} {unit}" for s in strengths]
+
+
+def label_grid(grid: np.ndarray, tile: int, rows: Sequence[str], columns: Sequence[str]) -> np.ndarray:
+    """The grid on a white margin with each row's name on its left and each column's above it.
+
+    grid: [rows * tile, columns * tile(, 3)] uint8. Text is black, sized to the tiles
+    (readable from 32 px tiles up).
+    """
+    if grid.shape[0] != len(rows) * tile or grid.shape[1] != len(columns) * tile:
+        raise ValueError(f"grid {grid.shape[:2]} is not {len(rows)} x {len(columns)} tiles of {tile} px")
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, tile / 160), max(1, tile // 128)
+    size = lambda text: cv2.getTextSize(text, font, scale, thickness)[0]  # noqa: E731  (w, h)
+    text_h = max(size(t)[1] for t in [*rows, *columns])
+    pad = max(3, text_h // 2)
+    left = max(size(t)[0] for t in rows) + 2 * pad
+    top = text_h + 2 * pad
+    canvas = np.full((top + grid.shape[0], left + grid.shape[1]) + grid.shape[2:], 255, np.uint8)
+    canvas[top:, left:] = grid
+    black = (0, 0, 0) if grid.ndim == 3 else 0
+    for i, text in enumerate(rows):
+        cv2.putText(canvas, text, (pad, top + i * tile + (tile + text_h) // 2), font, scale, black, thickness,
+                    cv2.LINE_AA)
+    for j, text in enumerate(columns):
+        x = left + j * tile + max(0, (tile - size(text)[0]) // 2)
+        cv2.putText(canvas, text, (x, pad + text_h), font, scale, black, thickness, cv2.LINE_AA)
+    return canvas
+
+
 def write_grid(path: str | Path, grid: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
