@@ -66,18 +66,23 @@ def editing_grid(backend, directions: Directions, strengths: Sequence[float] = D
 
 
 def strength_labels(strengths: Sequence[float], unit: str = "sd") -> list[str]:
-    return ["0" if s == 0 else f"{s:+g} {unit}" for s in strengths]
+    return ["0" if s == 0 else f"{s:+g} {unit}".strip() for s in strengths]
 
 
-def label_grid(grid: np.ndarray, tile: int, rows: Sequence[str], columns: Sequence[str]) -> np.ndarray:
+def label_grid(grid: np.ndarray, tile: int | tuple[int, int], rows: Sequence[str],
+               columns: Sequence[str]) -> np.ndarray:
     """The grid on a white margin with each row's name on its left and each column's above it.
 
-    grid: [rows * tile, columns * tile(, 3)] uint8. Text is black, sized to the tiles
-    (readable from 32 px tiles up).
+    grid: [rows * tile_h, columns * tile_w(, C)] uint8; tile: its side, or (height, width).
+    Text is black, sized to the tiles (readable from 32 px tiles up).
     """
-    if grid.shape[0] != len(rows) * tile or grid.shape[1] != len(columns) * tile:
-        raise ValueError(f"grid {grid.shape[:2]} is not {len(rows)} x {len(columns)} tiles of {tile} px")
-    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, tile / 160), max(1, tile // 128)
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    if grid.shape[0] != len(rows) * tile_h or grid.shape[1] != len(columns) * tile_w:
+        raise ValueError(f"grid {grid.shape[:2]} is not {len(rows)} x {len(columns)} tiles of {tile_h}x{tile_w} px")
+    if grid.ndim == 3 and grid.shape[2] == 1:  # one-channel images as [H, W, 1]
+        return label_grid(grid[..., 0], tile, rows, columns)[..., None]
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, min(tile_h, tile_w) / 160)
+    thickness = max(1, min(tile_h, tile_w) // 128)
     size = lambda text: cv2.getTextSize(text, font, scale, thickness)[0]  # noqa: E731  (w, h)
     text_h = max(size(t)[1] for t in [*rows, *columns])
     pad = max(3, text_h // 2)
@@ -87,10 +92,10 @@ def label_grid(grid: np.ndarray, tile: int, rows: Sequence[str], columns: Sequen
     canvas[top:, left:] = grid
     black = (0, 0, 0) if grid.ndim == 3 else 0
     for i, text in enumerate(rows):
-        cv2.putText(canvas, text, (pad, top + i * tile + (tile + text_h) // 2), font, scale, black, thickness,
+        cv2.putText(canvas, text, (pad, top + i * tile_h + (tile_h + text_h) // 2), font, scale, black, thickness,
                     cv2.LINE_AA)
     for j, text in enumerate(columns):
-        x = left + j * tile + max(0, (tile - size(text)[0]) // 2)
+        x = left + j * tile_w + max(0, (tile_w - size(text)[0]) // 2)
         cv2.putText(canvas, text, (x, pad + text_h), font, scale, black, thickness, cv2.LINE_AA)
     return canvas
 
