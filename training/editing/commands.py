@@ -64,6 +64,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-labels", action="store_true", help="tiles only, without direction names and strengths")
     p.set_defaults(handler=cmd_grid)
 
+    from training.editing import nrsfm_commands, tensor_commands
+
+    tensor_commands.register(sub)  # Paper II
+    nrsfm_commands.register(sub)   # Paper III
+
 
 def _load_npy(path: Path | None, flag: str):
     import numpy as np
@@ -118,19 +123,26 @@ def cmd_directions(args) -> int:
     return 0
 
 
+def write_direction_grid(backend, directions, strengths, out, seed: int = 0, truncation: float = 0.7,
+                         rows: int | None = None, labels: bool = True):
+    """The editing grid of `directions` on a backend from `open_generator`, labelled, as a PNG: (path, rows)."""
+    from training.editing.grid import editing_grid, label_grid, strength_labels, write_grid
+
+    grid = editing_grid(backend, directions, strengths, seed=seed, truncation=truncation, rows=rows)
+    tile = backend.bundle.resolution
+    count = grid.shape[0] // tile
+    if labels:
+        grid = label_grid(grid, tile, directions.labels()[:count], strength_labels(strengths, directions.unit))
+    return write_grid(out, grid), count
+
+
 def cmd_grid(args) -> int:
     from training.editing.directions import Directions
     from training.editing.generator import open_generator
-    from training.editing.grid import editing_grid, label_grid, strength_labels, write_grid
 
     directions = Directions.load(args.directions)
-    backend = open_generator(args.generator)
-    grid = editing_grid(backend, directions, args.strengths, seed=args.seed,
-                        truncation=args.truncation, rows=args.rows)
-    tile = backend.bundle.resolution
-    rows = grid.shape[0] // tile
-    if not args.no_labels:
-        grid = label_grid(grid, tile, directions.labels()[:rows], strength_labels(args.strengths))
-    path = write_grid(args.out, grid)
+    path, rows = write_direction_grid(open_generator(args.generator), directions, args.strengths, args.out,
+                                      seed=args.seed, truncation=args.truncation, rows=args.rows,
+                                      labels=not args.no_labels)
     print(f"{path}: {rows} directions x {len(args.strengths)} strengths")
     return 0

@@ -8,8 +8,10 @@ a whole.
 File: `.npz` with `directions` (k x w_dim, unit rows), `method` (str), `layers` (the W+
 layer indices they apply to), optionally `std` (spread of the generator's W along each
 direction, so strengths can be given in standard deviations) and `names` (one label per
-direction, e.g. 'smile', shown on the grid; default '<method> <i>'). numpy only: the grid
-runs on ONNX Runtime without torch.
+direction, e.g. 'smile', shown on the grid; default '<method> <i>') and `unit` (what a
+strength of 1 means: 'sd', one standard deviation, by default; '' when `std` holds each
+direction's own length, so a strength is the paper's parameter, e.g. Paper II's q4).
+numpy only: the grid runs on ONNX Runtime without torch.
 """
 from __future__ import annotations
 
@@ -92,6 +94,7 @@ class Directions:
     layers: np.ndarray            # W+ layer indices the directions apply to
     std: np.ndarray | None = None  # [k] spread of sampled W along each direction
     names: list[str] | None = None  # [k] labels; None: '<method> <i>'
+    unit: str = "sd"               # what strength 1 is: 'sd' of W, or '' (the direction's own length)
 
     def labels(self) -> list[str]:
         return list(self.names) if self.names is not None else [f"{self.method} {i}" for i in range(len(self.directions))]
@@ -102,7 +105,8 @@ class Directions:
             raise DirectionsError(f"{path}: directions are saved as .npz; give a name ending in .npz")
         path.parent.mkdir(parents=True, exist_ok=True)
         fields = dict(directions=unit_rows(self.directions).astype(np.float32),
-                      method=np.array(self.method), layers=np.asarray(self.layers, dtype=np.int64))
+                      method=np.array(self.method), layers=np.asarray(self.layers, dtype=np.int64),
+                      unit=np.array(self.unit))
         if self.std is not None:
             fields["std"] = np.asarray(self.std, dtype=np.float32)
         if self.names is not None:
@@ -136,5 +140,5 @@ class Directions:
         names = [str(n) for n in data["names"]] if "names" in data.files else None
         if names is not None and len(names) != d.shape[0]:
             raise DirectionsError(f"{path}: field 'names' must hold one label per direction")
-        return cls(directions=d, method=str(data["method"]),
-                   layers=np.asarray(data["layers"], dtype=np.int64), std=std, names=names)
+        return cls(directions=d, method=str(data["method"]), layers=np.asarray(data["layers"], dtype=np.int64),
+                   std=std, names=names, unit=str(data["unit"]) if "unit" in data.files else "sd")

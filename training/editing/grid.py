@@ -57,12 +57,21 @@ def editing_grid(backend, directions: Directions, strengths: Sequence[float] = D
     wplus = np.broadcast_to(w, (bundle.num_ws, bundle.w_dim))
     codes = np.stack([edit(wplus, d[i], s * std[i], directions.layers)
                       for i in range(len(d)) for s in strengths]).astype(np.float32)
-    images = np.concatenate([backend.generate(codes[i:i + batch]) for i in range(0, len(codes), batch)])
-    u8 = to_uint8(images)  # [N, C, R, R]
-    r, cols = bundle.resolution, len(strengths)
-    tiles = u8.reshape(len(d), cols, bundle.channels, r, r).transpose(0, 3, 1, 4, 2)
-    grid = tiles.reshape(len(d) * r, cols * r, bundle.channels)
-    return grid[..., 0] if bundle.channels == 1 else grid
+    return tile_images(generate_batched(backend, codes, batch), len(d), len(strengths))
+
+
+def generate_batched(backend, codes: np.ndarray, batch: int = 8) -> np.ndarray:
+    """backend.generate over W+ codes [N, num_ws, w_dim] in batches: images [N, C, R, R] in [-1, 1]."""
+    codes = np.asarray(codes, dtype=np.float32)
+    return np.concatenate([backend.generate(codes[i:i + batch]) for i in range(0, len(codes), batch)])
+
+
+def tile_images(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """uint8 grid [rows * R, cols * R(, 3)] of images [rows * cols, C, R, R] in [-1, 1], row by row."""
+    u8 = to_uint8(images)
+    _, c, r, _ = u8.shape
+    grid = u8.reshape(rows, cols, c, r, r).transpose(0, 3, 1, 4, 2).reshape(rows * r, cols * r, c)
+    return grid[..., 0] if c == 1 else grid
 
 
 def strength_labels(strengths: Sequence[float], unit: str = "sd") -> list[str]:
