@@ -96,7 +96,8 @@ def register(sub) -> None:
     p.add_argument("--strength", type=float, default=0.01,
                    help="gradient edit: weight of the image distance to the unedited sample (lambda)")
     p.add_argument("--distance", choices=["pixel", "none"], default="pixel",
-                   help="gradient edit's image term: mean squared pixel difference, or none")
+                   help="gradient edit's image term: mean squared pixel difference (needs the generator's torch "
+                        "weights), or none")
     p.add_argument("--steps", type=int, default=200, help="gradient edit: Adam steps")
     p.add_argument("--out", type=Path, required=True, help=".npz to write (edited codes, targets, reached q)")
     p.add_argument("--grid", type=Path, default=None, help="also write the grid (.png): methods x targets")
@@ -191,13 +192,14 @@ def cmd_regressor(args) -> int:
     torch.manual_seed(args.seed)
     phi = train_regressor(w, landmarks, model, q, steps=args.steps, lr=args.lr, hidden=args.hidden, seed=args.seed)
     loss = landmark_loss(phi, model, w, landmarks)
+    spread = float(landmarks.var(axis=0).mean())  # how much each landmark moves across the shapes
     meta = {"w_size": str(w.shape[1]), "q_size": str(model.param_size), "hidden": str(args.hidden),
             "fit": str(args.fit), "latents": str(args.latents), "steps": str(args.steps),
-            "landmark_loss": f"{loss:.6g}", "landmark_variance": f"{landmarks.var():.6g}"}
+            "landmark_loss": f"{loss:.6g}", "landmark_variance_across_shapes": f"{spread:.6g}"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in phi.state_dict().items()}, str(args.out), metadata=meta)
     print(f"{args.out}: phi {w.shape[1]} -> {model.param_size}; landmark loss on the training codes {loss:.4g} "
-          f"({loss / landmarks.var():.2%} of the landmarks' variance)")
+          f"({loss / spread:.2%} of the landmarks' variance across the shapes)")
     return 0
 
 
