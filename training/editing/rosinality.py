@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from training.editing.checkpoints import (
+from training.editing.stylegan_state import (
     CheckpointFormatError, LoadedGenerator, StateReader, build_generator, channel_schedule, mean_w,
 )
 

@@ -40,7 +40,7 @@ try:  # numpy >= 2 (numpy.core is its deprecated alias)
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray
 
-from training.editing.checkpoints import (
+from training.editing.stylegan_state import (
     CheckpointFormatError, LoadedGenerator, StateReader, build_generator, channel_schedule,
 )
 

@@ -201,7 +201,7 @@ def test_partial_and_unknown_rosinality_files_are_refused_by_name(tmp_path):
 
 def test_channel_widths_the_networks_cannot_hold_are_refused(tmp_path):
     """rosinality channel_multiplier 4 at 64 px (1024 wide above 512 ones) is not min(base / r, max)."""
-    from training.editing.checkpoints import channel_schedule
+    from training.editing.stylegan_state import channel_schedule
 
     assert channel_schedule(tmp_path, {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256}) == (32768, 512)
     assert channel_schedule(tmp_path, {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128}) == (16384, 512)

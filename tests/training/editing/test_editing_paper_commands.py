@@ -1,4 +1,5 @@
 """`newsnow edit tensor ...` (Paper II) and `newsnow edit nrsfm ...` (Paper III) end to end on planted data."""
+import importlib.util
 import json
 
 import cv2
@@ -92,6 +93,12 @@ def test_nrsfm_fit_regressor_and_edits(tiny_bundle, tmp_path, capsys):
     assert out["codes"].shape == (2, 2, 64)
     grid = cv2.imread(str(tmp_path / "edits.png"), cv2.IMREAD_GRAYSCALE)
     assert grid.shape[0] > 2 * 32 and grid.shape[1] > 2 * 32
+    capsys.readouterr()
+    if importlib.util.find_spec("dlib") and importlib.util.find_spec("face_recognition_models"):
+        # the [faces] extra: the identity of each edit is measured (the tiny model draws no faces)
+        assert main(["edit", "nrsfm", "edit", "--fit", str(fit_path), "--regressor", str(phi_path), "--generator",
+                     str(tiny_bundle), "--set", "yaw=10", "--methods", "linear", "--identity", "--out", str(edits)]) == 0
+        assert "linear: identity distance to the unedited face ['no face']" in capsys.readouterr().out
     assert main(["edit", "nrsfm", "edit", "--fit", str(fit_path), "--regressor", str(phi_path), "--generator",
                  str(tiny_bundle), "--set", "nose=3", "--out", str(edits)]) == 2
     assert "q parameter 'nose' is unknown" in capsys.readouterr().err
