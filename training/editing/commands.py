@@ -64,8 +64,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-labels", action="store_true", help="tiles only, without direction names and strengths")
     p.set_defaults(handler=cmd_grid)
 
-    from training.editing import nrsfm_commands, tensor_commands
+    from training.editing import nrsfm_commands, taugan_commands, tensor_commands
 
+    taugan_commands.register(sub)  # Paper I
     tensor_commands.register(sub)  # Paper II
     nrsfm_commands.register(sub)   # Paper III
 
