@@ -142,8 +142,8 @@ def jacobian_subspace_iteration(
 
     f takes a tensor shaped like h and returns any tensor (both flattened inside).
     Iterates V <- left singular vectors of Jᵀ J V until, for `patience` iterations in a
-    row, the eigenvalues of JᵀJ change by less than `tol` (relative) and every vector by
-    less than `vector_tol` (sine of its turn), or `iters` times. `info`, when given,
+    row, the eigenvalues of JᵀJ change by less than `tol` (relative) and every vector's
+    eigen-residual is below `vector_tol`, or `iters` times. `info`, when given,
     receives {"iterations", "converged", "residual" (the largest eigen-residual, the
     vectors' convergence), "gaps" (relative spectral gaps), "angle_bounds" (bounds on the
     sine of the first k−1 vectors' errors)}. Directions with a gap under `min_gap` are

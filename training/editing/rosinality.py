@@ -76,14 +76,7 @@ def load_rosinality(path: str | Path, record=None, mapping_lr_multiplier: float 
     if n_mlp == 0 or "input.input" not in state:
         raise CheckpointFormatError(f"{path}: no style.*.weight or input.input: not a rosinality StyleGAN2 "
                                     f"generator state dict")
-    tensors: dict[str, tuple[str, torch.Tensor]] = {}
-
-    def take(source: str, target: str) -> torch.Tensor | None:
-        value = reader.get(source)
-        if value is not None:
-            tensors[target] = (source, value)
-        return value
-
+    take, tensors = reader.take, reader.tensors
     for i in range(1, n_mlp + 1):
         for part in ("weight", "bias"):
             take(f"style.{i}.{part}", f"mapping.layers.{i - 1}.{part}")

@@ -155,14 +155,7 @@ def load_stylegan2_ada(path: str | Path) -> LoadedGenerator:
                                     f"unconditional ones are supported")
     resolutions = _block_resolutions(path, synthesis)
     reader = StateReader(path, G.state_dict(), "stylegan2-ada G_ema")
-    tensors: dict[str, tuple[str, torch.Tensor]] = {}
-
-    def take(source: str, target: str) -> torch.Tensor | None:
-        value = reader.get(source)
-        if value is not None:
-            tensors[target] = (source, value)
-        return value
-
+    take, tensors = reader.take, reader.tensors
     layers = sorted(int(m.group(1)) for k in reader.state if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
     for i in range(max(layers, default=-1) + 1):
         take(f"mapping.fc{i}.weight", f"mapping.layers.{i}.weight")

@@ -30,15 +30,17 @@ class LoadedGenerator:
 
 class StateReader:
     """Takes tensors by name from a state dict and remembers every name that is missing, so
-    that one error lists all a partial file lacks (not only the first)."""
+    that one error lists all a partial file lacks (not only the first).
+
+    `take(source, target)` also files the tensor under the project's name in `tensors`
+    ({project name: (file name, tensor)}, what `build_generator` takes).
+    """
 
     def __init__(self, path: Path, state: dict, what: str):
         self.path, self.state, self.what = path, state, what
         self.missing: list[str] = []
         self.used: set[str] = set()
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.state
+        self.tensors: dict[str, tuple[str, torch.Tensor]] = {}
 
     def get(self, name: str) -> torch.Tensor | None:
         if name not in self.state:
@@ -46,6 +48,12 @@ class StateReader:
             return None
         self.used.add(name)
         return self.state[name]
+
+    def take(self, source: str, target: str) -> torch.Tensor | None:
+        value = self.get(source)
+        if value is not None:
+            self.tensors[target] = (source, value)
+        return value
 
     def check_filter(self, name: str, expected: torch.Tensor) -> None:
         """A stored resampling filter must be the one the project's 'fir' networks use."""
