@@ -146,7 +146,7 @@ def cmd_jacobian(args) -> int:
           f"{info['residual']:.1e}); singular values " + ", ".join(f"{d.meta['singular_value']:.4g}" for d in directions)
           + "; relative gaps to the next " + (", ".join(f"{g:.3f}" for g in info["gaps"]) or "-")
           + "; error bound (sine) " + (", ".join(f"{a:.1e}" for a in info["angle_bounds"]) or "-")
-          + " (the last direction's needs one more: raise --k)")
+          + (" (the last direction's needs one more: raise --k)" if len(info["gaps"]) < len(directions) else ""))
     _write(model, args, directions, [-0.5, -0.25, 0, 0.25, 0.5], Path(args.out))
     return 0
 

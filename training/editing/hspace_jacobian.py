@@ -16,7 +16,8 @@ turn: eigenvalue estimates err at second order in the vectors' angles, and where
 step. So the iteration also requires every vector's eigen-residual to be small
 (`vector_tol`), and reports the relative spectral gaps (σ_i − σ_i+1)/σ_i with the
 Davis-Kahan bounds they give on each vector's error; a gap under `min_gap` is warned of,
-because such directions are not unique.
+because such directions are not unique. Alg. 1 iterates one column more than asked
+(`oversample`), which gives σ_k+1 for the k-th gap and speeds the k-th vector up.
 """
 from __future__ import annotations
 
@@ -137,6 +138,7 @@ def jacobian_subspace_iteration(
     info: dict | None = None,
     vector_tol: float = 1e-3,
     min_gap: float = 0.05,
+    oversample: int = 1,
 ) -> JacobianSVD:
     """Alg. 1: the k largest singular values and vectors of ∂f/∂h at h.
 
@@ -145,13 +147,17 @@ def jacobian_subspace_iteration(
     row, the eigenvalues of JᵀJ change by less than `tol` (relative) and every vector's
     eigen-residual is below `vector_tol`, or `iters` times. `info`, when given,
     receives {"iterations", "converged", "residual" (the largest eigen-residual, the
-    vectors' convergence), "gaps" (relative spectral gaps), "angle_bounds" (bounds on the
-    sine of the first k−1 vectors' errors)}. Directions with a gap under `min_gap` are
-    warned of.
+    vectors' convergence), "gaps" (relative spectral gaps, after each of the k), "angle_bounds"
+    (bounds on the sine of each vector's error)}. Directions with a gap under `min_gap` are
+    warned of. `oversample` extra columns are iterated along (not returned, not required to
+    converge) so that σ_k+1, and with it the k-th direction's gap, is known.
     """
     d_in = _check(h, k, iters, V0)
     f_flat, hv = _flat(f, h)
+    p = max(0, min(int(oversample), d_in - k))
     V = V0.to(hv) if V0 is not None else torch.randn(d_in, k, generator=generator, dtype=hv.dtype).to(hv.device)
+    if p:
+        V = torch.cat([V, torch.randn(d_in, p, generator=generator, dtype=hv.dtype).to(hv.device)], 1)
     V, _ = torch.linalg.qr(V)
     progress = _Progress(tol, vector_tol, patience)
     converged = False
@@ -159,13 +165,13 @@ def jacobian_subspace_iteration(
     for it in range(1, iters + 1):
         _, V_hat = _jtjv_columns(f_flat, hv, V)
         V_next, eig, _ = torch.linalg.svd(V_hat, full_matrices=False)
-        converged = progress.step(V, V_hat, eig)
+        converged = progress.step(V[:, :k], V_hat[:, :k], eig[:k])
         V = V_next
         if converged:
             break
-    result = _ritz(f_flat, hv, V, chunk=k)
-    _report(info, it, converged, progress.residuals, result.S, min_gap, "batched", k)
-    return result
+    full = _ritz(f_flat, hv, V, chunk=k + p)
+    _report(info, it, converged, progress.residuals, full.S, min_gap, "batched", k)
+    return JacobianSVD(full.U[:, :k], full.S[:k], full.V[:, :k])
 
 
 def sequential_jacobian_subspace_iteration(
