@@ -5,29 +5,12 @@ checkpoint file (rosinality `.pt`, stylegan2-ada `.pkl`; `training.editing.check
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
+from training.editing.cli_args import add_generator_argument, load_array, parse_strengths
+
 log = logging.getLogger(__name__)
-
-
-GENERATOR_HELP = ("model bundle folder (default: the demo model), or a StyleGAN2 checkpoint file: "
-                  "rosinality/pSp .pt, stylegan2-ada .pkl or a New Snow checkpoint")
-
-
-def add_generator_argument(parser) -> None:
-    parser.add_argument("--generator", "--bundle", dest="generator", type=Path, default=None, help=GENERATOR_HELP)
-
-
-def _strengths(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--strengths: {text!r} is not a comma-separated list of numbers") from exc
-    if not values:
-        raise argparse.ArgumentTypeError("--strengths: give at least one number")
-    return values
 
 
 def register(subparsers) -> None:
@@ -55,7 +38,7 @@ def register(subparsers) -> None:
     add_generator_argument(p)
     p.add_argument("--directions", type=Path, required=True, help=".npz from `newsnow edit directions`")
     p.add_argument("--out", type=Path, required=True, help="image file (.png)")
-    p.add_argument("--strengths", type=_strengths, default=[-3.0, -1.5, 0.0, 1.5, 3.0],
+    p.add_argument("--strengths", type=parse_strengths, default=[-3.0, -1.5, 0.0, 1.5, 3.0],
                    help="comma-separated, in standard deviations of W along each direction "
                         "(write --strengths=-3,0,3: a leading minus would read as a flag)")
     p.add_argument("--rows", type=int, default=None, help="only the first N directions")
@@ -69,17 +52,6 @@ def register(subparsers) -> None:
     taugan_commands.register(sub)  # Paper I
     tensor_commands.register(sub)  # Paper II
     nrsfm_commands.register(sub)   # Paper III
-
-
-def _load_npy(path: Path | None, flag: str):
-    import numpy as np
-
-    if path is None:
-        raise ValueError(f"interfacegan needs {flag} (a .npy file)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read {flag} as .npy ({exc})") from exc
 
 
 def cmd_directions(args) -> int:
@@ -106,17 +78,17 @@ def cmd_directions(args) -> int:
     else:
         from training.editing.interfacegan import conditional_direction, fit_svm
 
-        latents = np.asarray(_load_npy(args.latents, "--latents"), dtype=np.float64)
+        latents = np.asarray(load_array(args.latents, "--latents"), dtype=np.float64)
         if latents.ndim == 3:  # W+ codes: their layer mean is the closest W code
             latents = latents.mean(axis=1)
         if latents.ndim != 2 or latents.shape[1] != bundle.w_dim:
             raise ValueError(f"{args.latents}: codes must be [N, {bundle.w_dim}] or [N, num_ws, {bundle.w_dim}], "
                              f"got {latents.shape}")
-        svm = fit_svm(latents, _load_npy(args.labels, "--labels"))
+        svm = fit_svm(latents, load_array(args.labels, "--labels"))
         log.info("interfacegan: training accuracy %.3f", svm.accuracy)
         normal = svm.normal
         if args.condition_labels is not None:
-            other = fit_svm(latents, _load_npy(args.condition_labels, "--condition-labels"))
+            other = fit_svm(latents, load_array(args.condition_labels, "--condition-labels"))
             normal = conditional_direction(normal, other.normal)
         result = Directions(normal[None], "interfacegan", layers, std=np.array([(latents @ normal).std()]))
     path = result.save(args.out)
@@ -124,22 +96,10 @@ def cmd_directions(args) -> int:
     return 0
 
 
-def write_direction_grid(backend, directions, strengths, out, seed: int = 0, truncation: float = 0.7,
-                         rows: int | None = None, labels: bool = True):
-    """The editing grid of `directions` on a backend from `open_generator`, labelled, as a PNG: (path, rows)."""
-    from training.editing.grid import editing_grid, label_grid, strength_labels, write_grid
-
-    grid = editing_grid(backend, directions, strengths, seed=seed, truncation=truncation, rows=rows)
-    tile = backend.bundle.resolution
-    count = grid.shape[0] // tile
-    if labels:
-        grid = label_grid(grid, tile, directions.labels()[:count], strength_labels(strengths, directions.unit))
-    return write_grid(out, grid), count
-
-
 def cmd_grid(args) -> int:
     from training.editing.directions import Directions
     from training.editing.generator import open_generator
+    from training.editing.grid import write_direction_grid
 
     directions = Directions.load(args.directions)
     path, rows = write_direction_grid(open_generator(args.generator), directions, args.strengths, args.out,

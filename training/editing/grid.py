@@ -116,3 +116,15 @@ def write_grid(path: str | Path, grid: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), image):
         raise OSError(f"{path}: could not write the grid image (use a .png name in a writable folder)")
     return path
+
+
+def write_direction_grid(backend, directions, strengths, out, seed: int = 0, truncation: float = 0.7,
+                         rows: int | None = None, labels: bool = True):
+    """The editing grid of `directions` on a backend (`generator.open_generator`), labelled, as a PNG:
+    (path, rows)."""
+    grid = editing_grid(backend, directions, strengths, seed=seed, truncation=truncation, rows=rows)
+    tile = backend.bundle.resolution
+    count = grid.shape[0] // tile
+    if labels:
+        grid = label_grid(grid, tile, directions.labels()[:count], strength_labels(strengths, directions.unit))
+    return write_grid(out, grid), count

@@ -35,12 +35,9 @@ def q_index(name: str, num_bases: int) -> int:
 
 
 def _load(path: Path, flag: str):
-    import numpy as np
+    from training.editing.cli_args import load_array
 
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read {flag} ({exc})") from exc
+    return load_array(path, flag)
 
 
 def load_fit(path: Path):
@@ -56,7 +53,7 @@ def load_fit(path: Path):
 
 
 def register(sub) -> None:
-    from training.editing.commands import add_generator_argument
+    from training.editing.cli_args import add_generator_argument
 
     nrsfm = sub.add_parser("nrsfm", help="Paper III: 3D control through a landmark model (NRSfM fit, regressor, "
                                          "linear and gradient edits)")

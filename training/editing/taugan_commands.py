@@ -13,13 +13,13 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from training.editing.commands import _strengths, add_generator_argument
+    from training.editing.cli_args import add_generator_argument, parse_strengths
 
     p = sub.add_parser("taugan", help="Paper I: rotate codes with the standardised tensor model (tau-GAN)")
     p.add_argument("--latents", type=Path, required=True,
                    help="training codes .npy [people, expressions, views, num_ws, w_dim]")
     p.add_argument("--codes", type=Path, required=True, help="codes to rotate .npy [B, num_ws, w_dim]")
-    p.add_argument("--gammas", type=_strengths, default=[0.0, 0.5, 1.0],
+    p.add_argument("--gammas", type=parse_strengths, default=[0.0, 0.5, 1.0],
                    help="rotation strengths, comma-separated (1 turns view a into view b; write --gammas=-1,0,1)")
     p.add_argument("--views", default="0:1", help="'a:b': turn from view a towards view b")
     p.add_argument("--style-separated", action="store_true", help="one model per W+ layer (Sec III-C)")
@@ -34,15 +34,11 @@ def register(sub) -> None:
 def cmd_taugan(args) -> int:
     import numpy as np
 
+    from training.editing.cli_args import load_array
     from training.editing.taugan import TauGAN
 
-    def load(path, flag):
-        try:
-            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot read {flag} as .npy ({exc})") from exc
-
-    train, codes = load(args.latents, "--latents"), load(args.codes, "--codes")
+    train = np.asarray(load_array(args.latents, "--latents"), dtype=np.float64)
+    codes = np.asarray(load_array(args.codes, "--codes"), dtype=np.float64)
     if train.ndim != 5:
         raise ValueError(f"{args.latents}: codes must be [people, expressions, views, num_ws, w_dim], got {train.shape}")
     if codes.ndim != 3 or codes.shape[1:] != train.shape[3:]:

@@ -11,7 +11,6 @@ or beta = 1 (rotation), and a labelled grid on a generator.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 
@@ -24,15 +23,6 @@ def _names(text: str | None, count: int, what: str, flag: str) -> list[str]:
     return names
 
 
-def _load_codes(path: Path, flag: str):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read {flag} as .npy ({exc})") from exc
-
-
 def _load_model(path: Path):
     from training.editing.expression import ExpressionModel
 
@@ -42,7 +32,7 @@ def _load_model(path: Path):
 
 
 def register(sub) -> None:
-    from training.editing.commands import _strengths, add_generator_argument
+    from training.editing.cli_args import add_generator_argument, parse_strengths
 
     tensor = sub.add_parser("tensor", help="Paper II: multilinear expression model of W+ codes (fit, recover, "
                                            "expression and rotation directions)")
@@ -75,7 +65,7 @@ def register(sub) -> None:
                    help="view pairs 'a:b,...' to turn from a to b (default: view 0 to each other view)")
     add_generator_argument(p)
     p.add_argument("--grid", type=Path, default=None, help="also write the editing grid (.png) on --generator")
-    p.add_argument("--strengths", type=_strengths, default=[-1.0, -0.5, 0.0, 0.5, 1.0],
+    p.add_argument("--strengths", type=parse_strengths, default=[-1.0, -0.5, 0.0, 0.5, 1.0],
                    help="grid strengths: q4 for expressions, beta for rotations (write --strengths=-1,0,1)")
     p.add_argument("--seed", type=int, default=0, help="grid: which sample (z seed)")
     p.set_defaults(handler=cmd_directions)
@@ -84,10 +74,11 @@ def register(sub) -> None:
 def cmd_fit(args) -> int:
     import numpy as np
 
+    from training.editing.cli_args import load_array
     from training.editing.expression import ExpressionModel
     from training.editing.tensor import multi_mode_dot
 
-    codes = np.asarray(_load_codes(args.latents, "--latents"), dtype=np.float64)
+    codes = np.asarray(load_array(args.latents, "--latents"), dtype=np.float64)
     if codes.ndim != 6:
         raise ValueError(f"{args.latents}: codes must be [people, expressions, intensities, views, num_ws, w_dim], "
                          f"got shape {codes.shape} (repeat W codes over the layers for W+)")
@@ -111,10 +102,11 @@ def cmd_fit(args) -> int:
 def cmd_recover(args) -> int:
     import numpy as np
 
+    from training.editing.cli_args import load_array
     from training.editing.expression import RecoverySettings
 
     model = _load_model(args.model)
-    codes = _load_codes(args.latents, "--latents")
+    codes = load_array(args.latents, "--latents")
     q = model.recover(codes, RecoverySettings(tikhonov=args.tikhonov, sum_to_one=args.sum_to_one, steps=args.steps))
     w_hat = model.reconstruct(q)
     error = float(np.linalg.norm(w_hat.reshape(len(w_hat), -1) - np.asarray(codes).reshape(len(w_hat), -1))
@@ -165,7 +157,7 @@ def cmd_directions(args) -> int:
     print(f"{path}: {expressions} expression and {len(names) - expressions} rotation directions "
           f"({', '.join(names)}), lengths {np.array2string(lengths, precision=3)}")
     if args.grid is not None:
-        from training.editing.commands import write_direction_grid
+        from training.editing.grid import write_direction_grid
         from training.editing.generator import open_generator
 
         grid, rows = write_direction_grid(open_generator(args.generator), result, args.strengths, args.grid,

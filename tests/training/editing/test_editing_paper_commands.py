@@ -4,7 +4,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 
 from installation.cli import main
 from tests.training.editing.test_editing_commands import assert_labelled
