@@ -10,7 +10,10 @@ so that the graphs export to ONNX and run fast in ONNX Runtime:
   and the tests check both agree; ORT ran the fused form 2x slower than PyTorch eager.
 - Noise has three modes: 'random' (training), 'const' (a stored buffer: export and the
   table, so one sketch always gives one drawing) and 'none'.
-- Up/downsampling is bilinear interpolation / average pooling instead of upfirdn2d.
+- Up/downsampling is bilinear interpolation / average pooling instead of upfirdn2d. A
+  generator built with resample='fir' upsamples as the published StyleGAN2 networks do
+  (transposed conv, then the [1, 3, 3, 1] filter), so that their checkpoints load and draw
+  the same images (`training.editing.rosinality`, `training.editing.stylegan2_ada`).
 
 Every network keeps its construction arguments in `init_kwargs`, so a checkpoint can
 rebuild it (see `inference.checkpoint`).
@@ -110,16 +113,41 @@ class Conv2dLayer(nn.Module):
 # Modulated convolution.
 
 
+RESAMPLE_MODES = ("bilinear", "fir")
+
+
+def _fir_filter(x: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's 4x4 resampling filter ([1, 3, 3, 1] outer itself, sum 4: the gain of 2x
+    upsampling), one per channel of x, for a depthwise conv."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype, device=x.device)
+    k = torch.outer(k, k) / 16.0
+    return k.expand(x.shape[1], 1, 4, 4)
+
+
+def upsample_fir(x: torch.Tensor) -> torch.Tensor:
+    """2x upsampling as upfirdn2d(up=2, pad=(2, 1)) with the [1, 3, 3, 1] filter: zeros
+    between the samples, then the filter (zero padding at the border, unlike bilinear)."""
+    return F.conv_transpose2d(x, _fir_filter(x), stride=2, padding=1, groups=x.shape[1])
+
+
+def _conv_up_fir(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """3x3 conv with 2x upsampling as StyleGAN2 does it: stride-2 transposed conv (2R+1
+    wide), then the filter with padding 1 (back to 2R)."""
+    x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    return F.conv2d(x, _fir_filter(x), padding=1, groups=x.shape[1])
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                     demodulate: bool = True, padding: int = 0) -> torch.Tensor:
+                     demodulate: bool = True, padding: int = 0, up_fir: bool = False) -> torch.Tensor:
     """Non-fused modulated convolution: x * style -> static-weight conv2d -> * demodulation.
 
     x [B, I, H, W], weight [O, I, k, k] (already gain-scaled), styles [B, I]. Equivalent to
     convolving each sample with its own weights w'_oik = s_i w_oik normalised over (i, k)
     (thesis eq. 2.17), but every op is a plain Conv/Mul that ONNX Runtime runs fast.
+    up_fir: upsample 2x inside the conv as StyleGAN2 does (`padding` is then unused).
     """
     x = x * styles[:, :, None, None]
-    x = F.conv2d(x, weight, padding=padding)
+    x = _conv_up_fir(x, weight) if up_fir else F.conv2d(x, weight, padding=padding)
     if demodulate:
         # sum_{i,k} (s_i w_oik)^2 = sum_i s_i^2 * sum_k w_oik^2  -> [B, O]. Written as a norm
         # because the ONNX exporter folds it to an [O, I] constant; square().sum() left a
@@ -130,7 +158,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
 
 def modulated_conv2d_fused(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                           demodulate: bool = True, padding: int = 0) -> torch.Tensor:
+                           demodulate: bool = True, padding: int = 0, up_fir: bool = False) -> torch.Tensor:
     """Reference: per-sample modulated weights in one grouped conv (the StyleGAN2 paper's form).
 
     Kept to check `modulated_conv2d` against; not used by the networks (it exports to a
@@ -141,8 +169,13 @@ def modulated_conv2d_fused(x: torch.Tensor, weight: torch.Tensor, styles: torch.
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
     out_ch, k = weight.shape[0], weight.shape[-1]
-    y = F.conv2d(x.reshape(1, batch * in_ch, height, width),
-                 w.reshape(batch * out_ch, in_ch, k, k), padding=padding, groups=batch)
+    x = x.reshape(1, batch * in_ch, height, width)
+    if up_fir:  # grouped transposed conv takes [groups * I, O, k, k]
+        w = w.transpose(1, 2).reshape(batch * in_ch, out_ch, k, k)
+        y = F.conv_transpose2d(x, w, stride=2, groups=batch)
+        y = F.conv2d(y, _fir_filter(y), padding=1, groups=y.shape[1])
+    else:
+        y = F.conv2d(x, w.reshape(batch * out_ch, in_ch, k, k), padding=padding, groups=batch)
     return y.reshape(batch, out_ch, *y.shape[2:])
 
 
@@ -150,9 +183,10 @@ class ModulatedConv(nn.Module):
     """A convolution whose input channels are scaled by a style computed from w (affine "A")."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 3,
-                 demodulate: bool = True):
+                 demodulate: bool = True, up_fir: bool = False):
         super().__init__()
         self.demodulate = demodulate
+        self.up_fir = up_fir
         self.padding = kernel_size // 2
         # bias_init=1: styles start at 1, so an untrained layer passes features through.
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
@@ -168,7 +202,7 @@ class ModulatedConv(nn.Module):
             weight = weight / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True) * self.weight_gain
             styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
         return modulated_conv2d(x, weight.to(x.dtype), styles.to(x.dtype),
-                                demodulate=self.demodulate, padding=self.padding)
+                                demodulate=self.demodulate, padding=self.padding, up_fir=self.up_fir)
 
     def affine_weight(self) -> torch.Tensor:
         """Effective style weight [in_channels, w_dim] (what SeFa factorizes)."""
@@ -185,12 +219,12 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), per-pixel noise, bias, leaky ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 up: bool = False, conv_clamp: float | None = None):
+                 up: bool = False, conv_clamp: float | None = None, resample: str = "bilinear"):
         super().__init__()
-        self.up = up
+        self.up_bilinear = up and resample == "bilinear"
         self.resolution = resolution
         self.conv_clamp = conv_clamp
-        self.conv = ModulatedConv(in_channels, out_channels, w_dim, kernel_size=3)
+        self.conv = ModulatedConv(in_channels, out_channels, w_dim, kernel_size=3, up_fir=up and resample == "fir")
         # A stored noise image for 'const' mode: exported graphs and the table use it, so a
         # sketch always gives the same drawing.
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
@@ -198,7 +232,7 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        if self.up:
+        if self.up_bilinear:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         x = self.conv(x, w)
         if noise_mode == "random":
@@ -230,17 +264,21 @@ class SynthesisBlock(nn.Module):
     """One resolution of the skip architecture: (const | up-conv) -> conv -> toRGB added to the upsampled image."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 img_channels: int, conv_clamp: float | None = None, use_fp16: bool = False):
+                 img_channels: int, conv_clamp: float | None = None, use_fp16: bool = False,
+                 resample: str = "bilinear"):
         super().__init__()
+        if resample not in RESAMPLE_MODES:
+            raise ValueError(f"generator: resample {resample!r} must be one of {RESAMPLE_MODES}")
         self.in_channels = in_channels
         self.resolution = resolution
         self.use_fp16 = use_fp16
+        self.resample = resample
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
             self.conv0 = None
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True,
-                                        conv_clamp=conv_clamp)
+                                        conv_clamp=conv_clamp, resample=resample)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
         self.torgb = ToRGB(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
@@ -258,7 +296,8 @@ class SynthesisBlock(nn.Module):
             x = self.conv1(x, ws[:, 1], noise_mode)
         y = self.torgb(x, ws[:, self.num_conv]).float()
         if img is not None:
-            y = y + F.interpolate(img, scale_factor=2.0, mode="bilinear", align_corners=False)
+            y = y + (upsample_fir(img) if self.resample == "fir" else
+                     F.interpolate(img, scale_factor=2.0, mode="bilinear", align_corners=False))
         return x, y
 
 
@@ -279,7 +318,8 @@ class SynthesisNetwork(nn.Module):
     """W+ [B, num_ws, w_dim] -> image [B, C, R, R]; blocks at 4, 8, ..., R."""
 
     def __init__(self, resolution: int, img_channels: int, w_dim: int, channel_base: int,
-                 channel_max: int, conv_clamp: float | None = None, num_fp16_res: int = 0):
+                 channel_max: int, conv_clamp: float | None = None, num_fp16_res: int = 0,
+                 resample: str = "bilinear"):
         super().__init__()
         self.resolution = resolution
         self.block_resolutions = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
@@ -289,7 +329,7 @@ class SynthesisNetwork(nn.Module):
             in_ch = 0 if res == 4 else _channels_at(res // 2, channel_base, channel_max)
             out_ch = _channels_at(res, channel_base, channel_max)
             self.blocks.append(SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, conv_clamp,
-                                              use_fp16=res in half))
+                                              use_fp16=res in half, resample=resample))
         # Consecutive blocks share one w: a block's toRGB w is the next block's conv0 w.
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
 
@@ -342,25 +382,26 @@ class Generator(nn.Module):
 
     channel_base / channel_max set the width (features at resolution r: min(base / r, max)):
     the defaults (32768, 512) are full width; e.g. (4096, 128) gives a model a CPU runs in
-    tens of milliseconds at 256x256.
+    tens of milliseconds at 256x256. resample: 'bilinear' (the table's networks) or 'fir'
+    (the published StyleGAN2's upsampling, for their checkpoints).
     """
 
     def __init__(self, resolution: int, channels: int = 1, z_dim: int = 512, w_dim: int = 512,
                  mapping_layers: int = 8, channel_base: int = 32768, channel_max: int = 512,
                  mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995,
-                 conv_clamp: float | None = None, num_fp16_res: int = 0):
+                 conv_clamp: float | None = None, num_fp16_res: int = 0, resample: str = "bilinear"):
         super().__init__()
         self.init_kwargs = dict(resolution=int(resolution), channels=int(channels), z_dim=int(z_dim),
                                 w_dim=int(w_dim), mapping_layers=int(mapping_layers),
                                 channel_base=int(channel_base), channel_max=int(channel_max),
                                 mapping_lr_multiplier=float(mapping_lr_multiplier),
                                 w_avg_beta=float(w_avg_beta), conv_clamp=conv_clamp,
-                                num_fp16_res=int(num_fp16_res))
+                                num_fp16_res=int(num_fp16_res), resample=str(resample))
         self.resolution = _check_resolution(resolution, "generator")
         self.channels = _check_channels(channels, "generator")
         self.z_dim, self.w_dim = z_dim, w_dim
         self.synthesis = SynthesisNetwork(resolution, channels, w_dim, channel_base, channel_max, conv_clamp,
-                                          num_fp16_res)
+                                          num_fp16_res, resample)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers,
                                       mapping_lr_multiplier, w_avg_beta)

@@ -21,10 +21,11 @@ def test_non_fused_modulated_conv_equals_the_fused_reference():
     torch.manual_seed(0)
     x, weight, styles = torch.randn(3, 6, 9, 9), torch.randn(5, 6, 3, 3), torch.randn(3, 6)
     for demodulate in (True, False):
-        a = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=1)
-        b = modulated_conv2d_fused(x, weight, styles, demodulate=demodulate, padding=1)
-        assert a.shape == (3, 5, 9, 9)
-        assert torch.allclose(a, b, atol=1e-5), (demodulate, (a - b).abs().max())
+        for up_fir, size in ((False, 9), (True, 18)):  # up_fir: StyleGAN2's 2x upsampling conv
+            a = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=1, up_fir=up_fir)
+            b = modulated_conv2d_fused(x, weight, styles, demodulate=demodulate, padding=1, up_fir=up_fir)
+            assert a.shape == (3, 5, size, size)
+            assert torch.allclose(a, b, atol=1e-5), (demodulate, up_fir, (a - b).abs().max())
 
 
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])

@@ -1,35 +1,26 @@
-"""`newsnow edit directions|grid`: find latent directions of a bundle's generator and look at them."""
+"""`newsnow edit directions|grid`: find latent directions of a generator and look at them.
+
+The generator is a bundle folder (default: the demo model) or a researcher's StyleGAN2
+checkpoint file (rosinality `.pt`, stylegan2-ada `.pkl`; `training.editing.checkpoints`).
+"""
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
+
+from training.editing.cli_args import add_generator_argument, load_array, parse_strengths
 
 log = logging.getLogger(__name__)
 
 
-def _default_bundle() -> Path:
-    from inference.bundle import DEMO_BUNDLE
-    return DEMO_BUNDLE
-
-
-def _strengths(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--strengths: {text!r} is not a comma-separated list of numbers") from exc
-    if not values:
-        raise argparse.ArgumentTypeError("--strengths: give at least one number")
-    return values
-
-
 def register(subparsers) -> None:
-    edit = subparsers.add_parser("edit", help="research: latent directions of a generator (InterFaceGAN, GANSpace, SeFa)")
+    edit = subparsers.add_parser("edit", help="research: latent directions of a generator (InterFaceGAN, GANSpace, "
+                                              "SeFa; Papers I-III)")
     sub = edit.add_subparsers(dest="edit_command", metavar="ACTION")
 
     p = sub.add_parser("directions", help="find edit directions and save them as .npz")
     p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"])
-    p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the demo model)")
+    add_generator_argument(p)
     p.add_argument("--out", type=Path, required=True, help=".npz file to write")
     p.add_argument("--k", type=int, default=10, help="directions to keep (sefa, ganspace)")
     p.add_argument("--layers", default=":", help="W+ layers the directions apply to: 'a:b' (half open) or '0,2,5' "
@@ -44,65 +35,60 @@ def register(subparsers) -> None:
     p.set_defaults(handler=cmd_directions)
 
     p = sub.add_parser("grid", help="image of one drawing edited along each direction (rows) at several strengths")
-    p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the demo model)")
+    add_generator_argument(p)
     p.add_argument("--directions", type=Path, required=True, help=".npz from `newsnow edit directions`")
     p.add_argument("--out", type=Path, required=True, help="image file (.png)")
-    p.add_argument("--strengths", type=_strengths, default=[-3.0, -1.5, 0.0, 1.5, 3.0],
+    p.add_argument("--strengths", type=parse_strengths, default=[-3.0, -1.5, 0.0, 1.5, 3.0],
                    help="comma-separated, in standard deviations of W along each direction "
                         "(write --strengths=-3,0,3: a leading minus would read as a flag)")
     p.add_argument("--rows", type=int, default=None, help="only the first N directions")
     p.add_argument("--seed", type=int, default=0, help="which drawing (z seed)")
     p.add_argument("--truncation", type=float, default=0.7, help="psi for the drawing's w")
+    p.add_argument("--no-labels", action="store_true", help="tiles only, without direction names and strengths")
     p.set_defaults(handler=cmd_grid)
 
+    from training.editing import nrsfm_commands, taugan_commands, tensor_commands
 
-def _load_npy(path: Path | None, flag: str):
-    import numpy as np
-
-    if path is None:
-        raise ValueError(f"interfacegan needs {flag} (a .npy file)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read {flag} as .npy ({exc})") from exc
+    taugan_commands.register(sub)  # Paper I
+    tensor_commands.register(sub)  # Paper II
+    nrsfm_commands.register(sub)   # Paper III
 
 
 def cmd_directions(args) -> int:
     import numpy as np
 
-    from inference.bundle import Bundle
-    from inference.runtime import open_backend
     from training.editing.directions import Directions, layer_indices
+    from training.editing.generator import open_generator
 
-    bundle = Bundle.load(args.bundle or _default_bundle())
+    backend = open_generator(args.generator)
+    bundle = backend.bundle
     layers = layer_indices(args.layers, bundle.num_ws)
     if args.method == "ganspace":
         from training.editing.ganspace import ganspace, sample_w
 
-        backend = open_backend(bundle)
         pca = ganspace(sample_w(backend.map, n=args.samples, z_dim=bundle.z_dim, seed=args.seed), k=args.k)
         result = Directions(pca.components, "ganspace", layers, std=pca.std)
     elif args.method == "sefa":
-        from training.editing.generator import load_generator, sefa_directions
+        from training.editing.generator import sefa_directions, torch_generator
         from training.editing.grid import direction_std
 
-        vectors, values = sefa_directions(load_generator(bundle), layers, k=args.k, include_torgb=args.include_torgb)
+        vectors, values = sefa_directions(torch_generator(backend), layers, k=args.k, include_torgb=args.include_torgb)
         log.info("sefa eigenvalues: %s", np.array2string(values[:10], precision=3))
-        result = Directions(vectors, "sefa", layers, std=direction_std(open_backend(bundle), vectors))
+        result = Directions(vectors, "sefa", layers, std=direction_std(backend, vectors))
     else:
         from training.editing.interfacegan import conditional_direction, fit_svm
 
-        latents = np.asarray(_load_npy(args.latents, "--latents"), dtype=np.float64)
+        latents = np.asarray(load_array(args.latents, "--latents"), dtype=np.float64)
         if latents.ndim == 3:  # W+ codes: their layer mean is the closest W code
             latents = latents.mean(axis=1)
         if latents.ndim != 2 or latents.shape[1] != bundle.w_dim:
             raise ValueError(f"{args.latents}: codes must be [N, {bundle.w_dim}] or [N, num_ws, {bundle.w_dim}], "
                              f"got {latents.shape}")
-        svm = fit_svm(latents, _load_npy(args.labels, "--labels"))
+        svm = fit_svm(latents, load_array(args.labels, "--labels"))
         log.info("interfacegan: training accuracy %.3f", svm.accuracy)
         normal = svm.normal
         if args.condition_labels is not None:
-            other = fit_svm(latents, _load_npy(args.condition_labels, "--condition-labels"))
+            other = fit_svm(latents, load_array(args.condition_labels, "--condition-labels"))
             normal = conditional_direction(normal, other.normal)
         result = Directions(normal[None], "interfacegan", layers, std=np.array([(latents @ normal).std()]))
     path = result.save(args.out)
@@ -111,14 +97,13 @@ def cmd_directions(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from inference.runtime import open_backend
     from training.editing.directions import Directions
-    from training.editing.grid import editing_grid, write_grid
+    from training.editing.generator import open_generator
+    from training.editing.grid import write_direction_grid
 
     directions = Directions.load(args.directions)
-    backend = open_backend(args.bundle or _default_bundle())
-    grid = editing_grid(backend, directions, args.strengths, seed=args.seed,
-                        truncation=args.truncation, rows=args.rows)
-    path = write_grid(args.out, grid)
-    print(f"{path}: {grid.shape[0] // backend.bundle.resolution} directions x {len(args.strengths)} strengths")
+    path, rows = write_direction_grid(open_generator(args.generator), directions, args.strengths, args.out,
+                                      seed=args.seed, truncation=args.truncation, rows=args.rows,
+                                      labels=not args.no_labels)
+    print(f"{path}: {rows} directions x {len(args.strengths)} strengths")
     return 0

@@ -6,9 +6,12 @@ layers (GANSpace's layer ranges; all layers is the plain W edit). Directions fou
 a whole.
 
 File: `.npz` with `directions` (k x w_dim, unit rows), `method` (str), `layers` (the W+
-layer indices they apply to) and optionally `std` (spread of the generator's W along each
-direction, so strengths can be given in standard deviations). numpy only: the grid runs on
-ONNX Runtime without torch.
+layer indices they apply to), optionally `std` (spread of the generator's W along each
+direction, so strengths can be given in standard deviations) and `names` (one label per
+direction, e.g. 'smile', shown on the grid; default '<method> <i>') and `unit` (what a
+strength of 1 means: 'sd', one standard deviation, by default; '' when `std` holds each
+direction's own length, so a strength is the paper's parameter, e.g. Paper II's q4).
+numpy only: the grid runs on ONNX Runtime without torch.
 """
 from __future__ import annotations
 
@@ -90,6 +93,11 @@ class Directions:
     method: str
     layers: np.ndarray            # W+ layer indices the directions apply to
     std: np.ndarray | None = None  # [k] spread of sampled W along each direction
+    names: list[str] | None = None  # [k] labels; None: '<method> <i>'
+    unit: str = "sd"               # what strength 1 is: 'sd' of W, or '' (the direction's own length)
+
+    def labels(self) -> list[str]:
+        return list(self.names) if self.names is not None else [f"{self.method} {i}" for i in range(len(self.directions))]
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -97,9 +105,14 @@ class Directions:
             raise DirectionsError(f"{path}: directions are saved as .npz; give a name ending in .npz")
         path.parent.mkdir(parents=True, exist_ok=True)
         fields = dict(directions=unit_rows(self.directions).astype(np.float32),
-                      method=np.array(self.method), layers=np.asarray(self.layers, dtype=np.int64))
+                      method=np.array(self.method), layers=np.asarray(self.layers, dtype=np.int64),
+                      unit=np.array(self.unit))
         if self.std is not None:
             fields["std"] = np.asarray(self.std, dtype=np.float32)
+        if self.names is not None:
+            if len(self.names) != len(fields["directions"]):
+                raise DirectionsError(f"{path}: {len(self.names)} names for {len(fields['directions'])} directions")
+            fields["names"] = np.array([str(n) for n in self.names])
         np.savez(path, **fields)
         return path
 
@@ -124,5 +137,8 @@ class Directions:
         std = np.asarray(data["std"], dtype=np.float64) if "std" in data.files else None
         if std is not None and std.shape != (d.shape[0],):
             raise DirectionsError(f"{path}: field 'std' must hold one value per direction")
-        return cls(directions=d, method=str(data["method"]),
-                   layers=np.asarray(data["layers"], dtype=np.int64), std=std)
+        names = [str(n) for n in data["names"]] if "names" in data.files else None
+        if names is not None and len(names) != d.shape[0]:
+            raise DirectionsError(f"{path}: field 'names' must hold one label per direction")
+        return cls(directions=d, method=str(data["method"]), layers=np.asarray(data["layers"], dtype=np.int64),
+                   std=std, names=names, unit=str(data["unit"]) if "unit" in data.files else "sd")

@@ -1,14 +1,84 @@
-"""The bundle's torch generator, for the editing methods that need weights or gradients.
+"""The generator an edit works on: a bundle's, or a researcher's StyleGAN2 checkpoint.
 
-SeFa reads the style affine weights; inversion and the gradient 3D edit back-propagate
-through the synthesis network. Both come from the bundle's `model.safetensors` through
-the torch backend (a bundle exported without weights cannot be used for them).
+`open_generator(path)` gives the backend the editing commands use (`map`, `generate`,
+`bundle` with the shapes): a bundle folder opens on ONNX Runtime; a checkpoint file
+(rosinality `.pt`, stylegan2-ada `.pkl`, New Snow checkpoint; `training.editing.checkpoints`)
+runs its torch generator. SeFa reads the style affine weights; inversion and the gradient
+3D edit back-propagate through the synthesis network: `torch_generator(backend)` gives
+the torch Generator of either (a bundle's from its `model.safetensors`).
 """
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from training.editing.sefa import sefa
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What the editing code reads of a Bundle, for a generator that came from a checkpoint."""
+
+    path: Path
+    resolution: int
+    channels: int
+    num_ws: int
+    w_dim: int
+    z_dim: int
+    w_avg: np.ndarray  # float32 [w_dim]
+
+
+class TorchGenerator:
+    """A torch Generator behind the backend interface (numpy float32 in and out, stored noise)."""
+
+    def __init__(self, generator, path: Path):
+        self.generator = generator.cpu().eval().requires_grad_(False)
+        self.name = "torch/cpu"
+        self.bundle = GeneratorInfo(Path(path), generator.resolution, generator.channels, generator.num_ws,
+                                    generator.w_dim, generator.z_dim,
+                                    generator.w_avg.detach().numpy().astype(np.float32))
+
+    def map(self, z: np.ndarray) -> np.ndarray:
+        """z [B, z_dim] -> w [B, w_dim] (untruncated)."""
+        import torch
+
+        with torch.no_grad():
+            return self.generator.mapping(torch.as_tensor(np.asarray(z, np.float32)))[:, 0].numpy()
+
+    def generate(self, wplus: np.ndarray) -> np.ndarray:
+        """W+ [B, num_ws, w_dim] -> images [B, C, R, R] in [-1, 1]."""
+        import torch
+
+        with torch.no_grad():
+            w = torch.as_tensor(np.asarray(wplus, np.float32))
+            return self.generator.synthesis(w, noise_mode="const").clamp(-1, 1).numpy()
+
+
+def open_generator(source=None):
+    """Backend for a bundle folder (default: the demo model) or a StyleGAN2 checkpoint file."""
+    from inference.bundle import DEMO_BUNDLE, Bundle
+    from inference.runtime import open_backend
+
+    path = Path(source) if source is not None else DEMO_BUNDLE
+    if path.is_dir():
+        return open_backend(Bundle.load(path))
+    from training.editing.checkpoints import load_stylegan
+
+    loaded = load_stylegan(path)
+    g = loaded.generator
+    log.info("%s: %s generator, %d px x %d channels, %d W+ codes of %d; w_avg from %s", path, loaded.format,
+             g.resolution, g.channels, g.num_ws, g.w_dim, loaded.w_avg_source)
+    return TorchGenerator(g, path)
+
+
+def torch_generator(backend):
+    """The torch Generator of a backend from `open_generator`."""
+    return backend.generator if isinstance(backend, TorchGenerator) else load_generator(backend.bundle)
 
 
 def load_generator(bundle):

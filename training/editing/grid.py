@@ -57,12 +57,56 @@ def editing_grid(backend, directions: Directions, strengths: Sequence[float] = D
     wplus = np.broadcast_to(w, (bundle.num_ws, bundle.w_dim))
     codes = np.stack([edit(wplus, d[i], s * std[i], directions.layers)
                       for i in range(len(d)) for s in strengths]).astype(np.float32)
-    images = np.concatenate([backend.generate(codes[i:i + batch]) for i in range(0, len(codes), batch)])
-    u8 = to_uint8(images)  # [N, C, R, R]
-    r, cols = bundle.resolution, len(strengths)
-    tiles = u8.reshape(len(d), cols, bundle.channels, r, r).transpose(0, 3, 1, 4, 2)
-    grid = tiles.reshape(len(d) * r, cols * r, bundle.channels)
-    return grid[..., 0] if bundle.channels == 1 else grid
+    return tile_images(generate_batched(backend, codes, batch), len(d), len(strengths))
+
+
+def generate_batched(backend, codes: np.ndarray, batch: int = 8) -> np.ndarray:
+    """backend.generate over W+ codes [N, num_ws, w_dim] in batches: images [N, C, R, R] in [-1, 1]."""
+    codes = np.asarray(codes, dtype=np.float32)
+    return np.concatenate([backend.generate(codes[i:i + batch]) for i in range(0, len(codes), batch)])
+
+
+def tile_images(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """uint8 grid [rows * R, cols * R(, 3)] of images [rows * cols, C, R, R] in [-1, 1], row by row."""
+    u8 = to_uint8(images)
+    _, c, r, _ = u8.shape
+    grid = u8.reshape(rows, cols, c, r, r).transpose(0, 3, 1, 4, 2).reshape(rows * r, cols * r, c)
+    return grid[..., 0] if c == 1 else grid
+
+
+def strength_labels(strengths: Sequence[float], unit: str = "sd") -> list[str]:
+    return ["0" if s == 0 else f"{s:+g} {unit}".strip() for s in strengths]
+
+
+def label_grid(grid: np.ndarray, tile: int | tuple[int, int], rows: Sequence[str],
+               columns: Sequence[str]) -> np.ndarray:
+    """The grid on a white margin with each row's name on its left and each column's above it.
+
+    grid: [rows * tile_h, columns * tile_w(, C)] uint8; tile: its side, or (height, width).
+    Text is black, sized to the tiles (readable from 32 px tiles up).
+    """
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    if grid.shape[0] != len(rows) * tile_h or grid.shape[1] != len(columns) * tile_w:
+        raise ValueError(f"grid {grid.shape[:2]} is not {len(rows)} x {len(columns)} tiles of {tile_h}x{tile_w} px")
+    if grid.ndim == 3 and grid.shape[2] == 1:  # one-channel images as [H, W, 1]
+        return label_grid(grid[..., 0], tile, rows, columns)[..., None]
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, min(tile_h, tile_w) / 160)
+    thickness = max(1, min(tile_h, tile_w) // 128)
+    size = lambda text: cv2.getTextSize(text, font, scale, thickness)[0]  # noqa: E731  (w, h)
+    text_h = max(size(t)[1] for t in [*rows, *columns])
+    pad = max(3, text_h // 2)
+    left = max(size(t)[0] for t in rows) + 2 * pad
+    top = text_h + 2 * pad
+    canvas = np.full((top + grid.shape[0], left + grid.shape[1]) + grid.shape[2:], 255, np.uint8)
+    canvas[top:, left:] = grid
+    black = (0, 0, 0) if grid.ndim == 3 else 0
+    for i, text in enumerate(rows):
+        cv2.putText(canvas, text, (pad, top + i * tile_h + (tile_h + text_h) // 2), font, scale, black, thickness,
+                    cv2.LINE_AA)
+    for j, text in enumerate(columns):
+        x = left + j * tile_w + max(0, (tile_w - size(text)[0]) // 2)
+        cv2.putText(canvas, text, (x, pad + text_h), font, scale, black, thickness, cv2.LINE_AA)
+    return canvas
 
 
 def write_grid(path: str | Path, grid: np.ndarray) -> Path:
@@ -72,3 +116,15 @@ def write_grid(path: str | Path, grid: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), image):
         raise OSError(f"{path}: could not write the grid image (use a .png name in a writable folder)")
     return path
+
+
+def write_direction_grid(backend, directions, strengths, out, seed: int = 0, truncation: float = 0.7,
+                         rows: int | None = None, labels: bool = True):
+    """The editing grid of `directions` on a backend (`generator.open_generator`), labelled, as a PNG:
+    (path, rows)."""
+    grid = editing_grid(backend, directions, strengths, seed=seed, truncation=truncation, rows=rows)
+    tile = backend.bundle.resolution
+    count = grid.shape[0] // tile
+    if labels:
+        grid = label_grid(grid, tile, directions.labels()[:count], strength_labels(strengths, directions.unit))
+    return write_grid(out, grid), count

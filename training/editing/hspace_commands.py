@@ -72,6 +72,7 @@ def _sample_batches(model, args, n: int, batch: int = 32):
 
 
 def _write(model, args, directions, default_strengths, out: Path) -> None:
+    from training.editing.grid import label_grid, strength_labels
     from training.editing.hspace_directions import edit_grid, save_png
 
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,13 @@ def _write(model, args, directions, default_strengths, out: Path) -> None:
         d.save(out / f"{d.name}.safetensors")
     strengths = args.strengths or default_strengths
     grid_traj = _fresh(model, args, args.grid_samples, seed_offset=7)
-    grid = save_png(edit_grid(model, grid_traj, directions, strengths, args.asyrrp), out / "grid.png")
+    image = edit_grid(model, grid_traj, directions, strengths, args.asyrrp)
+    samples = grid_traj.x0.shape[0]
+    rows = [d.name if samples == 1 else f"{d.name} #{b}" for d in directions for b in range(samples)]
+    # strengths are in units of the direction's scale (|h| for PCA and Jacobian directions)
+    image = label_grid(image, (image.shape[0] // len(rows), image.shape[1] // len(strengths)), rows,
+                       strength_labels(strengths, unit=""))
+    grid = save_png(image, out / "grid.png")
     print(f"{len(directions)} directions in {out}; grid (rows: direction x sample, columns: strengths {strengths}): {grid}")
 
 
@@ -135,8 +142,11 @@ def cmd_jacobian(args) -> int:
     info: dict = {}
     directions = jacobian_directions(model, traj, args.at_step, args.k, mask=mask, iters=args.iters, b=args.b,
                                      generator=torch.Generator().manual_seed(args.seed), info=info)
-    print(f"subspace iteration: {info['iterations']} iterations, converged: {info['converged']}; singular values "
-          + ", ".join(f"{d.meta['singular_value']:.4g}" for d in directions))
+    print(f"subspace iteration: {info['iterations']} iterations, converged: {info['converged']} (largest eigen-residual "
+          f"{info['residual']:.1e}); singular values " + ", ".join(f"{d.meta['singular_value']:.4g}" for d in directions)
+          + "; relative gaps to the next " + (", ".join(f"{g:.3f}" for g in info["gaps"]) or "-")
+          + "; error bound (sine) " + (", ".join(f"{a:.1e}" for a in info["angle_bounds"]) or "-")
+          + (" (the last direction's needs one more: raise --k)" if len(info["gaps"]) < len(directions) else ""))
     _write(model, args, directions, [-0.5, -0.25, 0, 0.25, 0.5], Path(args.out))
     return 0
 

@@ -9,6 +9,15 @@ In h-space, f is the U-Net's noise prediction as a function of the mid-block out
 (`training.editing.hspace.noise_given_h`); the right singular vectors V are the
 image-specific editing directions, and a mask on the output gives the region-specific
 variant of Eq 9 (`masked`).
+
+Stopping: the paper's rule (eigenvalues of JᵀJ steady) can hold while the vectors still
+turn: eigenvalue estimates err at second order in the vectors' angles, and where
+σ_i ≈ σ_i+1 power iteration separates the two vectors only at the rate (σ_i+1/σ_i)² per
+step. So the iteration also requires every vector's eigen-residual to be small
+(`vector_tol`), and reports the relative spectral gaps (σ_i − σ_i+1)/σ_i with the
+Davis-Kahan bounds they give on each vector's error; a gap under `min_gap` is warned of,
+because such directions are not unique. Alg. 1 iterates one column more than asked
+(`oversample`), which gives σ_k+1 for the k-th gap and speeds the k-th vector up.
 """
 from __future__ import annotations
 
@@ -63,14 +72,47 @@ def _ritz(f_flat, h: torch.Tensor, V: torch.Tensor, chunk: int) -> JacobianSVD:
     return JacobianSVD(U, S, V @ Wt.T)
 
 
-def _converged(history: list[torch.Tensor], tol: float, patience: int) -> bool:
-    """True when the eigenvalues of JᵀJ moved less than tol (relative) `patience` times running."""
-    if len(history) <= patience:
-        return False
-    for prev, cur in zip(history[-patience - 1 : -1], history[-patience:]):
-        if ((cur - prev).abs() / cur.abs().clamp_min(1e-30)).max() > tol:
-            return False
-    return True
+def eigen_residuals(V: torch.Tensor, JtJV: torch.Tensor) -> torch.Tensor:
+    """‖JᵀJ v − (vᵀJᵀJ v) v‖ / ‖JᵀJ v‖ per column v of V: 0 only for an eigenvector.
+
+    By Davis-Kahan, v is within an angle of residual · λ_i / (λ_i − λ_i+1) of the true
+    singular vector, so the residual measures the vectors' convergence where the
+    eigenvalues alone (steady at second order) do not.
+    """
+    rayleigh = (V * JtJV).sum(0)
+    return (JtJV - V * rayleigh).norm(dim=0) / JtJV.norm(dim=0).clamp_min(1e-30)
+
+
+def spectral_gaps(S: torch.Tensor) -> list[float]:
+    """(σ_i − σ_i+1) / σ_i for i = 1..k−1: how well separated each direction is from the next."""
+    return [float((S[i] - S[i + 1]) / S[i].clamp_min(1e-30)) for i in range(len(S) - 1)]
+
+
+def angle_bounds(S: torch.Tensor, residuals: torch.Tensor) -> list[float]:
+    """Davis-Kahan bound on the sine of each vector's error, i = 1..k−1 (the k-th needs σ_k+1)."""
+    lam = S.square()
+    return [float(residuals[i] * lam[i] / (lam[i] - lam[i + 1]).clamp_min(1e-30)) for i in range(len(S) - 1)]
+
+
+class _Progress:
+    """Eigenvalue changes and eigen-residuals per iteration; converged when both are small
+    `patience` times running."""
+
+    def __init__(self, tol: float, vector_tol: float, patience: int):
+        self.tol, self.vector_tol, self.patience = tol, vector_tol, patience
+        self.eig: torch.Tensor | None = None
+        self.steady = 0
+        self.residuals = torch.full((1,), float("nan"))
+
+    def step(self, V: torch.Tensor, JtJV: torch.Tensor, eig: torch.Tensor) -> bool:
+        """V: the iterate, JtJV = JᵀJ V, eig: the eigenvalue estimates from it."""
+        self.residuals = eigen_residuals(V, JtJV)
+        if self.eig is not None:
+            eig_change = float(((eig - self.eig).abs() / eig.abs().clamp_min(1e-30)).max())
+            ok = eig_change <= self.tol and float(self.residuals.max()) <= self.vector_tol
+            self.steady = self.steady + 1 if ok else 0
+        self.eig = eig
+        return self.steady >= self.patience
 
 
 def _check(h: torch.Tensor, k: int, iters: int, V0: torch.Tensor | None) -> int:
@@ -94,30 +136,42 @@ def jacobian_subspace_iteration(
     patience: int = 3,
     generator: torch.Generator | None = None,
     info: dict | None = None,
+    vector_tol: float = 1e-3,
+    min_gap: float = 0.05,
+    oversample: int = 1,
 ) -> JacobianSVD:
     """Alg. 1: the k largest singular values and vectors of ∂f/∂h at h.
 
     f takes a tensor shaped like h and returns any tensor (both flattened inside).
-    Iterates V <- left singular vectors of Jᵀ J V until the eigenvalues of JᵀJ change by
-    less than `tol` (relative) for `patience` iterations in a row, or `iters` times.
-    `info`, when given, receives {"iterations", "converged"}.
+    Iterates V <- left singular vectors of Jᵀ J V until, for `patience` iterations in a
+    row, the eigenvalues of JᵀJ change by less than `tol` (relative) and every vector's
+    eigen-residual is below `vector_tol`, or `iters` times. `info`, when given,
+    receives {"iterations", "converged", "residual" (the largest eigen-residual, the
+    vectors' convergence), "gaps" (relative spectral gaps, after each of the k), "angle_bounds"
+    (bounds on the sine of each vector's error)}. Directions with a gap under `min_gap` are
+    warned of. `oversample` extra columns are iterated along (not returned, not required to
+    converge) so that σ_k+1, and with it the k-th direction's gap, is known.
     """
     d_in = _check(h, k, iters, V0)
     f_flat, hv = _flat(f, h)
+    p = max(0, min(int(oversample), d_in - k))
     V = V0.to(hv) if V0 is not None else torch.randn(d_in, k, generator=generator, dtype=hv.dtype).to(hv.device)
+    if p:
+        V = torch.cat([V, torch.randn(d_in, p, generator=generator, dtype=hv.dtype).to(hv.device)], 1)
     V, _ = torch.linalg.qr(V)
-    history: list[torch.Tensor] = []
+    progress = _Progress(tol, vector_tol, patience)
     converged = False
     it = 0
     for it in range(1, iters + 1):
         _, V_hat = _jtjv_columns(f_flat, hv, V)
-        V, eig, _ = torch.linalg.svd(V_hat, full_matrices=False)
-        history.append(eig)
-        if _converged(history, tol, patience):
-            converged = True
+        V_next, eig, _ = torch.linalg.svd(V_hat, full_matrices=False)
+        converged = progress.step(V[:, :k], V_hat[:, :k], eig[:k])
+        V = V_next
+        if converged:
             break
-    _report(info, it, converged, "batched", k)
-    return _ritz(f_flat, hv, V, chunk=k)
+    full = _ritz(f_flat, hv, V, chunk=k + p)
+    _report(info, it, converged, progress.residuals, full.S, min_gap, "batched", k)
+    return JacobianSVD(full.U[:, :k], full.S[:k], full.V[:, :k])
 
 
 def sequential_jacobian_subspace_iteration(
@@ -131,8 +185,10 @@ def sequential_jacobian_subspace_iteration(
     patience: int = 3,
     generator: torch.Generator | None = None,
     info: dict | None = None,
+    vector_tol: float = 1e-3,
+    min_gap: float = 0.05,
 ) -> JacobianSVD:
-    """Alg. 2: the same k triplets, found b at a time for small memory.
+    """Alg. 2: the same k triplets, found b at a time for small memory (stopping as Alg. 1).
 
     Each block of b vectors is iterated against the part of R^d_in orthogonal to the
     blocks already found (deflation). As the reading notes warn, the block is projected
@@ -144,7 +200,7 @@ def sequential_jacobian_subspace_iteration(
         raise ValueError(f"b={b}: the mini-batch size must be between 1 and k={k}")
     f_flat, hv = _flat(f, h)
     found = torch.zeros(d_in, 0, dtype=hv.dtype, device=hv.device)
-    total_iters, all_converged = 0, True
+    total_iters, all_converged, residuals = 0, True, []
 
     def project(Phi: torch.Tensor) -> torch.Tensor:
         # The found columns are orthonormal, so (VᵀV)^-1 = I in [I - V (VᵀV)^-1 Vᵀ].
@@ -160,33 +216,47 @@ def sequential_jacobian_subspace_iteration(
         else:
             Phi = torch.randn(d_in, stop - start, generator=generator, dtype=hv.dtype).to(hv.device)
         Phi = deflate(Phi)
-        history: list[torch.Tensor] = []
+        progress = _Progress(tol, vector_tol, patience)
         converged = False
         for it in range(1, iters + 1):
             _, Phi_hat = _jtjv_columns(f_flat, hv, Phi)
-            Phi, eig, _ = torch.linalg.svd(project(Phi_hat), full_matrices=False)
-            history.append(eig)
-            if _converged(history, tol, patience):
-                converged = True
+            Phi_hat = project(Phi_hat)
+            Phi_next, eig, _ = torch.linalg.svd(Phi_hat, full_matrices=False)
+            converged = progress.step(Phi, Phi_hat, eig)
+            Phi = Phi_next
+            if converged:
                 break
         total_iters += it
         all_converged &= converged
+        residuals.append(progress.residuals)
         found = torch.cat([found, deflate(Phi)], 1)
-    _report(info, total_iters, all_converged, f"sequential b={b}", k)
-    return _ritz(f_flat, hv, found, chunk=b)
+    result = _ritz(f_flat, hv, found, chunk=b)
+    _report(info, total_iters, all_converged, torch.cat(residuals), result.S, min_gap, f"sequential b={b}", k)
+    return result
 
 
-def _report(info: dict | None, iterations: int, converged: bool, kind: str, k: int) -> None:
+def _report(info: dict | None, iterations: int, converged: bool, residuals: torch.Tensor, S: torch.Tensor,
+            min_gap: float, kind: str, k: int) -> None:
+    gaps = spectral_gaps(S)
+    residual = float(residuals.max())
     if info is not None:
-        info.update(iterations=iterations, converged=converged)
+        info.update(iterations=iterations, converged=converged, residual=residual, gaps=gaps,
+                    angle_bounds=angle_bounds(S, residuals))
+    gap_text = ", ".join(f"{g:.3f}" for g in gaps) or "none (k=1)"
     if converged:
-        log.info("Jacobian subspace iteration (%s, k=%d) converged after %d iterations", kind, k, iterations)
+        log.info("Jacobian subspace iteration (%s, k=%d) converged after %d iterations (residual %.1e); "
+                 "relative gaps %s", kind, k, iterations, residual, gap_text)
     else:
         log.warning(
-            "Jacobian subspace iteration (%s, k=%d) hit the cap of %d iterations before converging; "
-            "the smallest of the k singular values may be inexact (raise iters or lower k)",
-            kind, k, iterations,
+            "Jacobian subspace iteration (%s, k=%d) hit the cap of %d iterations before converging (vectors' "
+            "eigen-residual %.1e); raise iters or lower k",
+            kind, k, iterations, residual,
         )
+    close = [i + 1 for i, g in enumerate(gaps) if g < min_gap]
+    if close:
+        log.warning("Jacobian directions %s are within %.0f%% of the next singular value (gaps %s): such "
+                    "directions are not unique, any rotation among them is almost as good",
+                    ", ".join(f"{i}-{i + 1}" for i in close), 100 * min_gap, gap_text)
 
 
 def masked(f: Callable[[torch.Tensor], torch.Tensor], mask: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -31,13 +31,30 @@ def test_directions_and_grid_on_a_bundle(tiny_bundle, tmp_path):
 
     grid_path = tmp_path / "grid.png"
     assert main(["edit", "grid", "--bundle", str(tiny_bundle), "--directions", str(out["sefa"]),
-                 "--out", str(grid_path), "--strengths=-2,0,2"]) == 0
+                 "--out", str(grid_path), "--strengths=-2,0,2", "--no-labels"]) == 0
     grid = cv2.imread(str(grid_path), cv2.IMREAD_UNCHANGED)
     assert grid.shape == (3 * 32, 3 * 32)
     tiles = grid.reshape(3, 32, 3, 32).transpose(0, 2, 1, 3)
     for row in range(3):  # strength 0 is the same drawing in every row; +-2 std changes it
         np.testing.assert_array_equal(tiles[row, 1], tiles[0, 1])
         assert np.abs(tiles[row, 0].astype(int) - tiles[row, 1]).max() > 0
+
+    labelled_path = tmp_path / "labelled.png"
+    assert main(["edit", "grid", "--generator", str(tiny_bundle), "--directions", str(out["sefa"]),
+                 "--out", str(labelled_path), "--strengths=-2,0,2"]) == 0
+    assert_labelled(cv2.imread(str(labelled_path), cv2.IMREAD_UNCHANGED), grid, rows=3, columns=3, tile=32)
+
+
+def assert_labelled(labelled, tiles, rows, columns, tile):
+    """The tiles sit unchanged at the bottom right; each row and column has text (dark pixels) beside it."""
+    top, left = labelled.shape[0] - tiles.shape[0], labelled.shape[1] - tiles.shape[1]
+    assert top > 5 and left > 5
+    np.testing.assert_array_equal(labelled[top:, left:], tiles)
+    ink = labelled.min(axis=-1) if labelled.ndim == 3 else labelled
+    for i in range(rows):
+        assert ink[top + i * tile:top + (i + 1) * tile, :left].min() < 128, f"row {i} has no label"
+    for j in range(columns):
+        assert ink[:top, left + j * tile:left + (j + 1) * tile].min() < 128, f"column {j} has no label"
 
 
 def test_bad_inputs_are_reported_without_traceback(tiny_bundle, tmp_path, capsys):
@@ -59,9 +76,47 @@ def test_grid_on_the_demo_bundle(tmp_path):
         pytest.skip("the demo bundle is not in this checkout")
     npz, png = tmp_path / "d.npz", tmp_path / "grid.png"
     assert main(["edit", "directions", "--method", "ganspace", "--out", str(npz), "--k", "2", "--samples", "300"]) == 0
-    assert main(["edit", "grid", "--directions", str(npz), "--out", str(png), "--strengths=-2,0,2"]) == 0
+    assert main(["edit", "grid", "--directions", str(npz), "--out", str(png), "--strengths=-2,0,2", "--no-labels"]) == 0
     grid = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
     assert grid is not None and grid.shape[0] * 3 == grid.shape[1] * 2
+
+
+def test_directions_and_grid_on_a_stylegan2_checkpoint(tmp_path):
+    """`edit directions --generator x.pt` (a rosinality g_ema) and its grid: RGB tiles of the
+    checkpoint's resolution, labelled with the file's direction names."""
+    import torch
+
+    from tests.training.editing.test_editing_checkpoints import fir_generator, rosinality_state
+
+    ckpt = tmp_path / "ffhq.pt"
+    torch.save({"g_ema": rosinality_state(fir_generator(16)), "latent_avg": torch.zeros(16)}, ckpt)
+    npz, png = tmp_path / "sefa.npz", tmp_path / "grid.png"
+    assert main(["edit", "directions", "--method", "sefa", "--generator", str(ckpt), "--out", str(npz), "--k", "2"]) == 0
+    d = Directions.load(npz)
+    assert d.directions.shape == (2, 16) and np.all(d.std > 0)
+    Directions(d.directions, "sefa", d.layers, d.std, names=["first", "second"]).save(npz)
+    assert main(["edit", "grid", "--generator", str(ckpt), "--directions", str(npz), "--out", str(png),
+                 "--strengths=-3,0,3", "--no-labels"]) == 0
+    tiles = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    assert tiles.shape == (2 * 16, 3 * 16, 3)
+    assert main(["edit", "grid", "--generator", str(ckpt), "--directions", str(npz), "--out", str(png),
+                 "--strengths=-3,0,3"]) == 0
+    assert_labelled(cv2.imread(str(png), cv2.IMREAD_UNCHANGED), tiles, rows=2, columns=3, tile=16)
+    assert Directions.load(npz).labels() == ["first", "second"]
+
+
+def test_a_partial_checkpoint_is_one_line_at_the_cli(tmp_path, capsys):
+    import torch
+
+    from tests.training.editing.test_editing_checkpoints import fir_generator, rosinality_state
+
+    state = rosinality_state(fir_generator(16))
+    del state["to_rgb1.bias"]
+    torch.save({"g_ema": state}, tmp_path / "cut.pt")
+    assert main(["edit", "directions", "--method", "ganspace", "--generator", str(tmp_path / "cut.pt"),
+                 "--out", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "cut.pt" in err and "missing to_rgb1.bias" in err and "Traceback" not in err
 
 
 def test_grid_takes_w_plus_directions(tiny_bundle):
