@@ -28,6 +28,8 @@ def imports_of(path: Path) -> list[str]:
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append(node.module)
+            # `from package import module` imports the module too (kept only where one is)
+            found += [f"{node.module}.{a.name}" for a in node.names]
     return found
 
 
