@@ -13,6 +13,7 @@ import logging
 import logging.handlers
 import sys
 import time
+from pathlib import Path
 
 _PLAIN_KEYS = ("event=",)
 
@@ -108,6 +109,20 @@ class SafeFileHandler(_DropWhenFull, logging.handlers.RotatingFileHandler):
             self.dropped += 1  # could not rotate (disk full): keep writing the current file
 
 
+def _log_file(file: str) -> str:
+    """The log file's folder made if missing, and the file opened once: a path the table cannot
+    write is refused at start, not silently left empty."""
+    path = Path(file).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"NEWSNOW_LOG_FILE={file}: cannot write the log file there ({exc.strerror}); "
+                                 f"create the folder for the newsnow user, or unset it (the journal has every line)") from None
+    return str(path)
+
+
 def setup_logging(level: int = logging.INFO, fmt: str = "kv", file: str | None = None,
                   stream=None) -> list[logging.Handler]:
     """Routes the root logger to stderr (and `file`) with the kiosk's handlers."""
@@ -116,7 +131,7 @@ def setup_logging(level: int = logging.INFO, fmt: str = "kv", file: str | None =
     formatter = JsonFormatter() if fmt == "json" else KeyValueFormatter()
     handlers: list[logging.Handler] = [SafeStreamHandler(stream or sys.stderr)]
     if file:
-        handlers.append(SafeFileHandler(file))
+        handlers.append(SafeFileHandler(_log_file(file)))
         handlers[-1].setFormatter(KeyValueFormatter(timestamps=True) if fmt == "kv" else formatter)
     handlers[0].setFormatter(formatter)
     root = logging.getLogger()

@@ -91,3 +91,31 @@ def test_setup_logging_installs_the_safe_handlers(tmp_path):
         for h in saved:
             root.addHandler(h)
         root.setLevel(level)
+
+
+def test_a_log_file_in_a_new_folder_is_made_and_an_unwritable_one_refused(tmp_path):
+    """NEWSNOW_LOG_FILE in a folder that does not exist yet: the folder is made and lines arrive; a path
+    that cannot be written is refused at start with the variable's name, not silently empty."""
+    import pytest
+
+    from kiosk.log import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        target = tmp_path / "new" / "folder" / "table.log"
+        setup_logging(file=str(target))
+        logging.getLogger("test.logfile").warning("event=hello")
+        for handler in root.handlers:
+            handler.flush()
+        assert "event=hello" in target.read_text()
+        blocked = tmp_path / "file-not-folder"
+        blocked.write_text("x")
+        with pytest.raises(OSError, match="NEWSNOW_LOG_FILE=.*cannot write the log file there"):
+            setup_logging(file=str(blocked / "table.log"))
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

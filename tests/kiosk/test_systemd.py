@@ -78,3 +78,12 @@ def test_udev_rules_name_camera_and_table():
     for rule in rules:  # every clause is KEY==value, KEY=value, KEY+=value or KEY{attr}... with quotes
         for clause in rule.split(", "):
             assert clause.count('"') == 2 and ("==" in clause or "=" in clause), clause
+
+
+def test_the_table_comes_back_with_the_compositor():
+    """cage restarting (Restart=always) stops the table through BindsTo=; the kiosk unit's Wants= and
+    Before= start it again after the new compositor, instead of leaving the projector black."""
+    table, kiosk = unit("newsnow.service")["Unit"], unit("newsnow-kiosk.service")
+    assert table["BindsTo"] == ["newsnow-kiosk.service"] and "newsnow-kiosk.service" in table["After"]
+    assert "newsnow.service" in " ".join(kiosk["Unit"]["Wants"]).split()
+    assert kiosk["Unit"]["Before"] == ["newsnow.service"] and kiosk["Service"]["Restart"] == ["always"]
