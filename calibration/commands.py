@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=DEFAULT_FILE, help=f"calibration file to write (default {DEFAULT_FILE})")
     p.add_argument("--max-error", type=float, default=1.5, help="refuse an RMS error over this, camera px")
     p.add_argument("--area", help="drawing area X,Y,W,H in table mm (default: the sheet less 15 mm)")
+    p.add_argument("--square-area", action="store_true",
+                   help="keep the drawings' aspect: use the largest square centred in the drawing area "
+                        "(the sketch is square; any other area is stretched into it)")
     p.add_argument("--overlay", help="write the frame with the found corners and the sheet outline here")
     p.add_argument("--lens-images", nargs="+", metavar="PHOTO",
                    help="4+ photos of the sheet at different tilts, same camera mode: fit lens distortion")
@@ -102,7 +105,10 @@ def camera(args) -> int:
 
     import cv2
 
+    import dataclasses
+
     from calibration.camera import calibrate_camera, grab_frame, overlay, to_calibration
+    from calibration.geometry import square_area
     from calibration.record import CalibrationError, load, save
     from calibration.sheet import parse_size
 
@@ -132,7 +138,15 @@ def camera(args) -> int:
             print(f"kept the lens model of the old {args.out} (--no-lens drops it)")
     result = calibrate_camera(frame, size, max_error_px=args.max_error, lens=lens)
     cal = to_calibration(result, size, _area(args.area) if args.area else None, previous)
+    if args.square_area:
+        cal = dataclasses.replace(cal, drawing_area_mm=square_area(cal.drawing_area_mm))
     save(cal, args.out)
+    _, _, area_w, area_h = cal.drawing_area_mm
+    stretch = max(area_w, area_h) / min(area_w, area_h)
+    print(f"drawing area {area_w:g} x {area_h:g} mm" + (
+        f": stretched {stretch:.2f}:1 into the square sketch (the model sees strokes "
+        f"{'wider' if area_h > area_w else 'taller'} than drawn); --square-area keeps the aspect"
+        if stretch > 1.01 else ": square, as the sketch"))
     print(f"camera -> table: {result.inliers} of {result.corners} corners ({result.total} on the sheet), "
           f"RMS {result.rms_px:.3f} px = {result.rms_mm:.3f} mm; blur {result.blur:.0f}, glare {result.glare:.1%}")
     print(f"wrote {args.out} (camera mode {cal.camera_mode[0]}x{cal.camera_mode[1]})")

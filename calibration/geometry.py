@@ -30,6 +30,14 @@ def default_drawing_area(sheet_mm, margin_mm: float = DEFAULT_MARGIN_MM) -> tupl
     return (margin_mm, margin_mm, w - 2 * margin_mm, h - 2 * margin_mm)
 
 
+def square_area(area_mm) -> tuple[float, float, float, float]:
+    """The largest square centred in `area_mm` (x, y, w, h): the sketch is square, so a
+    square area reaches the model without being stretched."""
+    x, y, w, h = (float(v) for v in area_mm)
+    side = min(w, h)
+    return (x + (w - side) / 2, y + (h - side) / 2, side, side)
+
+
 def apply_homography(h: np.ndarray, points) -> np.ndarray:
     """Map an (N, 2) array of points through a 3x3 homography."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)

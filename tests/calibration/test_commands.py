@@ -173,3 +173,18 @@ def test_missing_camera_device_is_named(tmp_path):
     """A camera index with no device behind it is refused naming the device."""
     with pytest.raises(ValueError, match="camera device 97"):
         newsnow("camera", "--device", "97", "--out", str(tmp_path / "c.json"))
+
+
+def test_camera_step_says_how_the_area_is_stretched_and_can_keep_the_aspect(tmp_path, photo, capsys):
+    """The default A3 drawing area is not square: the camera step says how much the square sketch
+    stretches it; --square-area stores the largest centred square instead."""
+    from calibration import load
+
+    cal_path = tmp_path / "cal.json"
+    assert newsnow("camera", "--image", str(photo), "--out", str(cal_path)) == 0
+    out = capsys.readouterr().out
+    assert "drawing area 267 x 390 mm: stretched 1.46:1 into the square sketch" in out and "--square-area" in out
+    assert newsnow("camera", "--image", str(photo), "--out", str(cal_path), "--square-area") == 0
+    x, y, w, h = load(cal_path, require_projector=False).drawing_area_mm
+    assert w == h == 267 and y == 15 + (390 - 267) / 2
+    assert "drawing area 267 x 267 mm: square, as the sketch" in capsys.readouterr().out
