@@ -181,19 +181,17 @@ def check_serial(config) -> Check:
 
 
 def check_bundle(config) -> Check:
+    """The bundle and the binarize overrides, loaded as `run` loads them."""
+    from table.assemble import load_model
+
     try:
-        from inference.bundle import DEMO_BUNDLE, Bundle
-    except ImportError as exc:
-        return Check("bundle", FAIL, f"the inference package is missing ({exc})", "reinstall newsnow")
-    path = DEMO_BUNDLE if config.model.bundle == "demo" else Path(config.model.bundle)
-    try:
-        bundle = Bundle.load(path)
-    except ValueError as exc:  # BundleError names the file and the problem
+        bundle, params = load_model(config)
+    except ValueError as exc:  # BundleError or ConfigError: names the file and the problem
         return Check("bundle", FAIL, str(exc),
                      "copy the model bundle folder that `newsnow export` wrote onto this machine and set "
-                     "model.bundle to it")
-    return Check("bundle", OK, f"{path}: {bundle.resolution}px, {bundle.precision}, "
-                               f"graphs {', '.join(sorted(bundle.graphs))}")
+                     "model.bundle to it" if "binarize" not in str(exc) else "remove or fix the [binarize] override")
+    return Check("bundle", OK, f"{bundle.path}: {bundle.resolution}px, {bundle.precision}, "
+                               f"graphs {', '.join(sorted(bundle.graphs))}, binarize {params.method}")
 
 
 def check_calibration(config) -> Check:
@@ -201,10 +199,10 @@ def check_calibration(config) -> Check:
     if not file:
         return Check("calibration", WARN, "calibration.file is empty: the table runs uncalibrated (centred)",
                      "calibrate: `newsnow calibrate camera`, then `newsnow calibrate projector`")
-    import calibration
+    from table.assemble import load_calibration
 
     try:  # as `run` loads it: measured in the configured camera and projector modes
-        cal = calibration.load(file, camera_mode=config.camera.resolution, projector_mode=config.display.size)
+        cal = load_calibration(config)
     except ValueError as exc:
         return Check("calibration", FAIL, str(exc), "recalibrate: `newsnow calibrate camera` and `projector`")
     age = cal.age_days()

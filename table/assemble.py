@@ -134,24 +134,36 @@ def choose_transition(kind: str, step_ms: float | None, config: Config) -> str:
     return "latent" if step_ms <= 0.25 * 1000.0 / config.display.fps else "crossfade"
 
 
+# The checks `run` makes before the display opens, one function each, so that `newsnow
+# doctor` makes exactly the same ones.
+
+def load_model(config: Config, bundle: str | Path | None = None):
+    """(the bundle, its binarization with the config's overrides), both checked."""
+    from inference.bundle import Bundle
+
+    model = Bundle.load(Path(bundle) if bundle is not None else bundle_path(config.model.bundle))
+    return model, binarize_params(model, config.binarize, config.path or "config")
+
+
+def load_calibration(config: Config):
+    """The calibration file, measured in the configured camera and projector modes (or the
+    uncalibrated table without one)."""
+    from calibration import Calibration, load
+
+    if not config.calibration.file:
+        return Calibration.uncalibrated(config.camera.resolution, config.display.size)
+    return load(config.calibration.file, camera_mode=config.camera.resolution, projector_mode=config.display.size)
+
+
 def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Parts:
     """Load and check everything the table needs, in the order a misconfiguration shows up."""
-    from calibration import Calibration, load as load_calibration
-    from inference.bundle import Bundle
     from inference.runtime import open_backend
     from render.warp import Warp
 
-    path = Path(bundle) if bundle is not None else bundle_path(config.model.bundle)
-    model = Bundle.load(path)
-    params = binarize_params(model, config.binarize, config.path or "config")  # refused before anything opens
+    model, params = load_model(config, bundle)
     m = config.model
     backend = open_backend(model, kind=m.backend, providers=list(m.providers) or None, threads=m.threads or None)
-
-    if config.calibration.file:
-        calibration = load_calibration(config.calibration.file, camera_mode=config.camera.resolution,
-                                       projector_mode=config.display.size)
-    else:
-        calibration = Calibration.uncalibrated(config.camera.resolution, config.display.size)
+    calibration = load_calibration(config)
     warp = Warp(calibration.table_area_to_projector(model.resolution), config.display.size)
 
     step_ms = None
@@ -176,7 +188,7 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
         sketcher = Sketcher(model, params, lambda: None)  # the centred square of the frame
 
     log.info("event=table_prepared bundle=%s backend=%s transition=%s step_ms=%s calibrated=%s",
-             path, getattr(backend, "name", "?"), transition,
+             model.path, getattr(backend, "name", "?"), transition,
              None if step_ms is None else round(step_ms, 2), calibration.calibrated)
     return Parts(config, model, backend, calibration, warp, source, sketcher, transition, step_ms)
 

@@ -217,3 +217,10 @@ def test_doctor_json_is_json_with_a_display(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     checks = {c["name"]: c["status"] for c in json.loads(proc.stdout)}
     assert "display" in checks and "pygame" not in proc.stdout
+
+
+def test_doctor_refuses_a_binarize_override_that_run_refuses(tiny_bundle):
+    """A [binarize] resolution that is not the bundle's grid stops `run`; doctor fails on it too."""
+    bad = doctor.check_bundle(config(model={"bundle": str(tiny_bundle)}, binarize={"resolution": 64}))
+    assert bad.status == "fail" and "does not match the bundle's resolution 32" in bad.detail and "[binarize]" in bad.fix
+    assert doctor.check_bundle(config(model={"bundle": str(tiny_bundle)})).status == "ok"
