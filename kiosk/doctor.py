@@ -60,14 +60,10 @@ def check_camera(config) -> Check:
         return Check("camera", OK, f"replaying {path}")
     device = cam.device
     if not device.isdigit():
-        path = Path(device)
-        if not path.exists():
-            return Check("camera", FAIL, f"{device}: no such device",
-                         "plug in the IR camera; check `ls -l /dev/v4l/by-id/` and the udev rule "
-                         "(docs/operations.md) that creates the camera's stable name")
-        if not os.access(path, os.R_OK | os.W_OK):
-            return Check("camera", FAIL, f"{device}: no permission to open it",
-                         "add the user to the video group: `sudo usermod -aG video newsnow`, then log in again")
+        problem = _device_problem("camera", device, "plug in the IR camera; check `ls -l /dev/v4l/by-id/`",
+                                  "video")
+        if problem is not None:
+            return problem
     frame, seconds, error = _read_one_frame(device if not device.isdigit() else int(device), cam.resolution)
     if frame is None:
         return Check("camera", FAIL, f"{device}: {error}",
@@ -106,6 +102,18 @@ def _read_one_frame(device, resolution, timeout: float = 8.0):
     thread.start()
     thread.join(timeout)
     return result[0], time.monotonic() - start, result[1]
+
+
+def _device_problem(name: str, device: str, plug: str, group: str) -> Check | None:
+    """A device node that is missing or that the user may not open, with the fix."""
+    path = Path(device)
+    if not path.exists():
+        return Check(name, FAIL, f"{device}: no such device",
+                     f"{plug} and the udev rule (docs/operations.md) that creates the stable name")
+    if not os.access(path, os.R_OK | os.W_OK):
+        return Check(name, FAIL, f"{device}: no permission to open it",
+                     f"add the user to the {group} group: `sudo usermod -aG {group} newsnow`, then log in again")
+    return None
 
 
 def check_display(config) -> Check:
@@ -153,14 +161,10 @@ def check_serial(config) -> Check:
     if port == "simulated":
         return Check("serial", SKIP, "serial.port = \"simulated\": the built-in table simulator")
     if not port.startswith(("loop://", "socket://", "rfc2217://")):
-        path = Path(port)
-        if not path.exists():
-            return Check("serial", FAIL, f"{port}: no such device",
-                         "plug in the table controller's USB cable; check `ls -l /dev/serial/by-id/` and the "
-                         "udev rule (docs/operations.md) that creates the stable name")
-        if not os.access(path, os.R_OK | os.W_OK):
-            return Check("serial", FAIL, f"{port}: no permission to open it",
-                         "add the user to the dialout group: `sudo usermod -aG dialout newsnow`")
+        problem = _device_problem("serial", port, "plug in the table controller's USB cable; check "
+                                  "`ls -l /dev/serial/by-id/`", "dialout")
+        if problem is not None:
+            return problem
     controller = TableController(serial_cfg)
     try:
         controller.start()
