@@ -139,200 +139,250 @@ def _all_reduce_grads(module: torch.nn.Module, world: int) -> None:
 # The loop.
 
 
+class GanRun:
+    """One GAN run as stylegan2-ada-pytorch's training loop has it: the setup (networks,
+    optimisers, the resumed state), then steps of phases, G's main loss, G's path-length
+    penalty, D's main loss with R1, ADA's p and the EMA generator, and every snapshot_kimg
+    the state and the samples. The order of the phases is the order of the random numbers
+    they draw: a resumed run continues exactly."""
+
+    def __init__(self, dataset: Path, out: Path, cfg: GanConfig, resume: bool, force: bool,
+                 meta: dict | None, progress: bool):
+        self.dataset, self.out, self.cfg, self.meta = dataset, out, cfg, meta
+        cfg.validate()
+        self.state_path = out / STATE
+        prepare_run_folder(out, self.state_path, resume, force, "GAN")
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.batch % self.world:
+            raise ValueError(f"gan: batch {cfg.batch} does not split over {self.world} processes")
+        self.batch = cfg.batch // self.world
+        mixed = cfg.amp and self.device.type == "cuda"
+
+        self.manifest = load_manifest(dataset)
+        if self.manifest["settings"]["resolution"] != cfg.resolution:
+            raise ValueError(f"gan: dataset {dataset} is {self.manifest['settings']['resolution']} px but "
+                             f"resolution is {cfg.resolution}: pass --resolution "
+                             f"{self.manifest['settings']['resolution']} or ingest again")
+        self.reals = torch.from_numpy(load_images(dataset, "train"))[:, None].to(self.device)  # uint8
+
+        torch.manual_seed(cfg.seed)  # same initial networks on every rank
+        G, D = build_networks(cfg, mixed_precision=mixed)
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.G = G.to(self.device, memory_format=self.layout).train()
+        self.D = D.to(self.device, memory_format=self.layout).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_G = lazy_adam(self.G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0)
+        self.opt_D = lazy_adam(self.D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0)
+        # fp32 weights, fp16 activations in some blocks: loss scaling keeps small gradients.
+        self.scaler_G = torch.amp.GradScaler("cuda", enabled=mixed)
+        self.scaler_D = torch.amp.GradScaler("cuda", enabled=mixed)
+        self.spec = dataclasses.replace(ADA_SPEC if cfg.ada else DIFFAUGMENT_SPEC, rotate90=cfg.rotate90)
+        self.stateful = dict(G=self.G, D=self.D, G_ema=self.G_ema, opt_G=self.opt_G, opt_D=self.opt_D,
+                             scaler_G=self.scaler_G, scaler_D=self.scaler_D)
+        self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0)
+        torch.manual_seed(cfg.seed + 1 + self.rank)  # different batches and z on every rank
+
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.counters = load_training_state(self.state_path, self.stateful, self.counters, self.device,
+                                                self.world, self.rank, cfg)
+        self.step, self.ada_p = self.counters["step"], self.counters["ada_p"]
+        self.pl_mean = torch.tensor(self.counters["pl_mean"], device=self.device)
+        self.losses: dict[str, float] = {}
+        self.writer = None
+        if self.rank == 0:
+            # read back by --resume: never half written
+            atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma})
+            log.info("G %d params, D %d params, %d training images, %d steps of batch %d, R1 gamma %.4g",
+                     count_parameters(self.G), count_parameters(self.D), len(self.reals), cfg.total_steps,
+                     cfg.batch, cfg.gamma)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+        self.z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(self.device)
+        self.snapshot_steps = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
+        self.bar = stage_bar(cfg.total_steps, min(self.step, cfg.total_steps), desc="gan", enabled=progress)
+        self.progress_line = ProgressLines(log)
+        self.started = time.time() - self.counters["elapsed"]
+        self.session_start, self.session_step = time.time(), self.step
+
+    # ---- what the phases share
+
+    def real_batch(self) -> torch.Tensor:
+        index = torch.randint(len(self.reals), (self.batch,), device=self.device)
+        x = tensors.from_uint8(self.reals[index]).contiguous(memory_format=self.layout)
+        if self.cfg.mirror:
+            flip = torch.rand(self.batch, device=self.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def disc(self, images: torch.Tensor) -> torch.Tensor:
+        return self.D(augment(images, self.ada_p if self.cfg.ada else 1.0, self.spec))
+
+    def latents(self, n: int | None = None) -> torch.Tensor:
+        return torch.randn(n or self.batch, self.cfg.z_dim, device=self.device)
+
+    def optimise(self, loss: torch.Tensor, net: torch.nn.Module, opt, scaler) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        _all_reduce_grads(net, self.world)
+        scaler.step(opt)
+        scaler.update()
+
+    # ---- one step
+
+    def generator_phase(self) -> torch.Tensor:
+        """G's main loss, then (lazily) its path-length penalty."""
+        cfg, G = self.cfg, self.G
+        G.requires_grad_(True), self.D.requires_grad_(False)
+        loss_G = generator_loss(G, self.disc, self.latents(), cfg.style_mixing)
+        self.optimise(loss_G, G, self.opt_G, self.scaler_G)
+        if cfg.pl_weight and self.step % cfg.pl_interval == 0:
+            penalty, self.pl_mean, self.losses["pl_length"] = path_length_loss(
+                G, self.latents(max(1, self.batch // cfg.pl_batch_shrink)), cfg.style_mixing, self.pl_mean,
+                cfg.pl_weight, cfg.pl_decay)
+            self.optimise(penalty * cfg.pl_interval, G, self.opt_G, self.scaler_G)
+        return loss_G
+
+    def discriminator_phase(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fakes fake, reals real; every r1_interval steps also R1 on the reals."""
+        cfg = self.cfg
+        self.G.requires_grad_(False), self.D.requires_grad_(True)
+        with torch.no_grad():
+            fake = self.G.synthesis(mapped_ws(self.G, self.latents(), cfg.style_mixing))
+        r1_weight = cfg.gamma / 2 * cfg.r1_interval if cfg.gamma and self.step % cfg.r1_interval == 0 else 0.0
+        loss_D, logits_real, r1 = discriminator_loss(self.disc, fake, self.real_batch(), r1_weight)
+        if r1 is not None:
+            self.losses["r1"] = r1
+        self.optimise(loss_D, self.D, self.opt_D, self.scaler_D)
+        return loss_D, logits_real
+
+    def ada_phase(self, logits_real: torch.Tensor) -> None:
+        """Steer the augmentation probability by the sign of D on reals."""
+        cfg, counters = self.cfg, self.counters
+        counters["ada_sum"] += float(logits_real.sign().sum())
+        counters["ada_count"] += self.batch
+        if cfg.ada and (self.step + 1) % cfg.ada_interval == 0:
+            stats = torch.tensor([counters["ada_sum"], counters["ada_count"]], dtype=torch.float64,
+                                 device=self.device)
+            if self.world > 1:
+                dist.all_reduce(stats)
+            rt = float(stats[0] / stats[1])
+            self.ada_p = ada_update(self.ada_p, rt, cfg.ada_target, int(stats[1]), cfg.ada_kimg)
+            self.losses["ada_rt"] = rt
+            counters["ada_sum"], counters["ada_count"] = 0.0, 0
+
+    def ema_phase(self) -> None:
+        """The EMA of the generator: what is sampled and exported."""
+        with torch.no_grad():
+            beta = ema_beta(self.cfg, self.step)
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+
+    def train_step(self) -> None:
+        loss_G = self.generator_phase()
+        loss_D, logits_real = self.discriminator_phase()
+        self.ada_phase(logits_real)
+        self.ema_phase()
+        self.step += 1
+        self.losses.update(loss_G=float(loss_G.detach()), loss_D=float(loss_D.detach()), ada_p=self.ada_p)
+        if not all(math.isfinite(v) for v in self.losses.values()):
+            raise FloatingPointError(f"gan: a loss became NaN/inf at step {self.step}: {self.losses}; "
+                                     f"lower --lr or raise --r1-gamma, then --resume")
+
+    # ---- what a person and a resume see
+
+    def kimg(self, steps: int | None = None) -> float:
+        return (self.step if steps is None else steps) * self.cfg.batch / 1000
+
+    def kimg_per_hour(self) -> float:  # of this process (a resumed run's earlier speed is not known)
+        return (self.kimg() - self.kimg(self.session_step)) / max(time.time() - self.session_start, 1e-6) * 3600
+
+    def report(self) -> str:
+        return (f"{self.kimg():.2f}/{self.kimg(self.cfg.total_steps):.2f} kimg, {self.kimg_per_hour():.0f} kimg/h, "
+                f"G {self.losses.get('loss_G', 0):.3f} D {self.losses.get('loss_D', 0):.3f} ADA p {self.ada_p:.3f}")
+
+    def after_step(self, stopping: bool) -> None:
+        """Rank 0: scalars, the bar, a progress line, and at a snapshot the state and samples."""
+        if self.rank != 0:
+            return
+        cfg, step = self.cfg, self.step
+        if step % cfg.log_every == 0 or step == cfg.total_steps:
+            for name, value in self.losses.items():
+                self.writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(self.report(), refresh=False)
+        snapshot = step % self.snapshot_steps == 0 or step == cfg.total_steps or stopping
+        self.progress_line(f"gan step {step}/{cfg.total_steps}: {self.report()}", force=snapshot)
+        if snapshot:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        # The state first: a second Ctrl-C or a kill in what follows costs images only.
+        self.counters.update(step=self.step, ada_p=self.ada_p, pl_mean=float(self.pl_mean),
+                             elapsed=time.time() - self.started)
+        save_training_state(self.state_path, self.stateful, self.counters, self.cfg, self.D)
+        manifest = self.manifest
+        save_model_checkpoint(self.out / GENERATOR, self.G_ema, None, {
+            **(self.meta or {}), "dataset": manifest.get("source", str(self.dataset)), "ingested": str(self.dataset),
+            "licence": manifest.get("licence", "unknown"),
+            "credit": manifest.get("credit", ""), "images": len(self.reals), "resolution": self.cfg.resolution,
+            "kimg": self.kimg(), "steps": self.step, "train_seconds": self.counters["elapsed"],
+            "gan_losses": dict(self.losses)})
+        for name, image in save_samples(self.G_ema, self.z_grid, self.out, f"{self.kimg():07.1f}kimg").items():
+            self.writer.add_image(f"gan/{name}", image, self.step * self.cfg.batch, dataformats="HW")
+
+    def finish(self, stop: StopRequest) -> dict:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        losses = self.losses
+        if self.world > 1 and losses:  # each rank saw its own batches: the run's losses are their mean
+            names = sorted(losses)
+            mean = torch.tensor([losses[n] for n in names], dtype=torch.float64, device=self.device)
+            dist.all_reduce(mean)
+            losses = {n: float(v) / self.world for n, v in zip(names, mean)}
+            losses["ada_p"] = self.ada_p  # the same on every rank
+        summary = {"steps": self.step, "kimg": self.kimg(), "ada_p": self.ada_p,
+                   "seconds": time.time() - self.started, "kimg_per_hour": self.kimg_per_hour(),
+                   "processes": self.world, **losses}
+        if stop.signal:
+            summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
+            log.info("stopped by %s at step %d (%.2f kimg); %s saved", stop.signal, self.step, self.kimg(),
+                     self.state_path)
+        if self.rank == 0:
+            atomic_write_json(self.out / "summary.json", summary)
+        return summary
+
+
 def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
               progress: bool = True, meta: dict | None = None, force: bool = False) -> dict:
     """Train (or resume) a StyleGAN2 on `dataset`; writes RUN = `out`. Returns a summary.
 
-    Each step: G's main loss; every pl_interval steps G's path-length penalty; D's main
-    loss (with R1 every r1_interval steps); ADA's p; the EMA generator; then logs and,
-    every snapshot_kimg, samples and the training state. A resume refuses settings that
-    differ from the run's (GAN_CHANGEABLE excepted); an `out` that holds a run needs
-    `resume` or `force`.
+    A resume refuses settings that differ from the run's (GAN_CHANGEABLE excepted); an
+    `out` that holds a run needs `resume` or `force`. Ctrl-C or SIGTERM finishes the step,
+    saves the state and returns the summary with `stopped_by`.
     """
-    dataset, out = Path(dataset), Path(out)
-    cfg.validate()
-    state_path = out / STATE
-    prepare_run_folder(out, state_path, resume, force, "GAN")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.batch % world:
-        raise ValueError(f"gan: batch {cfg.batch} does not split over {world} processes")
-    batch = cfg.batch // world
-    mixed = cfg.amp and device.type == "cuda"
-
-    manifest = load_manifest(dataset)
-    if manifest["settings"]["resolution"] != cfg.resolution:
-        raise ValueError(f"gan: dataset {dataset} is {manifest['settings']['resolution']} px but "
-                         f"resolution is {cfg.resolution}: pass --resolution "
-                         f"{manifest['settings']['resolution']} or ingest again")
-    reals_all = torch.from_numpy(load_images(dataset, "train"))[:, None].to(device)  # uint8
-
-    torch.manual_seed(cfg.seed)  # same initial networks on every rank
-    G, D = build_networks(cfg, mixed_precision=mixed)
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G, D = G.to(device, memory_format=layout).train(), D.to(device, memory_format=layout).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_G = lazy_adam(G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0)
-    opt_D = lazy_adam(D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0)
-    # fp32 weights, fp16 activations in some blocks: loss scaling keeps small gradients.
-    scaler_G = torch.amp.GradScaler("cuda", enabled=mixed)
-    scaler_D = torch.amp.GradScaler("cuda", enabled=mixed)
-    spec = dataclasses.replace(ADA_SPEC if cfg.ada else DIFFAUGMENT_SPEC, rotate90=cfg.rotate90)
-    stateful = dict(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, scaler_G=scaler_G, scaler_D=scaler_D)
-    counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0)
-    torch.manual_seed(cfg.seed + 1 + rank)  # different batches and z on every rank
-
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        counters = load_training_state(state_path, stateful, counters, device, world, rank, cfg)
-    step, ada_p = counters["step"], counters["ada_p"]
-    pl_mean = torch.tensor(counters["pl_mean"], device=device)
-    if rank == 0:
-        # read back by --resume: never half written
-        atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma})
-        log.info("G %d params, D %d params, %d training images, %d steps of batch %d, R1 gamma %.4g",
-                 count_parameters(G), count_parameters(D), len(reals_all), cfg.total_steps, cfg.batch, cfg.gamma)
-    z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    snapshot_steps = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
-
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"))
-    bar = stage_bar(cfg.total_steps, min(step, cfg.total_steps), desc="gan", enabled=progress)
-    progress_line = ProgressLines(log)
-
-    def real_batch() -> torch.Tensor:
-        index = torch.randint(len(reals_all), (batch,), device=device)
-        x = tensors.from_uint8(reals_all[index]).contiguous(memory_format=layout)
-        if cfg.mirror:
-            flip = torch.rand(batch, device=device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x
-
-    def disc(images: torch.Tensor) -> torch.Tensor:
-        return D(augment(images, ada_p, spec) if cfg.ada else augment(images, 1.0, spec))
-
-    def latents(n: int = batch) -> torch.Tensor:
-        return torch.randn(n, cfg.z_dim, device=device)
-
-    def optimise(loss: torch.Tensor, net: torch.nn.Module, opt, scaler) -> None:
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        _all_reduce_grads(net, world)
-        scaler.step(opt)
-        scaler.update()
-
-    started = time.time() - counters["elapsed"]
-    session_start, session_step = time.time(), step
-
-    def kimg_per_hour() -> float:  # of this process (a resumed run's earlier speed is not known)
-        return (step - session_step) * cfg.batch / 1000 / max(time.time() - session_start, 1e-6) * 3600
-
-    def report() -> str:
-        kimg, total = step * cfg.batch / 1000, cfg.total_steps * cfg.batch / 1000
-        return (f"{kimg:.2f}/{total:.2f} kimg, {kimg_per_hour():.0f} kimg/h, G {losses.get('loss_G', 0):.3f} "
-                f"D {losses.get('loss_D', 0):.3f} ADA p {ada_p:.3f}")
-
-    losses = {}
+    run = GanRun(Path(dataset), Path(out), cfg, resume, force, meta, progress)
     with StopRequest() as stop, around_bar():
-        while step < cfg.total_steps and not stop.signal:
-            # Generator: main loss, then (lazily) its path-length penalty.
-            G.requires_grad_(True), D.requires_grad_(False)
-            loss_G = generator_loss(G, disc, latents(), cfg.style_mixing)
-            optimise(loss_G, G, opt_G, scaler_G)
-            if cfg.pl_weight and step % cfg.pl_interval == 0:
-                penalty, pl_mean, losses["pl_length"] = path_length_loss(
-                    G, latents(max(1, batch // cfg.pl_batch_shrink)), cfg.style_mixing, pl_mean,
-                    cfg.pl_weight, cfg.pl_decay)
-                optimise(penalty * cfg.pl_interval, G, opt_G, scaler_G)
-
-            # Discriminator: fakes fake, reals real; every r1_interval steps also R1 on reals.
-            G.requires_grad_(False), D.requires_grad_(True)
-            with torch.no_grad():
-                fake = G.synthesis(mapped_ws(G, latents(), cfg.style_mixing))
-            r1_weight = cfg.gamma / 2 * cfg.r1_interval if cfg.gamma and step % cfg.r1_interval == 0 else 0.0
-            loss_D, logits_real, r1 = discriminator_loss(disc, fake, real_batch(), r1_weight)
-            if r1 is not None:
-                losses["r1"] = r1
-            optimise(loss_D, D, opt_D, scaler_D)
-
-            # ADA: steer p by the sign of D on reals.
-            counters["ada_sum"] += float(logits_real.sign().sum())
-            counters["ada_count"] += batch
-            if cfg.ada and (step + 1) % cfg.ada_interval == 0:
-                stats = torch.tensor([counters["ada_sum"], counters["ada_count"]], dtype=torch.float64, device=device)
-                if world > 1:
-                    dist.all_reduce(stats)
-                rt = float(stats[0] / stats[1])
-                ada_p = ada_update(ada_p, rt, cfg.ada_target, int(stats[1]), cfg.ada_kimg)
-                losses["ada_rt"] = rt
-                counters["ada_sum"], counters["ada_count"] = 0.0, 0
-
-            # EMA of the generator (what is sampled and exported).
-            with torch.no_grad():
-                beta = ema_beta(cfg, step)
-                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                    p_ema.copy_(p.detach().lerp(p_ema, beta))
-                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                    b_ema.copy_(b)
-            step += 1
-            losses.update(loss_G=float(loss_G.detach()), loss_D=float(loss_D.detach()), ada_p=ada_p)
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise FloatingPointError(f"gan: a loss became NaN/inf at step {step}: {losses}; "
-                                         f"lower --lr or raise --r1-gamma, then --resume")
-
-            if rank == 0:
-                if step % cfg.log_every == 0 or step == cfg.total_steps:
-                    for name, value in losses.items():
-                        writer.add_scalar(f"gan/{name}", value, step * cfg.batch)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(report(), refresh=False)
-                snapshot = step % snapshot_steps == 0 or step == cfg.total_steps or stop.signal
-                progress_line(f"gan step {step}/{cfg.total_steps}: {report()}", force=snapshot)
-                if snapshot:
-                    # The state first: a second Ctrl-C or a kill in what follows costs images only.
-                    counters.update(step=step, ada_p=ada_p, pl_mean=float(pl_mean), elapsed=time.time() - started)
-                    save_training_state(state_path, stateful, counters, cfg, D)
-                    save_model_checkpoint(out / GENERATOR, G_ema, None, {
-                        **(meta or {}), "dataset": manifest.get("source", str(dataset)), "ingested": str(dataset),
-                        "licence": manifest.get("licence", "unknown"),
-                        "credit": manifest.get("credit", ""), "images": len(reals_all), "resolution": cfg.resolution,
-                        "kimg": step * cfg.batch / 1000, "steps": step, "train_seconds": counters["elapsed"],
-                        "gan_losses": dict(losses)})
-                    for name, image in save_samples(G_ema, z_grid, out, f"{step * cfg.batch / 1000:07.1f}kimg").items():
-                        writer.add_image(f"gan/{name}", image, step * cfg.batch, dataformats="HW")
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
-    seconds = time.time() - started
-    if world > 1 and losses:  # each rank saw its own batches: the run's losses are their mean
-        names = sorted(losses)
-        mean = torch.tensor([losses[n] for n in names], dtype=torch.float64, device=device)
-        dist.all_reduce(mean)
-        losses = {n: float(v) / world for n, v in zip(names, mean)}
-        losses["ada_p"] = ada_p  # the same on every rank
-    summary = {"steps": step, "kimg": step * cfg.batch / 1000, "ada_p": ada_p, "seconds": seconds,
-               "kimg_per_hour": kimg_per_hour(), "processes": world,
-               **losses}
-    if stop.signal:
-        summary.update(stopped_by=stop.signal, exit_code=stop.exit_code)
-        log.info("stopped by %s at step %d (%.2f kimg); %s saved",
-                 stop.signal, step, step * cfg.batch / 1000, state_path)
-    if rank == 0:
-        atomic_write_json(out / "summary.json", summary)
-    return summary
+        while run.step < cfg.total_steps and not stop.signal:
+            run.train_step()
+            run.after_step(stopping=bool(stop.signal))
+    return run.finish(stop)
 
 
 def save_training_state(path: Path, stateful: dict, counters: dict, cfg: GanConfig, D: Discriminator) -> None:
