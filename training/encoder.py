@@ -117,6 +117,33 @@ def validate(encoder, generator, perceptual, sketches: np.ndarray, drawings: np.
     return {k: v / len(sketches) for k, v in sums.items()}, np.concatenate(recons)
 
 
+def save_encoder_state(path: Path, encoder, optimizer, step: int, elapsed: float, history: list,
+                       cfg: EncoderConfig) -> None:
+    """Everything `load_encoder_state` needs for an exact continuation."""
+    save_state({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "elapsed": elapsed, "history": history, "rng": rng_states(), "config": dataclasses.asdict(cfg)}, path)
+
+
+def load_encoder_state(path: Path, encoder, optimizer, cfg: EncoderConfig) -> tuple[int, float, list]:
+    """The networks, optimiser and random state of `save_encoder_state`; (step, elapsed, history).
+    Settings that differ from the run's are refused, but ENCODER_CHANGEABLE, which are logged."""
+    state, _ = load_state(path)
+    _, changes = resumed_settings("encoder", state["config"], dataclasses.asdict(cfg), changeable=ENCODER_CHANGEABLE)
+    for change in changes:
+        log.info("resume: %s (applied)", change)
+    encoder.load_state_dict(state["encoder"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_states(state["rng"])
+    return state["step"], state["elapsed"], state["history"]
+
+
+def validation_sheet(sketches, drawings, recons) -> np.ndarray:
+    """sketch | reconstruction over drawing | reconstruction, for the held-out pairs."""
+    sheet = contact_sheet(list(sketches), list(recons))
+    target = contact_sheet(list(drawings), list(recons))
+    return np.vstack([sheet, target])
+
+
 def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, resume: bool = False,
                   lpips: Path | None = None, progress: bool = True, force: bool = False,
                   meta: dict | None = None) -> dict:
@@ -145,15 +172,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     step, elapsed, history = 0, 0.0, []
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        state, _ = load_state(state_path)
-        _, changes = resumed_settings("encoder", state["config"], dataclasses.asdict(cfg),
-                                      changeable=ENCODER_CHANGEABLE)
-        for change in changes:
-            log.info("resume: %s (applied)", change)
-        encoder.load_state_dict(state["encoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        set_rng_states(state["rng"])
+        step, elapsed, history = load_encoder_state(state_path, encoder, optimizer, cfg)
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))  # read back by --resume
     log.info("encoder %d params, %d training pairs, %d validation pairs, perceptual: %s",
              count_parameters(encoder), len(sketches), len(val_sketches),
@@ -196,9 +215,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                 history.append({"step": step, "train": scalars, "validation": val})
                 elapsed = time.time() - started
                 # The state first: a second Ctrl-C or a kill in what follows costs images only.
-                save_state({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                            "step": step, "elapsed": elapsed, "history": history, "rng": rng_states(),
-                            "config": dataclasses.asdict(cfg)}, state_path)
+                save_encoder_state(state_path, encoder, optimizer, step, elapsed, history, cfg)
                 provenance = {
                     "dataset": gan_meta.get("dataset"), "licence": gan_meta.get("licence", "unknown"),
                     "credit": gan_meta.get("credit", ""), "kimg": gan_meta.get("kimg"),
@@ -210,9 +227,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                     "binarize": manifest["binarize"], "provenance": provenance, "gan": gan_meta,
                     "steps": step})
                 encoder.train()
-                sheet = contact_sheet(list(val_sketches[shown]), list(recons[shown]))
-                target = contact_sheet(list(val_drawings[shown]), list(recons[shown]))
-                picture = np.vstack([sheet, target])  # sketch | reconstruction, drawing | reconstruction
+                picture = validation_sheet(val_sketches[shown], val_drawings[shown], recons[shown])
                 atomic_write_png(out / f"validation_{step:06d}.png", picture)
                 writer.add_image("validation/reconstructions", picture, step, dataformats="HW")
     if bar is not None:
