@@ -109,7 +109,8 @@ class Console:
     # -- actions
 
     def new_sheet(self) -> dict:
-        return {"new_sheet": self.kiosk.new_sheet("console")}
+        """As the operator's button; where nothing would start the next table (the demo), nothing."""
+        return {"new_sheet": self.kiosk.can_restart_tables and self.kiosk.new_sheet("console")}
 
     def reload_model(self) -> dict:
         return {"reload_model": self.kiosk.request_model_reload()}

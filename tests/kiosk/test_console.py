@@ -116,6 +116,9 @@ def test_new_sheet_from_the_console_stops_the_table_for_a_fresh_one(console_tabl
     while kiosk.display_frames == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     code, _, body = request(url + "/api/new-sheet", {})
+    assert json.loads(body) == {"new_sheet": False}  # nothing here starts a next table (as in the demo)
+    kiosk.can_restart_tables = True  # as under run_kiosk
+    code, _, body = request(url + "/api/new-sheet", {})
     assert code == 200 and json.loads(body) == {"new_sheet": True}
     assert kiosk.button_presses == 1
     code, _, body = request(url + "/api/reload-model", {})
