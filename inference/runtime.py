@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.backend import Backend
 from inference.bundle import GRAPH_NAMES, Bundle, BundleError, check_session, graph_io, load_session
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _provider_options(provider: str, bundle: Bundle) -> dict:
     return {}
 
 
-class OrtBackend:
+class OrtBackend(Backend):
     """The four graphs of a bundle in ONNX Runtime sessions sharing one execution provider."""
 
     def __init__(self, bundle: Bundle, providers: list[str] | None = None, threads: int | None = None):
@@ -152,11 +153,8 @@ class OrtBackend:
             self._run(name, np.zeros([1] + shape[1:], np.float32))
 
     def _run(self, name: str, x: np.ndarray) -> np.ndarray:
-        (in_name, shape), (out_name, _) = graph_io(self.bundle, name)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != len(shape) or list(x.shape[1:]) != shape[1:]:
-            raise ValueError(f"{name}: input has shape {list(x.shape)}, expected {shape} "
-                             f"(bundle {self.bundle.path})")
+        (in_name, _), (out_name, _) = graph_io(self.bundle, name)
+        x = self._checked(name, x)
         session = self.sessions[name]
         if not self.on_gpu:
             return session.run([out_name], {in_name: x})[0]
@@ -166,19 +164,3 @@ class OrtBackend:
         binding.bind_output(out_name, "cuda")
         session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
-
-    def sketch_to_drawing(self, sketch: np.ndarray) -> np.ndarray:
-        """sketch [B,1,R,R] float32 in [-1, 1] -> drawing [B,C,R,R] in [-1, 1] (the fused graph)."""
-        return self._run("fused", sketch)
-
-    def encode(self, sketch: np.ndarray) -> np.ndarray:
-        """sketch [B,1,R,R] -> absolute W+ [B,num_ws,w_dim]."""
-        return self._run("encoder", sketch)
-
-    def generate(self, wplus: np.ndarray) -> np.ndarray:
-        """W+ [B,num_ws,w_dim] -> drawing [B,C,R,R] in [-1, 1]."""
-        return self._run("generator", wplus)
-
-    def map(self, z: np.ndarray) -> np.ndarray:
-        """z [B,z_dim] -> w [B,w_dim] (untruncated)."""
-        return self._run("mapping", z)

@@ -10,14 +10,15 @@ import logging
 import numpy as np
 import torch
 
-from inference.bundle import Bundle, BundleError, graph_io
+from inference.backend import Backend
+from inference.bundle import Bundle, BundleError
 from inference.graphs import graph_modules
 from inference.networks import Generator, PSPEncoder
 
 log = logging.getLogger(__name__)
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """The bundle's networks rebuilt from bundle.json["model"] and the safetensors weights."""
 
     def __init__(self, bundle: Bundle, device: str | None = None, threads: int | None = None):
@@ -54,28 +55,9 @@ class TorchBackend:
     def _warm_up(self) -> None:
         self.sketch_to_drawing(np.zeros([1, 1, self.bundle.resolution, self.bundle.resolution], np.float32))
 
-    def _tensor(self, name: str, x: np.ndarray) -> torch.Tensor:
-        (_, shape), _ = graph_io(self.bundle, name)
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != len(shape) or list(x.shape[1:]) != shape[1:]:
-            raise ValueError(f"{name}: input has shape {list(x.shape)}, expected {shape} (bundle {self.bundle.path})")
-        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
-
     @torch.inference_mode()
     def _run(self, name: str, x: np.ndarray) -> np.ndarray:
-        return self.graphs[name](self._tensor(name, x)).cpu().numpy()
-
-    def sketch_to_drawing(self, sketch: np.ndarray) -> np.ndarray:
-        return self._run("fused", sketch)
-
-    def encode(self, sketch: np.ndarray) -> np.ndarray:
-        return self._run("encoder", sketch)
-
-    def generate(self, wplus: np.ndarray) -> np.ndarray:
-        return self._run("generator", wplus)
-
-    def map(self, z: np.ndarray) -> np.ndarray:
-        return self._run("mapping", z)
+        return self.graphs[name](torch.from_numpy(self._checked(name, x)).to(self.device)).cpu().numpy()
 
 
 def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
