@@ -62,8 +62,8 @@ class Console:
     def settings(self) -> dict:
         config = self.kiosk.config
         parts = self.kiosk.parts
-        binarize = parts.sketcher.params if parts is not None and hasattr(parts.sketcher, "params") else \
-            BinarizeParams(**{k: v for k, v in config.binarize.values.items()})
+        # what the sketcher binarizes with now (the bundle's with the overrides); without parts, the overrides
+        binarize = parts.sketcher.params if parts is not None else config.binarize.apply(BinarizeParams())
         current = {"binarize": binarize, "tone": config.tone, "idle": config.idle, "transition": config.transition}
         sections = {name: _fields(name, record) for name, record in current.items()}
         return {"sections": sections, "config_file": self.config_path, "can_save": self.config_path is not None,
