@@ -27,6 +27,7 @@ import numpy as np
 from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
 
 from capture.binarize import BinarizeParams, binarize, ink_fraction
+from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,19 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
     z_source = torch.Generator().manual_seed(seed)
     width = settings.width_for(r)
     entries, dropped = [], 0
+
+    def add_pair(drawing: np.ndarray, record: dict) -> bool:
+        """Sketch `drawing` with a pen of jittered width and write both; False for a blank sketch."""
+        pen = max(1, width + int(rng.integers(-settings.width_jitter, settings.width_jitter + 1)))
+        sketch = make_sketch(drawing, settings, params, pen)
+        if ink_fraction(sketch) < settings.min_ink:
+            return False
+        name = f"{len(entries):06d}.png"
+        atomic_write_png(out / "drawings" / name, drawing)
+        atomic_write_png(out / "sketches" / name, sketch)
+        entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{name}", "pen": pen, **record})
+        return True
+
     while len(entries) < count:
         z = torch.randn(batch, generator.z_dim, generator=z_source)
         with torch.no_grad():
@@ -159,22 +173,14 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
         for drawing in drawings:
             if len(entries) >= count:
                 break
-            pen = max(1, width + int(rng.integers(-settings.width_jitter, settings.width_jitter + 1)))
-            sketch = make_sketch(drawing, settings, params, pen)
-            if ink_fraction(sketch) < settings.min_ink:
+            if not add_pair(drawing, {"source": "generated"}):
                 dropped += 1
                 if dropped > 10 * count + 100:
                     raise ValueError(f"sketches: the generator in {run} draws (almost) nothing; "
                                      f"train the GAN longer or lower --edge-threshold")
-                continue
-            name = f"{len(entries):06d}.png"
-            cv2.imwrite(str(out / "drawings" / name), drawing)
-            cv2.imwrite(str(out / "sketches" / name), sketch)
-            entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{name}", "pen": pen})
     n_val = int(round(count * validation))
     for k, e in enumerate(entries):
         e["split"] = "validation" if k >= count - n_val else "train"
-        e["source"] = "generated"
     if collection is not None and collection_count > 0:
         from training.ingest import load_manifest
         records = load_manifest(collection)["images"][:collection_count]
@@ -183,16 +189,8 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
             if drawing is None or drawing.shape != (r, r):
                 raise ValueError(f"sketches: {Path(collection) / record['file']} is not a {r} px image "
                                  f"of the collection; ingest at --resolution {r}")
-            pen = max(1, width + int(rng.integers(-settings.width_jitter, settings.width_jitter + 1)))
-            sketch = make_sketch(drawing, settings, params, pen)
-            if ink_fraction(sketch) < settings.min_ink:
+            if not add_pair(drawing, {"split": record["split"], "source": "collection"}):
                 dropped += 1
-                continue
-            name = f"{len(entries):06d}.png"
-            cv2.imwrite(str(out / "drawings" / name), drawing)
-            cv2.imwrite(str(out / "sketches" / name), sketch)
-            entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{name}", "pen": pen,
-                            "split": record["split"], "source": "collection"})
     manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(run / GENERATOR),
                 "resolution": r, "count": len(entries), "dropped_blank": dropped,
                 "truncation": truncation, "seed": seed,
@@ -200,11 +198,11 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
                 "from_collection": sum(e["source"] == "collection" for e in entries),
                 "binarize": params.to_dict(), "sketch": dataclasses.asdict(settings),
                 "provenance": meta, "pairs": entries}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    atomic_write_json(out / MANIFEST, manifest)
     shown = entries[:32]
     sheet = contact_sheet([cv2.imread(str(out / e["sketch"]), cv2.IMREAD_GRAYSCALE) for e in shown],
                           [cv2.imread(str(out / e["drawing"]), cv2.IMREAD_GRAYSCALE) for e in shown])
-    cv2.imwrite(str(out / "contact_sheet.png"), sheet)
+    atomic_write_png(out / "contact_sheet.png", sheet)
     return manifest
 
 
