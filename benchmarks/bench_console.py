@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def run(bundle: Path | None = None, phase_s: float = 10.0, rounds: int = 3, rate: float = 4.0) -> list[dict]:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     from config import Config
-    from kiosk.kiosk import Kiosk, model_info
+    from kiosk.kiosk import Kiosk
+    from kiosk.run import model_info
     from kiosk.notify import Notifier
     from table.assemble import open_table, prepare
 

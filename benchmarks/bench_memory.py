@@ -102,7 +102,8 @@ def run(minutes: float = 30.0, speed: float = 4.0, bundle: Path | None = None, e
     from capture.simulated import SimulatedPenCamera, SimulatedPenSettings
     from config import Config
     from kiosk.controller import Event
-    from kiosk.kiosk import Kiosk, run_kiosk
+    from kiosk.kiosk import Kiosk
+    from kiosk.run import run_kiosk
     from kiosk.notify import Notifier
     from render.display import Display
     from table.assemble import open_table, prepare

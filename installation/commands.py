@@ -82,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
     recorder = None if args.no_video else Recorder(args.out, fps=10.0)
     table = open_table(parts, recorder=recorder,
                        seed=args.seed)
-    from kiosk.kiosk import demo_kiosk, stop_on_signals
+    from kiosk.run import demo_kiosk, stop_on_signals
 
     stop_on_signals(table.stop)
 
@@ -120,7 +120,7 @@ def run_table(args: argparse.Namespace) -> int:
 
     from table.assemble import open_table, prepare
     from config import Config
-    from kiosk.kiosk import run_kiosk
+    from kiosk.run import run_kiosk
     from kiosk.log import setup_logging
     from kiosk.notify import Notifier
 

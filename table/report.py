@@ -41,7 +41,7 @@ def last_png(table, path: Path) -> None:
 
 
 def summary_line(status, out: Path | None) -> str:
-    lat, stroke = status.latency_ms, status.stroke_latency_ms
+    stroke = status.stroke_latency_ms
 
     def ms(d, key):
         return "-" if d[key] is None else f"{d[key]:.0f}"

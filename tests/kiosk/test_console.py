@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from config import Config, ConfigError
-from kiosk.kiosk import Kiosk, model_info
+from kiosk.kiosk import Kiosk
+from kiosk.run import model_info
 from kiosk.notify import Notifier
 from table.assemble import open_table, prepare
 

@@ -18,7 +18,8 @@ import pytest
 from calibration import Calibration
 from config import Config
 from kiosk.controller_sim import TableSimulator
-from kiosk.kiosk import Kiosk, run_kiosk
+from kiosk.kiosk import Kiosk
+from kiosk.run import run_kiosk
 from table.loop import Pulse, TimedBackend
 from table.loop import Table
 from kiosk.notify import Notifier
@@ -212,7 +213,7 @@ def test_demo_kiosk_serves_status_with_a_simulated_controller():
     """`newsnow demo`'s kiosk: /status answers (on any free port when the configured one is taken) and shows
     the simulated table controller connected with the projector on, and the table running."""
     from kiosk.health import HealthServer
-    from kiosk.kiosk import demo_kiosk
+    from kiosk.run import demo_kiosk
 
     with HealthServer(lambda: {}, "127.0.0.1", 0) as taken:
         config = table_config(health={"port": taken.port})

@@ -27,7 +27,8 @@ from capture.simulated import SimulatedPenCamera, SimulatedPenSettings, fault_sc
 from table.assemble import open_table, prepare
 from config import Config
 from kiosk.controller_sim import TableSimulator
-from kiosk.kiosk import Kiosk, run_kiosk
+from kiosk.kiosk import Kiosk
+from kiosk.run import run_kiosk
 from kiosk.log import KeyValueFormatter, SafeFileHandler
 from kiosk.notify import Notifier
 
