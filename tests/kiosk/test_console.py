@@ -35,9 +35,9 @@ def request(url, body=None, token=None):
 
 @pytest.fixture
 def console_table(tmp_path, tiny_bundle):
-    def start(extra=""):
+    def start():
         path = tmp_path / "table.toml"
-        path.write_text(BASE + extra + f'[model]\nbundle = "{tiny_bundle}"\nthreads = 1\n')
+        path.write_text(BASE + f'[model]\nbundle = "{tiny_bundle}"\nthreads = 1\n')
         parts = prepare(Config.load(path))
         table = open_table(parts)
         kiosk = Kiosk(parts.config, notifier=Notifier({}))
