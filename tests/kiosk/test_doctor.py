@@ -141,7 +141,7 @@ def test_kiosk_modules_and_doctor_never_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, kiosk.kiosk, kiosk.controller_sim, kiosk.log, "
+    code = ("import sys, kiosk.kiosk, kiosk.run, kiosk.console, kiosk.controller_sim, kiosk.log, "
             "kiosk.commands as ops, kiosk.doctor as d\n"
             "from config import Config\n"
             "d.run_checks(Config.from_dict({'camera': {'source': 'simulated'}, 'display': {'mode': 'headless'}}))\n"
