@@ -311,8 +311,9 @@ class GanRun:
         return (self.kimg() - self.kimg(self.session_step)) / max(time.time() - self.session_start, 1e-6) * 3600
 
     def report(self) -> str:
-        return (f"{self.kimg():.2f}/{self.kimg(self.cfg.total_steps):.2f} kimg, {self.kimg_per_hour():.0f} kimg/h, "
-                f"G {self.losses.get('loss_G', 0):.3f} D {self.losses.get('loss_D', 0):.3f} ADA p {self.ada_p:.3f}")
+        # most wanted first: a narrow terminal cuts the end of the line
+        return (f"{self.kimg():.2f}/{self.kimg(self.cfg.total_steps):.2f} kimg, G {self.losses.get('loss_G', 0):.3f} "
+                f"D {self.losses.get('loss_D', 0):.3f}, ADA p {self.ada_p:.3f}, {self.kimg_per_hour():.0f} kimg/h")
 
     def after_step(self, stopping: bool) -> None:
         """Rank 0: scalars, the bar, a progress line, and at a snapshot the state and samples."""
