@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from capture.camera import CameraError, CameraSettings, CameraSource, open_opencv_camera
+from tests.waiting import wait_for
 
 FAST = dict(read_timeout=0.6, open_timeout=1.0, stale_after=0.15, freeze_after=0.3,
             max_failed_reads=3, backoff=0.05, backoff_max=0.4)
@@ -80,14 +81,6 @@ def run_camera():
         cam.close()
         opener.release_all.set()
 
-
-def wait_for(predicate, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def read_frames(cam, n, timeout=5.0):

@@ -11,6 +11,7 @@ import pytest
 from config.kiosk import SerialConfig
 from kiosk.controller import ControllerError, Event, TableController, crc8, frame, unframe
 from kiosk.controller_sim import TableSimulator
+from tests.waiting import wait_for
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "serial-protocol.md"
 
@@ -20,14 +21,6 @@ def fast_config(port: str, **kw) -> SerialConfig:
     values.update(kw)
     return SerialConfig(**values)
 
-
-def wait_for(predicate, timeout=3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture

@@ -26,19 +26,12 @@ from kiosk.notify import Notifier
 from kiosk.schedule import Schedule
 from render.warp import Warp
 from tests.table.fakes import CAMERA, R, FakeBackend, NullDisplay, ScriptedSource, paper, threshold_sketcher
+from tests.waiting import wait_for
 
 DISPLAY = (96, 64)
 BOX = (60, 40, 100, 80)
 TUESDAY = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
 
-
-def wait_for(predicate, timeout=5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 class NotifyListener:
