@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, AugmentSpec, ada_update, augment, only
+from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, ada_update, augment, only
 
 
 def test_p_zero_is_identity():

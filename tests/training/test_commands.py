@@ -2,8 +2,6 @@
 mistakes answered with one line that names the file and what to do (exit 2, no traceback)."""
 import json
 
-import pytest
-
 from installation.cli import main
 
 
