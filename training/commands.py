@@ -178,8 +178,9 @@ def cmd_sketches(args) -> int:
     manifest = make_pairs(Path(args.run), Path(args.out), args.count, _sketch_settings(args),
                           truncation=args.truncation, seed=args.seed,
                           collection=Path(args.collection) if args.collection else None,
-                          collection_count=args.collection_count)
-    print(f"{manifest['count']} pairs in {args.out} ({manifest['dropped_blank']} blank samples dropped); "
+                          collection_count=args.collection_count, partial_share=args.partial_share)
+    print(f"{manifest['count']} pairs of {manifest['drawings']} drawings in {args.out}, {manifest['partial']} of them "
+          f"partial ({manifest['dropped_blank']} blank samples dropped); "
           f"look at {Path(args.out) / 'contact_sheet.png'}")
     return 0
 
@@ -314,10 +315,13 @@ def register(subparsers) -> None:
     p = steps.add_parser("sketches", help="sample the generator and make (sketch, drawing) pairs")
     p.add_argument("run", help="the GAN run folder")
     p.add_argument("--out", required=True)
-    p.add_argument("--count", type=int, default=10000)
+    p.add_argument("--count", type=int, default=10000, help="generated drawings (each gives whole and partial pairs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--collection", default=None, help="a dataset whose own drawings are added as pairs")
     p.add_argument("--collection-count", type=int, default=0, help="how many of them (default none)")
+    p.add_argument("--partial-share", type=float, default=0.75,
+                   help="share of pairs whose sketch is only part of the drawing (first strokes), the "
+                        "target still the whole drawing (default 0.75; 0: whole sketches only)")
     _sketch_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_sketches))
 
