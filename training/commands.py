@@ -250,7 +250,8 @@ def cmd_evaluate(args) -> int:
     settings = ReportSettings(samples=args.samples, held_out=args.held_out, inversion_steps=args.inversion_steps,
                               seed=args.seed)
     report = evaluate(Path(args.model), Path(args.out), dataset=Path(args.dataset) if args.dataset else None,
-                      settings=settings, inception=Path(args.inception) if args.inception else None)
+                      settings=settings, inception=Path(args.inception) if args.inception else None,
+                      progress=print)
     print("\n".join(report["verdicts"]))
     print(f"{'fit' if report['fit_for_table'] else 'NOT fit'} for the table; "
           f"{Path(args.out) / 'report.json'}, look at {Path(args.out) / 'contact_sheet.png'}")
@@ -340,9 +341,12 @@ def register(subparsers) -> None:
     p.add_argument("model", help="a bundle, a checkpoint, or a run folder (train all / gan / encoder)")
     p.add_argument("--out", required=True, help="folder for report.json and contact_sheet.png")
     p.add_argument("--dataset", default=None, help="the ingested collection (default: the run's own)")
-    p.add_argument("--samples", type=int, default=256, help="generated drawings for variety")
-    p.add_argument("--held-out", type=int, default=48, help="held-out drawings for the encoder")
-    p.add_argument("--inversion-steps", type=int, default=300, help="steps of the W+ optimisation baseline")
+    from training.report import ReportSettings  # plain data: no torch
+    p.add_argument("--samples", type=int, default=ReportSettings.samples, help="generated drawings for variety "
+                   "(default %(default)s, as `train all`; change it and the figures are not comparable)")
+    p.add_argument("--held-out", type=int, default=ReportSettings.held_out, help="held-out drawings for the encoder")
+    p.add_argument("--inversion-steps", type=int, default=ReportSettings.inversion_steps,
+                   help="steps of the W+ optimisation baseline")
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_plain_errors(cmd_evaluate))

@@ -82,6 +82,8 @@ class VarietyMeter:
         half = len(pick) // 2
         self.reference, self.others = collection[pick[:half]], collection[pick[half:2 * half]]
         self.reference_distances = shape_distances(self.reference)
+        own = self.reference_distances + np.diag(np.full(len(self.reference), np.inf))
+        self.real_nearest = float(np.median(own.min(1)))  # a drawing to its nearest other
         self.real_coverage, self.real_nearest_distinct = coverage(self.reference, self.others,
                                                                  reference_distances=self.reference_distances)
         self.real_pairwise = _mean_off_diagonal(shape_distances(self.others))
@@ -94,6 +96,17 @@ class VarietyMeter:
                 "nearest_distinct": distinct, "nearest_distinct_real": self.real_nearest_distinct,
                 "pairwise": pairwise, "pairwise_real": self.real_pairwise, "count": len(drawings),
                 "reference": len(self.reference)}
+
+
+    def nearest(self, drawings: np.ndarray) -> np.ndarray:
+        """Each drawing's distance to its nearest reference drawing, over the collection's
+        own nearest-other distance (1: as close to the collection as its drawings are to
+        each other)."""
+        return shape_distances(drawings, self.reference).min(1) / self.real_nearest
+
+    def distinct(self, drawings: np.ndarray) -> float:
+        """Mean pairwise shape distance of `drawings` over the collection's."""
+        return _mean_off_diagonal(shape_distances(drawings)) / self.real_pairwise
 
 
 def _mean_off_diagonal(d: np.ndarray) -> float:
