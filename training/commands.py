@@ -258,6 +258,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_idle_codes(args) -> int:
+    from training.idle_codes import add_to_bundle, collection_codes
+    from training.report import load_networks
+    generator, encoder, _, what = load_networks(Path(args.model))
+    codes, error = collection_codes(generator, encoder, Path(args.dataset), args.count, args.steps, seed=args.seed)
+    path = add_to_bundle(Path(args.bundle), codes, {
+        "source": f"W+ optimisation ({args.steps} steps from the encoder's codes) of {len(codes)} drawings of "
+                  f"{args.dataset}", "mse": round(error, 4)})
+    print(f"{len(codes)} idle codes in {path} (their drawings' MSE to the collection's {error:.3f}); the idle "
+          f"wander of this bundle now moves between the collection's drawings")
+    return 0
+
+
 def _encoder_flags_all(args) -> dict:
     """`train all`'s encoder flags (named --encoder-*, beside the GAN's own)."""
     values = dict(steps=args.encoder_steps, lr=args.encoder_lr, batch=args.encoder_batch, threads=args.threads)
@@ -350,6 +363,16 @@ def register(subparsers) -> None:
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_plain_errors(cmd_evaluate))
+
+    p = steps.add_parser("idle-codes", help="give a bundle's idle wander the W+ codes of collection drawings "
+                                            "(for a generator less varied than its collection)")
+    p.add_argument("model", help="a bundle with weights, a checkpoint or a run folder (its generator and encoder)")
+    p.add_argument("--dataset", required=True, help="the ingested collection")
+    p.add_argument("--bundle", required=True, help="the bundle folder to add the codes to")
+    p.add_argument("--count", type=int, default=256, help="how many drawings (default %(default)s)")
+    p.add_argument("--steps", type=int, default=200, help="W+ optimisation steps (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_plain_errors(cmd_idle_codes))
 
     p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card")
     p.add_argument("src", help="folder of scans")

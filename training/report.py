@@ -279,8 +279,9 @@ def find_dataset(source: Path, dataset: Path | None) -> Path:
 # The report.
 
 
-def _optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> np.ndarray:
-    """W+ codes minimising the L2 to `targets` (uint8), all at once by Adam; their images."""
+def optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> tuple[np.ndarray, "torch.Tensor"]:
+    """W+ codes minimising the L2 to `targets` (uint8), all at once by Adam: their images
+    (uint8) and the codes."""
     import torch
 
     from training.gan import to_uint8
@@ -293,7 +294,7 @@ def _optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return to_uint8(generator.synthesis(w, noise_mode="const"))
+        return to_uint8(generator.synthesis(w, noise_mode="const")), w.detach()
 
 
 COMPLETION_GROUPS = {"held_out": "first strokes of held-out collection drawings",
@@ -462,7 +463,7 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
         targets = held[:settings.held_out]
         sketches = np.stack([sketch_of(d) for d in targets])
         encoded, codes = _encode(generator, encoder, sketches)
-        optimum = _optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
+        optimum, _ = optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
         mean_image = np.broadcast_to(train.astype(np.float32).mean(0).round().astype(np.uint8), targets.shape)
         enc, base, best = (float(mse(x, targets).mean()) for x in (encoded, mean_image, optimum))
         report["encoder"] = {"held_out": len(targets), "mse": enc, "mean_image_mse": base, "optimum_mse": best,
