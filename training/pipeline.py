@@ -125,7 +125,9 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
         *(["**Not for exhibition:** " + "; ".join(warnings) + ".", ""] if warnings else []),
         *(["## Verdict",
             f"**{'Fit' if report['fit_for_table'] else 'Not fit'} for the table** by the model report "
-            f"(`newsnow train evaluate`):", *(f"- {line}" for line in report["verdicts"]), ""] if report else []),
+            f"(`newsnow train evaluate`):", *(f"- {line}" for line in report["verdicts"]),
+            "", "Report settings (the same for `train all` and `train evaluate`): "
+            + ", ".join(f"{k} {v}" for k, v in report.get("settings", {}).items()), ""] if report else []),
         "## Provenance",
         f"- Trained: {provenance.get('date', '?')} with newsnow {provenance.get('newsnow_version', '?')}, "
         f"commit {provenance.get('git_commit', '?')}",
@@ -224,7 +226,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     from training.ingest import IngestSettings, ingest, load_manifest
     from training.progress import run_log, stage_header
     from training.provenance import command_line, software
-    from training.report import ReportSettings, evaluate
+    from training.report import TARGETS, ReportSettings, evaluate
     from training.sketches import make_pairs
     from training.state import previous_of
     from training.stopping import StopRequest
@@ -353,6 +355,19 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         metrics = report["fid_kid"]
         for line in report["verdicts"]:
             log.info("report: %s", line)
+        idle_command = None
+        if report["generator"]["variety"] < TARGETS["variety"]:
+            # the generator's samples would make the idle picture one template
+            from training.idle_codes import add_to_bundle, collection_codes
+            from training.report import load_networks
+            generator, encoder_net, _, _ = load_networks(bundle_dir)
+            codes, error = collection_codes(generator, encoder_net, dataset_dir)
+            add_to_bundle(bundle_dir, codes, {"source": f"W+ optimisation of {len(codes)} collection drawings",
+                                              "mse": round(error, 4)})
+            log.info("idle: the generator's variety is %.2f of the collection's, so the idle wander moves "
+                     "between %d collection drawings' codes (MSE %.3f)", report["generator"]["variety"],
+                     len(codes), error)
+            idle_command = f"newsnow train idle-codes {bundle_dir} --dataset {dataset_dir} --bundle {bundle_dir}"
         timings = {name: stages[name]["seconds"] for name in STAGES if name in stages}
         # the training stages' own clocks include the time before a resume
         timings.update(gan=gan["seconds"], encoder=encoder["seconds"], report=time.time() - t)
@@ -361,7 +376,8 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
                          provenance={**software(), "command": " ; ".join(record["commands_run"])},
                          commands=step_commands(out, settings, preset) + [
                              export_command,
-                             f"newsnow train evaluate {bundle_dir} --out {out / 'report'} --dataset {dataset_dir}"])
+                             f"newsnow train evaluate {bundle_dir} --out {out / 'report'} --dataset {dataset_dir}"]
+                         + ([idle_command] if idle_command else []))
         held_out_sheet(bundle_dir, pairs_dir, dataset_dir, out / "held_out_contact_sheet.png")
         atomic_write_json(out / "summary.json", {"gan": gan, "encoder": encoder, "metrics": metrics,
                                                  "report": report, "parity": parity, "timings": timings})
