@@ -33,6 +33,9 @@ OPTIONAL_GRAPHS = ("fused",)
 GRAPH_IO = {"fused": ("sketch", "drawing"), "encoder": ("sketch", "wplus"),
             "generator": ("wplus", "drawing"), "mapping": ("z", "w")}
 PRECISIONS = ("fp32", "fp16")
+# bundle.json's record of the model report (`newsnow train all` / `train evaluate` write it):
+# {"fit_for_table": bool, "reasons": [why not for exhibition], "verdicts": [...], "report": ..., "evaluated": ...}
+VERDICT_KEY = "verdict"
 DEMO_BUNDLE = Path(__file__).parent / "models" / "demo"
 
 
@@ -70,6 +73,8 @@ class Bundle:
     # W+ codes of collection drawings [N, num_ws, w_dim] float32: the idle wander's keyframes
     # when the generator's own samples are less varied than the collection (idle.md)
     idle_codes: np.ndarray | None = field(default=None, repr=False)
+    # The model report's verdict (`VERDICT_KEY`), or None for a bundle never evaluated.
+    verdict: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, check_graphs: bool = True) -> "Bundle":
@@ -171,15 +176,57 @@ class Bundle:
                                   f"[N, {num_ws}, {w_dim}]; re-export the bundle")
             if not np.isfinite(idle_codes).all():
                 raise BundleError(f"{path}: idle codes are not all finite numbers; re-export the bundle")
+        verdict = meta.get(VERDICT_KEY)
+        if verdict is not None and not (isinstance(verdict, dict) and isinstance(verdict.get("fit_for_table"), bool)
+                                        and isinstance(verdict.get("reasons", []), list)):
+            raise bad(VERDICT_KEY, "must be an object with fit_for_table (true/false) and a list of reasons; "
+                                   "write it again with `newsnow train evaluate`")
         return cls(path=folder, resolution=resolution, channels=channels, num_ws=num_ws, w_dim=w_dim,
                    z_dim=z_dim, w_avg=w_avg, precision=precision, graphs=graphs, weights=weights,
-                   model=model, binarize=binarize, provenance=provenance, meta=meta, idle_codes=idle_codes)
+                   model=model, binarize=binarize, provenance=provenance, meta=meta, idle_codes=idle_codes,
+                   verdict=verdict)
 
     def binarize_params(self):
         """The bundle's `capture.binarize.BinarizeParams` (the sketches the model was trained on)."""
         from capture.binarize import BinarizeParams
 
         return BinarizeParams.from_dict(self.binarize)
+
+
+def fit_for_table(bundle) -> bool | None:
+    """The model report's verdict as one value: True (fit, nothing against exhibiting it),
+    False (unfit, or a smoke test) or None (never evaluated)."""
+    verdict = getattr(bundle, "verdict", None)
+    if verdict is None:
+        return None
+    return bool(verdict["fit_for_table"]) and not verdict.get("reasons")
+
+
+def fitness_warning(bundle) -> str | None:
+    """One plain line when the bundle's own model report calls it unfit for visitors, or when it
+    was never evaluated; None for a model the report found fit. The table still runs it (a
+    curator may want to try it); `run`, `demo`, `doctor` and the status show the line."""
+    verdict = getattr(bundle, "verdict", None)
+    if verdict is None:
+        return ("not evaluated: bundle.json carries no model report, so nobody has checked that it is fit "
+                "for visitors (`newsnow train evaluate BUNDLE --dataset DATASET` records one)")
+    reasons = [str(r) for r in verdict.get("reasons") or []]
+    if verdict["fit_for_table"] and not reasons:
+        return None
+    if not reasons:
+        reasons = ["the model report finds it unfit for the table"]
+    return "not for exhibition: " + "; ".join(reasons)
+
+
+def record_verdict(folder: str | os.PathLike, verdict: dict) -> Path:
+    """Write the model report's verdict into an existing bundle's bundle.json (atomically)."""
+    meta_path = Path(folder) / BUNDLE_JSON
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path}: cannot record the verdict, not readable JSON ({exc})") from exc
+    meta[VERDICT_KEY] = verdict
+    return atomic_write_json(meta_path, meta)
 
 
 def _existing_file(folder: Path, name: str, what: str) -> Path:

@@ -107,6 +107,8 @@ def run_demo(args: argparse.Namespace) -> int:
     (args.out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     last_png(table, args.out / "last.png")
     print(summary_line(status, args.out))
+    if parts.model_warning:  # said last, where it is seen: the demo runs the model all the same
+        print(f"newsnow demo: warning: the model {parts.bundle.path} is {parts.model_warning}")
     return 0
 
 

@@ -82,7 +82,9 @@ def format_status(s: dict) -> str:
         + ("no frame yet" if age is None else f"last frame {age:.1f} s ago"),
         f"projector   {(s.get('projector') or {}).get('power', 'unknown')}",
         f"serial      {serial_line}",
-        f"model       {model.get('bundle', 'unknown')} on {model.get('backend', 'unknown')}",
+        f"model       {model.get('bundle', 'unknown')} on {model.get('backend', 'unknown')}"
+        + (f", {model['transition']} ({model['transition_reason']})" if model.get("transition_reason") else ""),
+        *(f"WARNING     {w}" for w in s.get("warnings") or []),
         f"fps         display {num(fps.get('display'))}, inference {num(fps.get('inference'))}",
         "latency     " + ("no answer yet" if stroke.get("p50") is None else
                           f"new stroke p50 {num(stroke.get('p50'), ' ms', 0)}, p95 {num(stroke.get('p95'), ' ms', 0)}"),

@@ -186,6 +186,7 @@ def check_serial(config) -> Check:
 
 def check_bundle(config) -> Check:
     """The bundle and the binarize overrides, loaded as `run` loads them."""
+    from inference.bundle import fit_for_table, fitness_warning
     from table.assemble import load_model
 
     try:
@@ -194,8 +195,15 @@ def check_bundle(config) -> Check:
         return Check("bundle", FAIL, str(exc),
                      "copy the model bundle folder that `newsnow export` wrote onto this machine and set "
                      "model.bundle to it" if "binarize" not in str(exc) else "remove or fix the [binarize] override")
-    return Check("bundle", OK, f"{bundle.path}: {bundle.resolution}px, {bundle.precision}, "
-                               f"graphs {', '.join(sorted(bundle.graphs))}, binarize {params.method}")
+    detail = (f"{bundle.path}: {bundle.resolution}px, {bundle.precision}, "
+              f"graphs {', '.join(sorted(bundle.graphs))}, binarize {params.method}")
+    warning = fitness_warning(bundle)
+    if warning:  # `run` runs it all the same (a curator may try it), so a warning, not a failure
+        return Check("bundle", WARN, f"{detail}; {warning}",
+                     "train a model the report finds fit (docs/training.md), or run this one knowing "
+                     "what visitors will see" if fit_for_table(bundle) is False else
+                     "evaluate it: `newsnow train evaluate BUNDLE --out REPORT --dataset DATASET`")
+    return Check("bundle", OK, detail + "; the model report finds it fit for the table")
 
 
 def check_calibration(config) -> Check:

@@ -378,8 +378,11 @@ class Kiosk:
             "button_presses": self.button_presses,
             "button_ignored": self.button_ignored,
             "serial": serial,
+            # not problems (they would read as degraded): the table runs, but someone should know
+            "warnings": ts.get("warnings") or [w for w in (self.model.get("warning"),) if w],
             "model": {**self.model, "backend": ts.get("backend") or self.model.get("backend"),
-                      "transition": ts.get("transition")},
+                      "transition": ts.get("transition"),
+                      "transition_reason": ts.get("transition_reason") or self.model.get("transition_reason")},
             "calibration": self._calibration(),
             "fps": {"display": ts.get("display_fps_recent"), "inference": ts.get("inference_fps")},
             "latency_ms": ts.get("latency_ms") or {},

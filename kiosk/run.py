@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Callable
 
 from config.hours import OpeningHours
+from inference.bundle import fit_for_table
 from kiosk.controller import TableController
 from kiosk.kiosk import VERSION, Kiosk
 from kiosk.notify import Notifier
@@ -31,7 +32,11 @@ def model_info(parts) -> dict:
             "precision": getattr(bundle, "precision", None),
             "backend": getattr(backend, "name", "unknown"),
             "providers": list(first.get_providers()) if first is not None else [],
-            "version": VERSION}
+            "version": VERSION,
+            # the bundle's model report: shown, never a reason to refuse the model
+            "fit_for_table": fit_for_table(bundle),
+            "warning": getattr(parts, "model_warning", None),
+            "transition_reason": getattr(parts, "transition_reason", "")}
 
 
 def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, display=None,

@@ -34,6 +34,8 @@ class Parts:
     sketcher: Sketcher
     transition: str  # crossfade | latent
     step_ms: float | None  # measured latent step (generate + tone + warp); None: no generator
+    transition_reason: str = ""  # why that transition (what "auto" measured)
+    model_warning: str | None = None  # the bundle's own report calls it unfit, or it was never evaluated
 
     def close(self) -> None:
         close = getattr(self.source, "close", None)
@@ -134,6 +136,18 @@ def choose_transition(kind: str, step_ms: float | None, config: Config) -> str:
     return "latent" if step_ms <= 0.25 * 1000.0 / config.display.fps else "crossfade"
 
 
+def transition_reason(kind: str, chosen: str, step_ms: float | None, config: Config) -> str:
+    """Why the table moves between drawings as it does, in words (the log and the status)."""
+    if kind != "auto":
+        return f"transition.kind = {kind!r} in the config"
+    if step_ms is None:
+        return "auto: the bundle has no working generator graph, so no latent step can be made"
+    budget = 0.25 * 1000.0 / config.display.fps
+    return (f"auto: one latent step took {step_ms:.1f} ms at start-up, "
+            f"{'within' if chosen == 'latent' else 'more than'} a quarter of a display frame "
+            f"({budget:.1f} ms at {config.display.fps:g} fps)")
+
+
 # The checks `run` makes before the display opens, one function each, so that `newsnow
 # doctor` makes exactly the same ones.
 
@@ -157,6 +171,7 @@ def load_calibration(config: Config):
 
 def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Parts:
     """Load and check everything the table needs, in the order a misconfiguration shows up."""
+    from inference.bundle import fitness_warning
     from inference.runtime import open_backend
     from render.warp import Warp
 
@@ -187,10 +202,16 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
     else:
         sketcher = Sketcher(model, params, lambda: None)  # the centred square of the frame
 
+    reason = transition_reason(config.transition.kind, transition, step_ms, config)
     log.info("event=table_prepared bundle=%s backend=%s transition=%s step_ms=%s calibrated=%s",
              model.path, getattr(backend, "name", "?"), transition,
              None if step_ms is None else round(step_ms, 2), calibration.calibrated)
-    return Parts(config, model, backend, calibration, warp, source, sketcher, transition, step_ms)
+    log.info("event=transition_chosen kind=%s reason=%r", transition, reason)
+    warning = fitness_warning(model)
+    if warning:  # a warning, not a refusal: a curator may want to try the model on the table
+        log.warning("event=model_unfit bundle=%s warning=%r", model.path, warning)
+    return Parts(config, model, backend, calibration, warp, source, sketcher, transition, step_ms,
+                 transition_reason=reason, model_warning=warning)
 
 
 def open_table(parts: Parts, display=None, recorder=None, seed: int | None = None) -> Table:
@@ -201,5 +222,5 @@ def open_table(parts: Parts, display=None, recorder=None, seed: int | None = Non
     if display is None:
         display = Display(cfg.display.mode, cfg.display.size, cfg.display.index)
     return Table(cfg, parts.source, parts.sketcher, parts.backend, display, parts.warp,
-                 transition=parts.transition, step_ms=parts.step_ms,
+                 transition=parts.transition, step_ms=parts.step_ms, transition_reason=parts.transition_reason,
                  recorder=recorder, seed=seed)

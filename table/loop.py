@@ -39,6 +39,7 @@ import numpy as np
 from capture.binarize import sketch_difference
 from capture.frames import Frame, Sketch
 from config import Config, changed_sections
+from inference.bundle import fit_for_table, fitness_warning
 from inference.tensors import from_uint8
 from table.mailbox import Mailbox
 from table.motion import Crossfade, LatentMove, Motion, Step, Wander
@@ -185,7 +186,7 @@ class Table:
 
     def __init__(self, config: Config, source, sketcher: Callable[[np.ndarray], np.ndarray], backend,
                  display, warp, *, transition: str = "crossfade", step_ms: float | None = None,
-                 recorder=None, seed: int | None = None):
+                 transition_reason: str = "", recorder=None, seed: int | None = None):
         self.config = config
         self.source = source  # .read(timeout) -> Frame | None (None: no frame yet); may raise OSError
         self.sketcher = sketcher  # camera image -> sketch image (uint8 R x R, ink 0)
@@ -198,7 +199,9 @@ class Table:
         self.resolution = int(backend.bundle.resolution)
         self.channels = int(backend.bundle.channels)
         self.stats = TableStats(window=config.stats.window, backend=getattr(backend, "name", "?"),
-                                transition=transition, step_ms=step_ms)
+                                transition=transition, step_ms=step_ms, transition_reason=transition_reason,
+                                model_fit=fit_for_table(backend.bundle),
+                                warnings=[w for w in (fitness_warning(backend.bundle),) if w])
         self.on_first_frame: list[Callable[[], None]] = []
         self.on_display_frame: list[Callable[[Pulse], None]] = []
         self._sketches: Mailbox[PendingSketch] = Mailbox()

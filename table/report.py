@@ -49,6 +49,7 @@ def summary_line(status, out: Path | None) -> str:
     faults = sum(status.faults.values())
     where = f" -> {out}" if out else ""
     return (f"newsnow: {status.frames_displayed} frames at {status.display_fps:.1f} fps, "
-            f"{status.inferences} inferences ({status.inference_fps:.1f}/s), "
+            f"{status.inferences} inferences ({status.inference_fps:.1f}/s over the "
+            f"{status.inference_span_s:.1f} s since the first answer), "
             f"stroke latency p50 {ms(stroke, 'p50')} / p95 {ms(stroke, 'p95')} ms, "
             f"{status.transition} on {status.backend}, {faults} faults{where}")

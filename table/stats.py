@@ -23,7 +23,7 @@ BAD_FRAMES_DEGRADED = 30
 class TableStatus:
     """What the table is doing, at one moment."""
 
-    state: str  # starting | drawing | idle | stopped
+    state: str  # starting | running | idle | stopped (the kiosk's words for the same states)
     uptime_s: float
     backend: str
     transition: str  # crossfade | latent (what "auto" chose)
@@ -36,7 +36,7 @@ class TableStatus:
     dropped_stale: int  # items overwritten in a hand-off before they were used
     faults: dict[str, int]  # by kind: bad_frame, camera, binarize, inference, display
     display_fps: float  # over the whole run
-    inference_fps: float  # answered sketches per second over the whole run
+    inference_fps: float  # answered sketches per second since the first answer (over inference_span_s)
     display_fps_recent: float  # over the last stats window of frames
     latency_ms: dict[str, float | None]  # capture of the answered sketch -> display, {p50, p95, max, n}
     stroke_latency_ms: dict[str, float | None]  # first frame showing a new stroke -> display of its answer
@@ -44,6 +44,10 @@ class TableStatus:
     idle: bool
     model_busy_s: float = 0.0  # how long the model call in progress has run (0: none is running)
     problems: list[str] = field(default_factory=list)  # what keeps the projector from a drawing, in words
+    transition_reason: str = ""  # why that transition ("auto": what it measured)
+    model_fit: bool | None = None  # the bundle's model report: fit for the table (None: never evaluated)
+    warnings: list[str] = field(default_factory=list)  # what does not stop the table but should be known
+    inference_span_s: float = 0.0  # seconds from the first answer to now: what inference_fps is over
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +80,9 @@ class TableStats:
     backend: str = ""
     transition: str = ""
     step_ms: float | None = None
+    transition_reason: str = ""
+    model_fit: bool | None = None
+    warnings: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -170,7 +177,7 @@ class TableStats:
             return "stopped"
         if self.frames_displayed == 0:
             return "starting"
-        return "idle" if self.idle else "drawing"
+        return "idle" if self.idle else "running"
 
     def record_display(self, t_display: float, latency: float | None = None,
                        stroke_latency: float | None = None) -> None:
@@ -220,4 +227,8 @@ class TableStats:
                 idle=self.idle,
                 model_busy_s=round(model_busy_s, 3),
                 problems=self._problems(),
+                transition_reason=self.transition_reason,
+                model_fit=self.model_fit,
+                warnings=list(self.warnings),
+                inference_span_s=round(inf_span, 2),
             )

@@ -253,6 +253,12 @@ def cmd_evaluate(args) -> int:
                       settings=settings, inception=Path(args.inception) if args.inception else None,
                       progress=print)
     print("\n".join(report["verdicts"]))
+    if (Path(args.model) / "bundle.json").is_file():  # the table, doctor and the status read it from there
+        from inference.bundle import Bundle, record_verdict
+        from training.pipeline import bundle_verdict
+        preset = Bundle.load(args.model, check_graphs=False).provenance.get("preset")
+        record_verdict(args.model, bundle_verdict(report, preset, Path(args.out) / "report.json"))
+        print(f"verdict recorded in {Path(args.model) / 'bundle.json'}")
     print(f"{'fit' if report['fit_for_table'] else 'NOT fit'} for the table; "
           f"{Path(args.out) / 'report.json'}, look at {Path(args.out) / 'contact_sheet.png'}")
     return 0

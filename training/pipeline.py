@@ -104,6 +104,22 @@ def exhibition_warnings(preset: str | None, report: dict | None) -> list[str]:
     return reasons
 
 
+def bundle_verdict(report: dict, preset: str | None, report_path: Path) -> dict:
+    """The report's verdict as bundle.json carries it (`inference.bundle.VERDICT_KEY`), so the
+    table, `doctor` and the status can say what the model card says."""
+    import datetime as dt
+
+    return {"fit_for_table": bool(report["fit_for_table"]), "reasons": exhibition_warnings(preset, report),
+            "verdicts": list(report["verdicts"]), "preset": preset, "report": str(report_path),
+            "evaluated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _marked(line: str) -> str:
+    """A verdict line with its mark in bold, so failures stand out among the passes."""
+    mark, sep, text = line.partition(": ")
+    return f"**{mark}**: {text}" if sep and mark in ("pass", "MISS") else line
+
+
 def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dataset: dict,
                      metrics: dict, parity: dict | None, timings: dict, commands: list[str],
                      report: dict | None = None, preset: str | None = None, provenance: dict | None = None
@@ -125,7 +141,7 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
         *(["**Not for exhibition:** " + "; ".join(warnings) + ".", ""] if warnings else []),
         *(["## Verdict",
             f"**{'Fit' if report['fit_for_table'] else 'Not fit'} for the table** by the model report "
-            f"(`newsnow train evaluate`):", *(f"- {line}" for line in report["verdicts"]),
+            f"(`newsnow train evaluate`):", *(f"- {_marked(line)}" for line in report["verdicts"]),
             "", "Report settings (the same for `train all` and `train evaluate`): "
             + ", ".join(f"{k} {v}" for k, v in report.get("settings", {}).items()), ""] if report else []),
         "## Provenance",
@@ -167,7 +183,9 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
         lines.append(f"- FID {metrics['fid']:.2f}, KID {metrics['kid']:.4f} ({metrics['fake']} generated "
                      f"vs {metrics['real']} real).")
     else:
-        lines.append(f"- FID/KID: {metrics.get('skipped', 'not computed')}")
+        # the reason may itself begin "FID/KID skipped:"; say it once
+        why = str(metrics.get("skipped", "")).removeprefix("FID/KID skipped:").strip()
+        lines.append(f"- FID/KID: not computed: {why or 'no reason recorded'}")
     if parity:
         lines.append("- Export parity, max |PyTorch - ONNX Runtime|: "
                      + ", ".join(f"{k} {v:.2g}" for k, v in parity.items()))
@@ -220,6 +238,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     stopped it (the stage in progress saved; `resume=True` continues)."""
     import dataclasses
 
+    from inference.bundle import record_verdict
     from inference.export import export_checkpoint
     from training import encoder as encoder_stage
     from training import gan as gan_stage
@@ -378,6 +397,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
                              export_command,
                              f"newsnow train evaluate {bundle_dir} --out {out / 'report'} --dataset {dataset_dir}"]
                          + ([idle_command] if idle_command else []))
+        record_verdict(bundle_dir, bundle_verdict(report, preset, out / "report" / "report.json"))
         held_out_sheet(bundle_dir, pairs_dir, dataset_dir, out / "held_out_contact_sheet.png")
         atomic_write_json(out / "summary.json", {"gan": gan, "encoder": encoder, "metrics": metrics,
                                                  "report": report, "parity": parity, "timings": timings})

@@ -52,6 +52,7 @@ def test_exported_bundle_loads_with_its_fields(tiny_bundle):
     ({"graphs": {"fused": "fused.onnx"}}, r"no file for the 'encoder' graph"),
     ({"binarize": {"method": "magic"}}, r"'binarize'.*method"),
     ({"binarize": {"resolution": 64}}, r"64px sketches but the model takes 32px"),
+    ({"verdict": {"fit_for_table": "yes"}}, r"'verdict' must be an object with fit_for_table"),
     ({"graphs": {"fused": "../fused.onnx", "encoder": "encoder.onnx", "generator": "generator.onnx",
                  "mapping": "mapping.onnx"}}, r"must be a name inside the bundle folder"),
 ])
@@ -61,6 +62,28 @@ def test_bad_bundle_json_is_refused(bundle_copy, change, message):
     with pytest.raises(BundleError, match=message) as err:
         Bundle.load(bundle_copy)
     assert "bundle.json" in str(err.value)
+
+
+def test_the_verdict_travels_with_the_bundle(bundle_copy):
+    """A bundle never evaluated says so; the report's verdict, once recorded, is read back and
+    turned into the warning the table shows (unfit, or a smoke test even when fit), or none."""
+    from inference.bundle import DEMO_BUNDLE, fit_for_table, fitness_warning, record_verdict
+
+    fresh = Bundle.load(bundle_copy, check_graphs=False)
+    assert fresh.verdict is None and fit_for_table(fresh) is None
+    assert fitness_warning(fresh).startswith("not evaluated")
+    record_verdict(bundle_copy, {"fit_for_table": False, "reasons": ["its samples are all one template"]})
+    unfit = Bundle.load(bundle_copy)
+    assert fit_for_table(unfit) is False
+    assert fitness_warning(unfit) == "not for exhibition: its samples are all one template"
+    record_verdict(bundle_copy, {"fit_for_table": True, "reasons": ["a --tiny smoke test"]})
+    assert fit_for_table(Bundle.load(bundle_copy, check_graphs=False)) is False
+    record_verdict(bundle_copy, {"fit_for_table": True, "reasons": []})
+    fit = Bundle.load(bundle_copy, check_graphs=False)
+    assert fit_for_table(fit) is True and fitness_warning(fit) is None
+    # the demo model carries its own report's verdict: unfit, so the demo warns
+    demo = Bundle.load(DEMO_BUNDLE, check_graphs=False)
+    assert fit_for_table(demo) is False and "one template" in fitness_warning(demo)
 
 
 def test_missing_files_are_refused(bundle_copy, tmp_path):

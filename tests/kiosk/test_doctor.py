@@ -49,9 +49,11 @@ def test_serial_check_talks_to_the_device(tmp_path):
 
 
 def test_bundle_check(tiny_bundle, tmp_path):
-    """The tiny bundle passes with its resolution; a missing bundle fails naming the folder."""
-    ok = doctor.check_bundle(config(model={"bundle": str(tiny_bundle)}))
-    assert ok.status == "ok" and "32px" in ok.detail
+    """The tiny bundle loads with its resolution (a warning: never evaluated); a missing bundle
+    fails naming the folder."""
+    loaded = doctor.check_bundle(config(model={"bundle": str(tiny_bundle)}))
+    assert loaded.status == "warn" and "32px" in loaded.detail and "not evaluated" in loaded.detail
+    assert "newsnow train evaluate" in loaded.fix
     missing = doctor.check_bundle(config(model={"bundle": str(tmp_path / "nope")}))
     assert missing.status == "fail" and "nope" in missing.detail and "newsnow export" in missing.fix
 
@@ -127,7 +129,8 @@ def test_doctor_exit_status_and_json(tmp_path, tiny_bundle, capsys):
         good.write_text(text)
         assert run_doctor(["--config", str(good), "--json"]) == 0
         checks = {c["name"]: c["status"] for c in json.loads(capsys.readouterr().out)}
-        assert checks["serial"] == "ok" and checks["bundle"] == "ok" and "fail" not in checks.values()
+        # the tiny bundle was never evaluated: a warning, which does not block the table
+        assert checks["serial"] == "ok" and checks["bundle"] == "warn" and "fail" not in checks.values()
         bad = tmp_path / "bad.toml"
         bad.write_text(text.replace(str(tiny_bundle), str(tmp_path / "missing-bundle")))
         assert run_doctor(["--config", str(bad)]) == 1
@@ -223,4 +226,22 @@ def test_doctor_refuses_a_binarize_override_that_run_refuses(tiny_bundle):
     """A [binarize] resolution that is not the bundle's grid stops `run`; doctor fails on it too."""
     bad = doctor.check_bundle(config(model={"bundle": str(tiny_bundle)}, binarize={"resolution": 64}))
     assert bad.status == "fail" and "does not match the bundle's resolution 32" in bad.detail and "[binarize]" in bad.fix
-    assert doctor.check_bundle(config(model={"bundle": str(tiny_bundle)})).status == "ok"
+    assert doctor.check_bundle(config(model={"bundle": str(tiny_bundle)})).status == "warn"  # loads; unevaluated
+
+
+def test_bundle_check_warns_on_a_model_its_report_calls_unfit(tiny_bundle, tmp_path):
+    """A bundle whose recorded verdict is unfit (a --tiny smoke test) is a warning that says why,
+    not a failure: `run` loads it all the same. A fit verdict is ok and says so."""
+    import shutil
+
+    from inference.bundle import record_verdict
+
+    unfit = shutil.copytree(tiny_bundle, tmp_path / "unfit")
+    record_verdict(unfit, {"fit_for_table": False, "reasons": ["a --tiny smoke test"], "verdicts": []})
+    check = doctor.check_bundle(config(model={"bundle": str(unfit)}))
+    assert check.status == "warn" and "not for exhibition: a --tiny smoke test" in check.detail
+    assert "fit" in check.fix
+    fit = shutil.copytree(tiny_bundle, tmp_path / "fit")
+    record_verdict(fit, {"fit_for_table": True, "reasons": [], "verdicts": ["pass: generator varied"]})
+    check = doctor.check_bundle(config(model={"bundle": str(fit)}))
+    assert check.status == "ok" and "finds it fit" in check.detail

@@ -204,13 +204,15 @@ def test_display_gaps_are_measured_and_counted():
 
 def test_demo_kiosk_serves_status_with_a_simulated_controller():
     """`newsnow demo`'s kiosk: /status answers (on any free port when the configured one is taken) and shows
-    the simulated table controller connected with the projector on, and the table running."""
+    the simulated table controller connected with the projector on, and the table running. A model its
+    own report calls unfit runs, with the report's words under "warnings" (running, not degraded)."""
     from kiosk.health import HealthServer
     from kiosk.run import demo_kiosk
 
     with HealthServer(lambda: {}, "127.0.0.1", 0) as taken:
         config = table_config(health={"port": taken.port})
         parts, open_table = make_parts(config)
+        parts.bundle.verdict = {"fit_for_table": False, "reasons": ["a --tiny smoke test"]}
         table = open_table(parts, display=NullDisplay(DISPLAY))
         kiosk = demo_kiosk(parts, table)
         runner = threading.Thread(target=table.run, args=(1.5,))
@@ -220,6 +222,11 @@ def test_demo_kiosk_serves_status_with_a_simulated_controller():
             assert wait_for(lambda: get_status(kiosk)["serial"].get("device", "").startswith("newsnow-table-sim"))
             assert wait_for(lambda: get_status(kiosk)["state"] == "running")
             assert wait_for(lambda: get_status(kiosk)["projector"]["power"] == "on")
+            status = get_status(kiosk)
+            assert status["warnings"] == ["not for exhibition: a --tiny smoke test"]
+            assert status["model"]["fit_for_table"] is False and status["problems"] == []
+            with urllib.request.urlopen(kiosk.health.url + "/healthz", timeout=2) as reply:
+                assert reply.status == 200  # a warning is no reason for a probe to restart the table
         finally:
             runner.join()
             kiosk.stop()

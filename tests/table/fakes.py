@@ -26,6 +26,7 @@ class FakeBundle:
     w_dim: int = 8
     z_dim: int = 8
     w_avg: np.ndarray = field(default_factory=lambda: np.zeros(8, np.float32))
+    verdict: dict | None = None  # bundle.json's model report verdict (None: never evaluated)
 
 
 class FakeBackend:

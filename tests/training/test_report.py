@@ -120,8 +120,14 @@ def test_evaluate_writes_report_and_contact_sheet_and_train_all_puts_it_in_the_c
     import cv2
 
     from training.report import ReportSettings, evaluate
+    from inference.bundle import Bundle, fitness_warning
     card = (tiny_pipeline / "bundle" / "MODEL_CARD.md").read_text()
     assert "## Verdict" in card and "generator" in card and "for the table" in card
+    assert "- **MISS**: " in card or "- **pass**: " in card  # each verdict line marked, the mark in bold
+    # the bundle carries the verdict, so the table can warn about a smoke-test model
+    bundle = Bundle.load(tiny_pipeline / "bundle", check_graphs=False)
+    assert bundle.verdict["preset"] == "tiny" and any("--tiny" in r for r in bundle.verdict["reasons"])
+    assert fitness_warning(bundle).startswith("not for exhibition: a --tiny smoke test")
     assert json.loads((tiny_pipeline / "report" / "report.json").read_text())["verdicts"]
     small = ReportSettings(samples=16, real=16, held_out=4, inversion_steps=5, completion_drawings=2,
                            visitor_first_strokes=6)
@@ -142,3 +148,22 @@ def test_evaluate_names_what_is_missing(tmp_path):
     from training.report import evaluate
     with pytest.raises(FileNotFoundError, match="no bundle.json, model.pt or generator.pt"):
         evaluate(tmp_path, tmp_path / "out")
+
+
+def test_train_evaluate_records_its_verdict_in_the_bundle(tiny_pipeline, tmp_path, capsys):
+    """`newsnow train evaluate BUNDLE` writes the verdict into that bundle's bundle.json (what the
+    table, doctor and the status read), replacing the one an earlier report left."""
+    import shutil
+
+    from inference.bundle import Bundle, record_verdict
+    from installation import cli
+    bundle = shutil.copytree(tiny_pipeline / "bundle", tmp_path / "bundle")
+    record_verdict(bundle, {"fit_for_table": True, "reasons": [], "verdicts": ["stale"]})
+    rc = cli.main(["train", "evaluate", str(bundle), "--out", str(tmp_path / "report"), "--dataset",
+                   str(tiny_pipeline / "dataset"), "--samples", "16", "--held-out", "4", "--inversion-steps", "5"])
+    assert rc == 0
+    verdict = Bundle.load(bundle, check_graphs=False).verdict
+    written = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert verdict["verdicts"] == written["verdicts"] and verdict["fit_for_table"] == written["fit_for_table"]
+    assert verdict["preset"] == "tiny" and "a --tiny smoke test" in verdict["reasons"][0]
+    assert "verdict recorded in" in capsys.readouterr().out
