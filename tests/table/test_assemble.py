@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import pytest
 
-from table.assemble import choose_transition, prepare
+from table.assemble import choose_transition, prepare, transition_reason
 from config import Config, ConfigError
 
 
@@ -20,6 +20,16 @@ def test_auto_transition_follows_the_measured_step(kind, step_ms, fps, expected)
     """`auto` picks latent only when a measured latent step is under a quarter display frame."""
     config = Config.from_dict({"display": {"fps": fps}})
     assert choose_transition(kind, step_ms, config) == expected
+
+
+def test_the_transition_choice_says_why():
+    """The log and the status say what "auto" measured and against which budget, or that the config chose."""
+    config = Config.from_dict({"display": {"fps": 30}})
+    assert transition_reason("auto", "crossfade", 12.0, config) == (
+        "auto: one latent step took 12.0 ms at start-up, more than a quarter of a display frame (8.3 ms at 30 fps)")
+    assert "5.0 ms at start-up, within a quarter" in transition_reason("auto", "latent", 5.0, config)
+    assert "no working generator graph" in transition_reason("auto", "crossfade", None, config)
+    assert transition_reason("latent", "latent", 50.0, config) == "transition.kind = 'latent' in the config"
 
 
 def test_binarize_override_of_the_resolution_is_refused(tiny_bundle):
@@ -40,6 +50,7 @@ def test_prepare_builds_every_part_from_the_config(tiny_bundle):
         assert sketch.shape == (32, 32) and set(sketch.ravel()) <= {0, 255}
         assert parts.warp(sketch).shape == (120, 160, 3)
         assert parts.transition in ("crossfade", "latent") and parts.step_ms > 0
+        assert parts.transition_reason.startswith("auto: one latent step took")
         assert not parts.calibration.calibrated
     finally:
         parts.close()
