@@ -121,15 +121,17 @@ def check_display(config) -> Check:
     if disp.mode == "headless":
         return Check("display", SKIP, "display.mode = \"headless\": no projector output")
     env = {k: os.environ.get(k) for k in ("WAYLAND_DISPLAY", "DISPLAY", "SDL_VIDEODRIVER") if os.environ.get(k)}
-    if not env:
-        return Check("display", FAIL, "no display server: neither WAYLAND_DISPLAY nor DISPLAY is set",
-                     "run the table inside the kiosk session (`systemctl status newsnow-kiosk`), "
-                     "or from a desktop terminal on the projector's machine")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # its banner would corrupt --json
     import pygame
 
+    from render.display import NO_SCREEN_FIX, no_screen_problem
+
     try:
         pygame.display.init()
+        # the rule `run` applies (render.display.Display): SDL's offscreen fallback is no screen
+        problem = no_screen_problem(disp.mode, pygame.display.get_driver())
+        if problem:
+            return Check("display", FAIL, problem + "; `newsnow run` refuses to start", NO_SCREEN_FIX)
         count = pygame.display.get_num_displays()
         sizes = pygame.display.get_desktop_sizes()
     except pygame.error as exc:

@@ -16,6 +16,26 @@ class DisplayError(OSError):
     """The projector display could not be opened (no such display, no video driver)."""
 
 
+# SDL's drivers that draw into memory: with no display server SDL falls back to them, and a
+# table would run at full speed with nothing on any screen.
+NO_SCREEN_DRIVERS = ("offscreen", "dummy")
+
+
+def no_screen_problem(mode: str, driver: str) -> str | None:
+    """Why a windowed or fullscreen display on SDL's `driver` would reach no screen (None: it
+    would). `Display` refuses on it and `newsnow doctor` fails on it, so the two agree."""
+    if mode == "headless" or driver.lower() not in NO_SCREEN_DRIVERS:
+        return None
+    return (f"display.mode = {mode!r} but there is no display server: SDL fell back to its {driver!r} driver, "
+            f"so nothing would reach the projector (DISPLAY={os.environ.get('DISPLAY', '')!r}, "
+            f"WAYLAND_DISPLAY={os.environ.get('WAYLAND_DISPLAY', '')!r}, "
+            f"SDL_VIDEODRIVER={os.environ.get('SDL_VIDEODRIVER', '')!r})")
+
+
+NO_SCREEN_FIX = ("run the table inside the kiosk session (`systemctl status newsnow-kiosk`) or from a desktop "
+                 "terminal on the projector's machine; set display.mode = \"headless\" to run it without a projector")
+
+
 class Display:
     """One pygame surface the size of the projector frame.
 
@@ -36,6 +56,10 @@ class Display:
         self._pygame = pygame
         self.mode = mode
         pygame.display.init()
+        problem = no_screen_problem(mode, pygame.display.get_driver())
+        if problem:  # a table that runs with nothing on screen looks healthy to every check but the eye
+            pygame.display.quit()
+            raise DisplayError(f"{problem}: {NO_SCREEN_FIX}")
         displays = pygame.display.get_num_displays()
         if mode != "headless" and index >= displays:
             pygame.display.quit()

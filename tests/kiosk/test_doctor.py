@@ -84,13 +84,22 @@ def test_provider_check_against_the_installed_runtime():
     assert doctor.check_gpu(config()).status in ("ok", "skip", "warn")
 
 
+def a_screen(monkeypatch):
+    """SDL's dummy driver, dressed as X11: the size and index checks need a 'real' screen."""
+    import pygame
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setattr(pygame.display, "get_driver", lambda: "x11")
+
+
 def test_display_check(monkeypatch):
-    """No display server fails with the kiosk hint; a display index that does not exist fails."""
+    """No display server fails with the kiosk hint (SDL's offscreen fallback is no screen, as `run`
+    says too); a display index that does not exist fails."""
     for key in ("WAYLAND_DISPLAY", "DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(key, raising=False)
     none = doctor.check_display(config(display={"mode": "fullscreen"}))
-    assert none.status == "fail" and "newsnow-kiosk" in none.fix
-    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    assert none.status == "fail" and "newsnow-kiosk" in none.fix and "refuses to start" in none.detail
+    a_screen(monkeypatch)
     far = doctor.check_display(config(display={"mode": "fullscreen", "index": 5}))
     assert far.status == "fail" and "display.index" in far.detail
     assert doctor.check_display(config()).status == "skip"
@@ -156,7 +165,7 @@ def test_kiosk_modules_and_doctor_never_import_torch():
 def test_display_of_another_size_fails_in_fullscreen(monkeypatch):
     """`run` refuses a fullscreen display.size that is not the screen's, so doctor fails on it and says
     what to set; in a window it is a warning."""
-    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    a_screen(monkeypatch)
     import pygame
 
     pygame.display.init()
@@ -245,3 +254,22 @@ def test_bundle_check_warns_on_a_model_its_report_calls_unfit(tiny_bundle, tmp_p
     record_verdict(fit, {"fit_for_table": True, "reasons": [], "verdicts": ["pass: generator varied"]})
     check = doctor.check_bundle(config(model={"bundle": str(fit)}))
     assert check.status == "ok" and "finds it fit" in check.detail
+
+
+@pytest.mark.parametrize("driver_env", [None, "dummy"])
+def test_doctor_and_run_agree_on_a_table_with_no_screen(monkeypatch, tmp_path, driver_env, capsys):
+    """No display server (SDL's offscreen fallback, or its dummy driver) with a fullscreen table:
+    `newsnow run` refuses to start before any frame, naming display.mode and the fix, and doctor
+    fails the display for the same reason."""
+    from installation import cli
+
+    for key in ("WAYLAND_DISPLAY", "DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(key, raising=False)
+    if driver_env:
+        monkeypatch.setenv("SDL_VIDEODRIVER", driver_env)
+    path = tmp_path / "table.toml"
+    path.write_text('[camera]\nsource = "simulated"\n[display]\nmode = "fullscreen"\n[health]\nenabled = false\n')
+    assert doctor.check_display(config(display={"mode": "fullscreen"})).status == "fail"
+    assert cli.main(["run", "--config", str(path), "--seconds", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "display.mode = 'fullscreen' but there is no display server" in err and "headless" in err
