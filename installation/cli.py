@@ -26,16 +26,41 @@ COMMAND_MODULES = [
 ]
 
 
+def version() -> str:
+    """The installed newsnow's version (from its package metadata; no torch, no table)."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("newsnow")
+    except PackageNotFoundError:
+        return "unknown (not installed: `pip install -e .`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsnow",
         description="New Snow drawing table: run the table, calibrate it, retrain its models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"newsnow {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """A command's --help opens with what it does: its one-line help where no longer
+    description was written."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                if sub.description is None and helps.get(name):
+                    text = helps[name]
+                    sub.description = text[0].upper() + text[1:] + "."
+                _describe(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

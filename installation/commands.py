@@ -40,7 +40,13 @@ def register(subparsers) -> None:
     demo.add_argument("--no-video", action="store_true", help="do not record demo.mp4")
     demo.set_defaults(handler=run_demo)
 
-    run = subparsers.add_parser("run", help="run the real table from its config (camera, projector, calibration)")
+    run = subparsers.add_parser(
+        "run", help="run the real table from its config (camera, projector, calibration)",
+        description="Run the table as the kiosk service does: load the config, the model bundle, the calibration "
+                    "and the camera (any problem stops it here, named), open the projector display (refused "
+                    "without a display server), then show drawings until stopped, with the health endpoint, the "
+                    "opening hours, the table controller and the systemd watchdog. `newsnow doctor` makes the "
+                    "same checks first.")
     run.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=f"table config (default {DEFAULT_CONFIG})")
     run.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until stopped)")
     run.set_defaults(handler=run_table)
@@ -164,7 +170,8 @@ def _register_bench(subparsers) -> None:
                               description="Median and p95 latency of the encoder, generator and fused "
                                           "graphs, batch 1, after warm-up.")
     p.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the demo bundle)")
-    p.add_argument("--backend", choices=["onnxruntime", "torch", "all"], default="onnxruntime")
+    p.add_argument("--backend", choices=["onnxruntime", "torch", "all"], default="onnxruntime",
+                   help="the runtime to time; all: each, with the ratio (default onnxruntime, the kiosk's)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per stage (default 50)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: library's choice)")
     p.add_argument("--provider", default=None,

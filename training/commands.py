@@ -18,30 +18,59 @@ log = logging.getLogger(__name__)
 PRESET_NAMES = ("tiny", "cpu-demo", "full")
 
 
-def _preset_flags(parser: argparse.ArgumentParser) -> None:
+def _gan_preset(name: str) -> str:
+    """What a preset sets for the GAN, from training.config.PRESETS (so the help cannot drift)."""
+    from training.config import config_from
+    c = config_from(name)
+    return (f"GAN {c.resolution} px, {c.kimg:g} kimg of batch {c.batch}, channels up to {c.channel_max}, "
+            f"ADA target {c.ada_target:g}")
+
+
+def _encoder_preset(name: str) -> str:
+    """What a preset sets for the encoder, from training.config.ENCODER_PRESETS."""
+    from training.config import encoder_config_from
+    c = encoder_config_from(name)
+    return f"encoder width {c.width}, {c.steps} steps of batch {c.batch}, lr {c.lr:g}"
+
+
+PRESET_USES = {"tiny": "minutes on a 2-core CPU (smoke tests, a first try; not for exhibition)",
+               "cpu-demo": "the bundled demo model's settings (hours on one CPU core)",
+               "full": "the GPU recipe (mixed precision on CUDA: fp16 in the top blocks)"}
+
+
+def _preset_flags(parser: argparse.ArgumentParser, parts: str = "gan") -> None:
+    """--tiny/--cpu-demo/--full, each saying what it sets for `parts` (gan, encoder or all)."""
+    from training.pipeline import PAIR_COUNTS
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--tiny", dest="preset", action="store_const", const="tiny",
-                       help="minutes on a 2-core CPU (smoke tests, a first try)")
-    group.add_argument("--cpu-demo", dest="preset", action="store_const", const="cpu-demo",
-                       help="the bundled demo model's settings (64 px, hours on one CPU core)")
-    group.add_argument("--full", dest="preset", action="store_const", const="full",
-                       help="the GPU recipe: 256 px, batch 16, ADA target 0.6, fp16 in the top 4 blocks")
+    for name in PRESET_NAMES:
+        sets = {"gan": [_gan_preset(name)], "encoder": [_encoder_preset(name)],
+                "all": [_gan_preset(name), _encoder_preset(name), f"{PAIR_COUNTS[name]} sketch pairs"]}[parts]
+        group.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
+                           help=f"{PRESET_USES[name]}: {'; '.join(sets)}")
+
+
+def _default_help(name: str, default, presets: dict) -> str:
+    """"(default X; --tiny Y, --cpu-demo Z)": the presets' values where they differ from the default."""
+    shown = [f"--{p} {values[name]}" for p, values in presets.items() if name in values and values[name] != default]
+    return f"(default {default}" + (f"; {', '.join(shown)}" if shown else "") + ")"
 
 
 def _gan_flags(parser: argparse.ArgumentParser) -> None:
     """Every GanConfig field as --name (None: keep the preset's value)."""
-    from training.config import GanConfig
+    from training.config import PRESETS, GanConfig
     for field in dataclasses.fields(GanConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type in ("bool", bool):
             parser.add_argument(flag, dest=field.name, default=None, action=argparse.BooleanOptionalAction,
-                                help=f"(default {field.default})")
+                                help=_default_help(field.name, field.default, PRESETS))
         elif field.name == "betas":
-            parser.add_argument(flag, dest=field.name, type=float, nargs=2, default=None)
+            parser.add_argument(flag, dest=field.name, type=float, nargs=2, default=None, metavar=("BETA1", "BETA2"),
+                                help=f"Adam's betas (default {' '.join(map(str, field.default))})")
         else:
             kind = int if isinstance(field.default, int) else float
             default = "0.0002 R^2 / batch" if field.name == "r1_gamma" else field.default
-            parser.add_argument(flag, dest=field.name, type=kind, default=None, help=f"(default {default})")
+            parser.add_argument(flag, dest=field.name, type=kind, default=None,
+                                help=_default_help(field.name, default, PRESETS))
 
 
 def _explicit(args, cls) -> dict:
@@ -146,18 +175,22 @@ def cmd_gan(args) -> int:
 
 
 def _encoder_flags(parser: argparse.ArgumentParser) -> None:
-    from training.config import EncoderConfig
+    from training.config import ENCODER_PRESETS, EncoderConfig
     for field in dataclasses.fields(EncoderConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.name == "blocks":
-            parser.add_argument(flag, dest=field.name, type=int, nargs=4, default=None)
+            parser.add_argument(flag, dest=field.name, type=int, nargs=4, default=None, metavar="N",
+                                help="residual blocks at each of the backbone's 4 levels "
+                                     + _default_help(field.name, " ".join(map(str, field.default)),
+                                                     {k: {n: " ".join(map(str, v)) if n == "blocks" else v
+                                                          for n, v in d.items()} for k, d in ENCODER_PRESETS.items()}))
         elif field.type in ("bool", bool):
             parser.add_argument(flag, dest=field.name, default=None, action=argparse.BooleanOptionalAction,
-                                help=f"(default {field.default})")
+                                help=_default_help(field.name, field.default, ENCODER_PRESETS))
         else:
             kind = int if isinstance(field.default, int) else float
             parser.add_argument(flag, dest=field.name, type=kind, default=None,
-                                help=f"(default {field.default})")
+                                help=_default_help(field.name, field.default, ENCODER_PRESETS))
 
 
 def _encoder_config(args, saved: dict | None = None, explicit: dict | None = None):
@@ -285,10 +318,11 @@ def _encoder_flags_all(args) -> dict:
 
 def _sketch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled drawings")
-    parser.add_argument("--edge-threshold", type=int, default=40)
+    parser.add_argument("--edge-threshold", type=int, default=40,
+                        help="pencil-sketch edge strength (0-255) kept as a line (default 40)")
     parser.add_argument("--min-length", type=int, default=6, help="shorter skeleton bits are dropped (px)")
     parser.add_argument("--line-width", type=int, default=0, help="pen width in sketch px (0: R / 48)")
-    parser.add_argument("--width-jitter", type=int, default=1)
+    parser.add_argument("--width-jitter", type=int, default=1, help="pen width varies by up to this many px (default 1)")
 
 
 def _run_flags(parser: argparse.ArgumentParser, resume_help: str = "continue RUN/state.pt exactly") -> None:
@@ -298,45 +332,59 @@ def _run_flags(parser: argparse.ArgumentParser, resume_help: str = "continue RUN
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train", help="curators: retrain the models on a collection")
-    steps = train.add_subparsers(dest="step", metavar="STEP")
+    train = subparsers.add_parser("train", help="curators: retrain the models on a collection",
+                                  description="Retrain the table's models on a collection of scanned drawings: "
+                                              "`train all SCANS --out RUN` does every step (docs/training.md).")
+    steps = train.add_subparsers(dest="step", metavar="STEP", required=True)
 
-    p = steps.add_parser("kanjivg", help="render the KanjiVG drawings (the demo collection) as PNG")
-    p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, default=256)
+    p = steps.add_parser("kanjivg", help="render the KanjiVG drawings (the demo collection) as PNG",
+                         description="Render the KanjiVG characters (CC BY-SA 3.0, from the `kanjivg` package) as "
+                                     "brush-ink PNG drawings: the demo collection.")
+    p.add_argument("--out", required=True, help="folder for the PNG drawings")
+    p.add_argument("--size", type=int, default=256, help="drawing size in px (default 256)")
     p.add_argument("--count", type=int, default=None, help="how many (default: all)")
     p.add_argument("--max-strokes", type=int, default=None, help="only characters with at most this many strokes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the brush jitter and of which characters a --count takes")
     p.set_defaults(handler=cmd_kanjivg)
 
-    p = steps.add_parser("ingest", help="a folder of scans -> a square grayscale dataset with a manifest")
-    p.add_argument("src")
-    p.add_argument("--out", required=True)
-    p.add_argument("--resolution", type=int, default=256)
-    p.add_argument("--fit", choices=("crop", "pad"), default="crop")
+    p = steps.add_parser("ingest", help="a folder of scans -> a square grayscale dataset with a manifest",
+                         description="Read every image under a folder of scans into a square grayscale dataset "
+                                     "(train and validation), with a manifest of each file, the unreadable ones "
+                                     "and the duplicates.")
+    p.add_argument("src", help="folder of scanned drawings (searched recursively)")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--resolution", type=int, default=256, help="square size in px, a power of two (default 256)")
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop",
+                   help="crop: the centred square of each scan; pad: the whole scan on paper-coloured margins "
+                        "(default crop)")
     p.add_argument("--validation", type=float, default=0.05, help="share held out (default 0.05)")
     p.add_argument("--near-rms", type=float, default=0.03,
                    help="thumbnail RMS difference (0..1) that makes a near duplicate")
     p.add_argument("--drop-near", action="store_true", help="keep one of each near-duplicate group")
     p.add_argument("--licence", default="unknown", help="the collection's licence (goes to the model card)")
     p.add_argument("--credit", default="", help="who to credit (goes to the model card)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     p.set_defaults(handler=_plain_errors(cmd_ingest))
 
-    p = steps.add_parser("gan", help="train StyleGAN2 (ADA, R1, EMA) on a dataset")
-    p.add_argument("dataset")
-    p.add_argument("--out", required=True)
+    p = steps.add_parser("gan", help="train StyleGAN2 (ADA, R1, EMA) on a dataset",
+                         description="Train the StyleGAN2 generator (with ADA, R1, path length and EMA) on an "
+                                     "ingested dataset. Every setting below is the preset's unless given.")
+    p.add_argument("dataset", help="the folder `newsnow train ingest` wrote")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, train.log)")
     _run_flags(p)
-    _preset_flags(p)
+    _preset_flags(p, "gan")
     _gan_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_gan))
 
-    p = steps.add_parser("sketches", help="sample the generator and make (sketch, drawing) pairs")
+    p = steps.add_parser("sketches", help="sample the generator and make (sketch, drawing) pairs",
+                         description="Sample the trained generator and turn each drawing into the sketch a "
+                                     "visitor might draw (pencil-sketch filter, skeleton, the runtime binarizer): "
+                                     "the encoder's training pairs.")
     p.add_argument("run", help="the GAN run folder")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the pairs and contact_sheet.png")
     p.add_argument("--count", type=int, default=10000, help="generated drawings (each gives whole and partial pairs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled drawings")
     p.add_argument("--collection", default=None, help="a dataset whose own drawings are added as pairs")
     p.add_argument("--collection-count", type=int, default=0, help="how many of them (default none)")
     p.add_argument("--partial-share", type=float, default=0.75,
@@ -345,18 +393,23 @@ def register(subparsers) -> None:
     _sketch_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_sketches))
 
-    p = steps.add_parser("encoder", help="train the pSp encoder on sketch pairs (generator frozen)")
-    p.add_argument("pairs")
+    p = steps.add_parser("encoder", help="train the pSp encoder on sketch pairs (generator frozen)",
+                         description="Train the pSp encoder (sketch -> W+) on the pairs, the GAN's generator "
+                                     "frozen. Every setting below is the preset's unless given.")
+    p.add_argument("pairs", help="the folder `newsnow train sketches` wrote")
     p.add_argument("--gan", required=True, help="the GAN run folder")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="run folder (model.pt, validation sheets, train.log)")
     _run_flags(p)
     p.add_argument("--lpips", default=None, help="a TorchScript LPIPS file (default: D's features)")
-    _preset_flags(p)
+    _preset_flags(p, "encoder")
     _encoder_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_encoder))
 
     p = steps.add_parser("evaluate", help="the model report: variety, encoder, sketch-following (is it fit "
-                                          "for the table?)")
+                                          "for the table?)",
+                         description="Measure a model against its collection and say whether it is fit for the "
+                                     "table; on a bundle, record the verdict in its bundle.json (the table, "
+                                     "doctor and the status show it).")
     p.add_argument("model", help="a bundle, a checkpoint, or a run folder (train all / gan / encoder)")
     p.add_argument("--out", required=True, help="folder for report.json and contact_sheet.png")
     p.add_argument("--dataset", default=None, help="the ingested collection (default: the run's own)")
@@ -367,7 +420,7 @@ def register(subparsers) -> None:
     p.add_argument("--inversion-steps", type=int, default=ReportSettings.inversion_steps,
                    help="steps of the W+ optimisation baseline")
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples and the test strokes")
     p.set_defaults(handler=_plain_errors(cmd_evaluate))
 
     p = steps.add_parser("idle-codes", help="give a bundle's idle wander the W+ codes of collection drawings "
@@ -377,30 +430,31 @@ def register(subparsers) -> None:
     p.add_argument("--bundle", required=True, help="the bundle folder to add the codes to")
     p.add_argument("--count", type=int, default=256, help="how many drawings (default %(default)s)")
     p.add_argument("--steps", type=int, default=200, help="W+ optimisation steps (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of which drawings are taken")
     p.set_defaults(handler=_plain_errors(cmd_idle_codes))
 
-    p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card")
+    p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card",
+                         description="Every step from a folder of scans to a checked bundle with its model report "
+                                     "and model card. A preset (--tiny, --cpu-demo, --full) sets the networks, the "
+                                     "lengths and the pair count, as its help says; the GAN flags below override "
+                                     "it one by one.")
     p.add_argument("src", help="folder of scans")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="run folder: dataset, gan, pairs, encoder, bundle, report, run.json")
     _run_flags(p, "skip the finished stages and continue the one in progress exactly")
     # Defaults None: on --resume an unset flag takes the run's value (ALL_DEFAULTS otherwise).
     p.add_argument("--fit", choices=("crop", "pad"), default=None, help="(default crop)")
     p.add_argument("--licence", default=None, help="(default unknown)")
-    p.add_argument("--credit", default=None)
+    p.add_argument("--credit", default=None, help="who to credit, for the model card (default none)")
     p.add_argument("--count", type=int, default=None, help="generated sketch pairs (preset's default)")
     p.add_argument("--collection-pairs", type=int, default=None,
                    help="also pair this many of the collection's own drawings with their sketches")
-    p.add_argument("--encoder-steps", type=int, default=None)
-    p.add_argument("--encoder-lr", type=float, default=None)
-    p.add_argument("--encoder-batch", type=int, default=None)
+    p.add_argument("--encoder-steps", type=int, default=None, help="encoder training steps (preset's default)")
+    p.add_argument("--encoder-lr", type=float, default=None, help="encoder learning rate (preset's default)")
+    p.add_argument("--encoder-batch", type=int, default=None, help="encoder batch size (preset's default)")
     p.add_argument("--fp16", action="store_true", default=None, help="export an fp16 bundle")
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
     p.add_argument("--lpips", default=None, help="TorchScript LPIPS file (default: D's features)")
-    _preset_flags(p)
+    _preset_flags(p, "all")
     _gan_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_all))
-
-    # The DDPM serves the h-space editing research (Paper V); its flags live with those commands.
-    from training.editing.hspace_commands import train_ddpm_flags
-    train_ddpm_flags(steps.add_parser("ddpm", help="train a small DDPM on drawings (for h-space editing)"))
+    # The DDPM serves only the h-space editing research (Paper V): `newsnow hspace train-ddpm`.

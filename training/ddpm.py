@@ -159,7 +159,7 @@ def train_ddpm(images: Path, out: Path, cfg: DdpmConfig, resume: bool = False, d
         log.info("resuming %s at step %d", state_file, start)
     provenance = {
         "images": str(images), "count": int(data.shape[0]), "config": dataclasses.asdict(cfg),
-        "date": time.strftime("%Y-%m-%d"), "command": "newsnow train ddpm",
+        "date": time.strftime("%Y-%m-%d"), "command": "newsnow hspace train-ddpm",
     }
     unet.train()
     losses: list[float] = []

@@ -35,3 +35,69 @@ def _with_handler(parser, handler):
         return args
     parser.parse_args = parse_args
     return parser
+
+
+@pytest.mark.parametrize("command,missing", [("train", "STEP"), ("edit", "ACTION"), ("hspace", "ACTION"),
+                                             ("calibrate", "STEP"), ("camera", "ACTION")])
+def test_a_command_without_its_step_names_what_is_missing(capsys, command, missing):
+    """`newsnow train` with no step says which argument is missing (exit 2), as calibrate does,
+    instead of the top-level help."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"newsnow {command}: error: the following arguments are required: {missing}" in err
+
+
+def test_version(capsys):
+    """`newsnow --version` prints the installed version."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"newsnow {cli.version()}"
+
+
+def _walk(parser, path=("newsnow",)):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield " ".join(path + (name,)), sub
+                yield from _walk(sub, path + (name,))
+
+
+def test_every_command_has_a_description_and_every_option_a_help():
+    """Each command's --help opens with what it does, and no argument is left without words."""
+    import argparse
+
+    bare = []
+    for name, sub in _walk(cli.build_parser()):
+        if not sub.description:
+            bare.append(f"{name}: no description")
+        bare += [f"{name} {a.option_strings or a.dest}" for a in sub._actions
+                 if a.help is None and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+    assert bare == []
+
+
+def test_train_help_says_what_each_preset_sets(capsys):
+    """`train all --help` shows what --tiny sets (not only the full preset's defaults); the encoder's
+    --full speaks of the encoder, not of the GAN's ADA."""
+    from training.config import PRESETS
+    with pytest.raises(SystemExit):
+        cli.main(["train", "all", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    tiny = PRESETS["tiny"]
+    assert "--tiny minutes on a 2-core CPU" in text and f"GAN {tiny['resolution']} px" in text
+    assert f"(default 256; --tiny {tiny['resolution']}, --cpu-demo 64)" in text  # --resolution
+    with pytest.raises(SystemExit):
+        cli.main(["train", "encoder", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.rindex("--full ")  # its help, past the usage line
+    full = text[start:text.index("--width", start)]
+    assert "ADA" not in full and "encoder width 64" in full
+
+
+def test_the_ddpm_has_one_command():
+    """The DDPM trainer is `hspace train-ddpm`; `train ddpm` no longer duplicates it."""
+    commands = dict(_walk(cli.build_parser()))
+    assert "newsnow hspace train-ddpm" in commands and "newsnow train ddpm" not in commands

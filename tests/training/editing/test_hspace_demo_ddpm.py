@@ -1,5 +1,5 @@
 """The DDPM shipped for trying h-space on the project's own material
-(training/editing/models/ddpm_kanjivg32, trained by `newsnow train ddpm` on the KanjiVG demo
+(training/editing/models/ddpm_kanjivg32, trained by `newsnow hspace train-ddpm` on the KanjiVG demo
 collection): it loads from its folder and samples drawings."""
 from pathlib import Path
 
