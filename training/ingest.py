@@ -121,12 +121,10 @@ def sources_digest(src: Path, files: list[Path]) -> str:
     return total.hexdigest()
 
 
-def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
-           licence: str = "unknown", credit: str = "", force: bool = False) -> dict:
-    """Turn the images under `src` (searched recursively) into a dataset in `out`;
-    returns the manifest. `licence` and `credit` travel on to the model card. A dataset
-    already in `out` is replaced only with `force`."""
-    src, out = Path(src), Path(out)
+def scan_files(src: Path) -> list[Path]:
+    """The image files under a folder of scans (recursively), or a DatasetError that says what
+    is wrong with the folder; `train all` asks before it writes anything."""
+    src = Path(src)
     if not src.exists():
         raise DatasetError(f"{src}: does not exist (give the folder holding the scans)")
     if not src.is_dir():
@@ -134,6 +132,16 @@ def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"{src}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def ingest(src: Path, out: Path, settings: IngestSettings = IngestSettings(),
+           licence: str = "unknown", credit: str = "", force: bool = False) -> dict:
+    """Turn the images under `src` (searched recursively) into a dataset in `out`;
+    returns the manifest. `licence` and `credit` travel on to the model card. A dataset
+    already in `out` is replaced only with `force`."""
+    src, out = Path(src), Path(out)
+    files = scan_files(src)
     output_folder(out)
     if (out / MANIFEST).is_file() or any((out / "images").glob("*.png")):
         if not force:

@@ -242,7 +242,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     from inference.export import export_checkpoint
     from training import encoder as encoder_stage
     from training import gan as gan_stage
-    from training.ingest import IngestSettings, ingest, load_manifest
+    from training.ingest import IngestSettings, ingest, load_manifest, scan_files
     from training.progress import run_log, stage_header
     from training.provenance import command_line, software
     from training.report import TARGETS, ReportSettings, evaluate
@@ -256,6 +256,8 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
                 "credit": credit, "fp16": fp16, "collection_pairs": collection_pairs,
                 "inception": str(inception) if inception else None, "lpips": str(lpips) if lpips else None,
                 "gan": dataclasses.asdict(gan_cfg), "encoder": dataclasses.asdict(enc_cfg)}
+    if not resume:  # a mistyped scans folder must not leave a run.json that then needs --force
+        scan_files(src)
     record = _open_run(out, settings, resume, force)
     record["commands_run"].append(command or f"train_all() from Python ({command_line()})")
     stages = record["stages"]

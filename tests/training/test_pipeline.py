@@ -157,3 +157,17 @@ def test_model_card_and_provenance_say_where_the_model_came_from(tiny_collection
     sheet = cv2.imread(str(tiny_pipeline / "held_out_contact_sheet.png"), cv2.IMREAD_GRAYSCALE)
     bands = [y for y in range(sheet.shape[0]) if sheet[y, :4].min() == 255]  # white title bands
     assert len(bands) == 3 * 18 and (sheet[bands] < 128).any()  # three groups, with text in them
+
+
+def test_a_mistyped_scans_folder_leaves_nothing_behind(tmp_path, tiny_collection, capsys):
+    """`train all nosuch --out RUN` fails naming the folder before it writes run.json, so the
+    corrected command then starts without --force."""
+    from installation import cli
+    out = tmp_path / "run"
+    assert cli.main(["train", "all", str(tmp_path / "nosuch"), "--out", str(out), "--tiny"]) == 2
+    assert "nosuch: does not exist" in capsys.readouterr().err
+    assert not (out / "run.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["train", "all", str(empty), "--out", str(out), "--tiny"]) == 2
+    assert "no image files" in capsys.readouterr().err and not (out / "run.json").exists()
