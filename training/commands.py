@@ -127,9 +127,12 @@ def _plain_errors(handler):
                 raise OSError(f"{where}: {exc.strerror.lower()}; check the path and its permissions") from exc
             raise
         except KeyboardInterrupt:
+            from training.progress import note_in_run_log
             from training.provenance import resume_command
-            print(f"stopped at once by a second Ctrl-C; the last checkpoint is kept: resume with: "
-                  f"{resume_command()}", file=sys.stderr)
+            line = f"stopped at once by a second Ctrl-C; the last checkpoint is kept: resume with: {resume_command()}"
+            print(line, file=sys.stderr)
+            if getattr(args, "out", None):
+                note_in_run_log(Path(args.out), line)
             return 130
     return run
 
@@ -171,7 +174,7 @@ def cmd_gan(args) -> int:
     if not is_main_process():
         return summary.get("exit_code", 0)
     print(json.dumps(summary, indent=1))
-    return _stopped(summary, f"at step {summary['steps']} ({summary['kimg']:.2f} kimg)")
+    return _stopped(summary, f"at step {summary['steps']} ({summary['kimg']:.2f} kimg)", Path(args.out))
 
 
 def _encoder_flags(parser: argparse.ArgumentParser) -> None:
@@ -226,19 +229,23 @@ def cmd_encoder(args) -> int:
         summary = train_encoder(Path(args.pairs), Path(args.gan), Path(args.out), cfg, resume=args.resume,
                                 lpips=Path(args.lpips) if args.lpips else None, force=args.force)
     print(json.dumps(summary, indent=1))
-    return _stopped(summary, f"at step {summary['steps']}")
+    return _stopped(summary, f"at step {summary['steps']}", Path(args.out))
 
 
-def _stopped(summary: dict, where: str) -> int:
+def _stopped(summary: dict, where: str, out: Path) -> int:
     """Exit code of a training step: 0, or 130/143 when Ctrl-C/SIGTERM stopped it (saved)."""
     if not summary.get("stopped_by"):
         return 0
-    return _resume_hint(where, summary["exit_code"])
+    return _resume_hint(where, summary["exit_code"], out)
 
 
-def _resume_hint(where: str, exit_code: int) -> int:
+def _resume_hint(where: str, exit_code: int, out: Path) -> int:
+    """Say how to continue, on the terminal and in OUT/train.log (where a curator looks later)."""
+    from training.progress import note_in_run_log
     from training.provenance import resume_command
-    print(f"stopped {where}; the state is saved; resume with: {resume_command()}")
+    line = f"stopped {where}; the state is saved; resume with: {resume_command()}"
+    print(line)
+    note_in_run_log(out, line)
     return exit_code
 
 
@@ -273,7 +280,7 @@ def cmd_all(args) -> int:
                            collection_pairs=values["collection_pairs"], resume=args.resume, force=args.force,
                            command=command_line())
     except RunStopped as stop:
-        return _resume_hint(stop.where, stop.exit_code)
+        return _resume_hint(stop.where, stop.exit_code, Path(args.out))
     print(f"bundle: {bundle} (see {bundle / 'MODEL_CARD.md'})")
     return 0
 

@@ -72,6 +72,20 @@ def run_log(folder: Path):
         handler.close()
 
 
+def note_in_run_log(folder: Path, text: str, name: str = "training") -> None:
+    """One INFO line into FOLDER/train.log only (the terminal has it already): what was said
+    after the run's log closed, such as the command that resumes it."""
+    folder = Path(folder)
+    if not is_main_process() or not folder.is_dir():
+        return
+    handler = logging.FileHandler(folder / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    try:
+        handler.emit(logging.LogRecord(name, logging.INFO, __file__, 0, "%s", (text,), None))
+    finally:
+        handler.close()
+
+
 def stage_header(number: int, count: int, name: str, detail: str = "") -> None:
     log.info("== stage %d/%d: %s%s ==", number, count, name, f" ({detail})" if detail else "")
 

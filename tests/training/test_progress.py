@@ -86,4 +86,6 @@ def test_ctrl_c_in_train_all_keeps_the_gan_checkpoint_and_prints_the_resume_comm
     assert f"stopped at GAN step {step} ({step * 8 / 1000:.2f} kimg)" in stdout
     assert stdout.strip().endswith("resume with: newsnow " + " ".join(argv) + " --resume")
     assert list(json.loads((out / "run.json").read_text())["stages"]) == ["ingest"]
-    assert "stopped by SIGINT" in (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    assert "stopped by SIGINT" in log
+    assert log.strip().endswith("resume with: newsnow " + " ".join(argv) + " --resume")  # the log says it too
