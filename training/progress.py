@@ -27,7 +27,10 @@ def stage_bar(total: int, initial: int = 0, unit: str = "step", desc: str | None
     A terminal that reports its size as 0 x 0 (a pty nobody sized: `docker exec -t`,
     editors' shells, `script`) makes tqdm cut the bar to nothing and hide it as below the
     screen, so an unknown size is taken as 100 x 24. Into a file (not a terminal) the bar
-    is redrawn every 30 s, not ten times a second."""
+    is redrawn every 30 s, not ten times a second. The rate and the time left are the
+    session's average (smoothing 0): the GAN's steps differ in cost (lazy R1 every 16th,
+    path length every 4th, snapshots), and tqdm's default of the last few steps made the
+    time left swing between 4 and 26 minutes."""
     if not enabled or not is_main_process():
         return None
     from tqdm import tqdm
@@ -38,7 +41,7 @@ def stage_bar(total: int, initial: int = 0, unit: str = "step", desc: str | None
         size = None
     sized = bool(size and size.columns and size.lines)
     return tqdm(total=total, initial=initial, unit=unit, desc=desc, file=stream, dynamic_ncols=sized,
-                mininterval=0.5 if stream.isatty() else 30.0, **({} if sized else {"ncols": 100, "nrows": 24}))
+                mininterval=0.5 if stream.isatty() else 30.0, smoothing=0, **({} if sized else {"ncols": 100, "nrows": 24}))
 
 
 def around_bar():

@@ -89,3 +89,24 @@ def test_ctrl_c_in_train_all_keeps_the_gan_checkpoint_and_prints_the_resume_comm
     log = (out / "train.log").read_text()
     assert "stopped by SIGINT" in log
     assert log.strip().endswith("resume with: newsnow " + " ".join(argv) + " --resume")  # the log says it too
+
+
+def test_the_bar_s_time_left_is_the_session_average_not_the_last_steps(monkeypatch):
+    """Ten 1 s steps then one 10 s step (a snapshot): the rate the bar shows, and with it the time
+    left, is 11 steps in 20 s, not dragged to a tenth by the one slow step (the 4-26 minute swings)."""
+    import io
+
+    from training import progress
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
+    bar = progress.stage_bar(100, desc="gan")
+    clock = [0.0]
+    bar._time = lambda: clock[0]
+    bar.start_t = bar.last_print_t = 0.0
+    bar.mininterval, bar.miniters, bar.dynamic_miniters = 0, 1, False  # redraw (and measure) every step
+    for seconds in [1.0] * 10 + [10.0]:
+        clock[0] += seconds
+        bar.update(1)
+    shown = bar.format_dict
+    rate = shown["rate"] or shown["n"] / shown["elapsed"]
+    bar.close()
+    assert rate == pytest.approx(11 / 20, rel=1e-6)
