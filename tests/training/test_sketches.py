@@ -46,7 +46,10 @@ def test_pairs_are_binary_and_made_by_the_runtime_binarizer(tiny_pipeline):
     pen = manifest["pairs"][0]["pen"]
     settings = SketchSettings(**manifest["sketch"])
     assert np.array_equal(make_sketch(drawing, settings, params, pen), s[0])
-    assert (tiny_pipeline / "pairs" / "contact_sheet.png").is_file()
+    import cv2
+    sheet = cv2.imread(str(tiny_pipeline / "pairs" / "contact_sheet.png"), cv2.IMREAD_GRAYSCALE)
+    band = sheet[:18]  # the title band says what the tiles are: white, with dark text
+    assert (band[:, -4:] == 255).all() and (band < 128).any()
 
 
 def test_collection_drawings_join_the_pairs_with_their_split(tiny_pipeline, tmp_path):
