@@ -373,10 +373,12 @@ class TableController:
             self._set_led(self.wanted_led)
             if self.wanted_projector is not None:
                 self._set_projector(self.wanted_projector)
+            else:  # the hours have not decided yet: read the switch, so the state is known, not None
+                self.projector = self.command("PROJ?")[0] == "ON"
             self.read_temperature()
             self.synced = True
             log.info("event=serial_synced port=%s device=%r led=%s projector=%s",
-                     self.config.port, self.device, self.led, self.projector)
+                     self.config.port, self.device, self.led, "on" if self.projector else "off")
         except ControllerError as exc:
             self.last_error = str(exc)
             self._resync.set()

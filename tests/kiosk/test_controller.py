@@ -62,6 +62,25 @@ def test_connect_syncs_wanted_state(link):
     assert controller.temperature_c == pytest.approx(38.5)
 
 
+def test_a_sync_before_the_hours_decide_reads_the_projector_switch(caplog):
+    """Synced before anyone asked for the projector: the controller reads the switch (PROJ?), so
+    the status and the serial_synced log line say on or off, never None."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="kiosk.controller")
+    with TableSimulator() as sim:
+        sim.projector = True
+        controller = TableController(fast_config(sim.path)).start()
+        try:
+            assert controller.wait_connected(3.0), controller.last_error
+            assert wait_for(lambda: controller.synced)
+            assert controller.status()["projector"] == "on"
+        finally:
+            controller.close()
+    synced = [r.getMessage() for r in caplog.records if "event=serial_synced" in r.getMessage()]
+    assert synced and synced[0].endswith("projector=on")
+
+
 def test_lost_and_damaged_replies_are_retried_without_acting_twice(link):
     """A dropped reply and a reply with a bad checksum are retried with the same seq; the device acts once."""
     sim, controller, _ = link
