@@ -63,8 +63,9 @@ def describe(cal: Calibration) -> str:
     lines = [f"made {cal.created} ({cal.age_days():.1f} days ago)",
              f"sheet {cal.sheet_mm[0]:g} x {cal.sheet_mm[1]:g} mm, drawing area "
              + " ".join(f"{v:g}" for v in cal.drawing_area_mm) + " (x y w h, mm)",
-             f"camera mode {cal.camera_mode[0]}x{cal.camera_mode[1]}, projector mode "
-             + ("none" if cal.projector_mode is None else f"{cal.projector_mode[0]}x{cal.projector_mode[1]}")]
+             f"camera mode {cal.camera_mode[0]}x{cal.camera_mode[1]}, "
+             + ("projector not calibrated yet (`newsnow calibrate projector`)" if cal.projector_mode is None
+                else f"projector mode {cal.projector_mode[0]}x{cal.projector_mode[1]}")]
     for key, value in sorted(cal.residuals.items()):
         lines.append(f"  {key}: {value}")
     return "\n".join(lines)

@@ -111,6 +111,9 @@ def test_camera_only_file_needs_the_projector_step_for_the_live_loop(tmp_path):
     assert cal.projector_to_table is None
     with pytest.raises(CalibrationError, match="projector_to_table"):
         cal.table_to_projector()
+    from calibration.check import describe  # `calibrate check` says what is missing, not "projector mode none"
+    text = describe(cal)
+    assert "projector not calibrated yet (`newsnow calibrate projector`)" in text and "none" not in text
 
 
 def test_camera_to_sketch_maps_the_drawing_area_onto_the_sketch_grid():
