@@ -225,6 +225,8 @@ def test_demo_kiosk_serves_status_with_a_simulated_controller():
             status = get_status(kiosk)
             assert status["warnings"] == ["not for exhibition: a --tiny smoke test"]
             assert status["model"]["fit_for_table"] is False and status["problems"] == []
+            from kiosk.commands import format_status
+            assert "WARNING     not for exhibition: a --tiny smoke test" in format_status(status)
             with urllib.request.urlopen(kiosk.health.url + "/healthz", timeout=2) as reply:
                 assert reply.status == 200  # a warning is no reason for a probe to restart the table
         finally:
