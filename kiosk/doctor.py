@@ -260,11 +260,12 @@ def check_providers(config) -> Check:
     detail = f"ONNX Runtime {ort.__version__}: {', '.join(available)}"
     if wanted and len(missing) == len(wanted):
         return Check("providers", FAIL, detail + f"; none of model.providers ({', '.join(wanted)}) is available",
-                     "install onnxruntime-gpu with a matching CUDA (docs/operations.md), or list "
-                     "CPUExecutionProvider in model.providers")
+                     "swap ONNX Runtime for onnxruntime-gpu with a matching CUDA (docs/operations.md, "
+                     "section 2), or list CPUExecutionProvider in model.providers")
     if missing:
         return Check("providers", WARN, detail + f"; not available: {', '.join(missing)}",
-                     "the table falls back to the next provider; install onnxruntime-gpu for GPU inference")
+                     "the table falls back to the next provider; for GPU inference swap ONNX Runtime for "
+                     "onnxruntime-gpu (docs/operations.md, section 2)")
     return Check("providers", OK, detail)
 
 
@@ -287,7 +288,8 @@ def check_gpu(config) -> Check:
         detail = "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip())
         if not gpu_provider:
             return Check("gpu", WARN, detail + "; but ONNX Runtime has no CUDA provider",
-                         "install onnxruntime-gpu (`pip install newsnow[gpu]`) to use the GPU")
+                         "swap ONNX Runtime for onnxruntime-gpu to use the GPU (docs/operations.md, "
+                         "section 2, \"GPU table\")")
         return Check("gpu", OK, detail)
     render = sorted(glob.glob("/dev/dri/renderD*"))
     if gpu_provider:

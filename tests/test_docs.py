@@ -14,3 +14,34 @@ def test_one_calibration_file_path_in_the_docs():
                                      ROOT / "config" / "example.toml"]]
     paths = {m for text in texts for m in re.findall(r"/[\w/.-]*calibration\.json", text)}
     assert paths == {"/var/lib/newsnow/calibration.json"}
+
+
+def _shell_block_after(text: str, marker: str) -> list[str]:
+    """The command lines of the first ```sh block after `marker` (comments dropped)."""
+    block = re.search(r"```sh\n(.*?)```", text[text.index(marker):], flags=re.S).group(1)
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
+def test_one_gpu_install_recipe_that_swaps_onnxruntime():
+    """The GPU install is written once (docs/operations.md, "GPU table"), and the README and
+    pyproject point to it. Its commands, as a reader copies them: install the runtime (which
+    brings the CPU onnxruntime), then uninstall that, then install onnxruntime-gpu at the
+    runtime's own version floor, in that order, so no later install brings the CPU build back.
+    No extra installs onnxruntime-gpu beside onnxruntime (both own the `onnxruntime` module)."""
+    import tomllib
+
+    ops = (ROOT / "docs" / "operations.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floor = next(d for d in project["dependencies"] if d.startswith("onnxruntime")).removeprefix("onnxruntime")
+    runtime = _shell_block_after(ops, "## 2. The user and the program")
+    assert any(re.fullmatch(r"sudo /opt/newsnow/venv/bin/pip install /opt/newsnow/src", c) for c in runtime)
+    swap = _shell_block_after(ops, "**GPU table (NVIDIA)**")
+    assert swap == ["sudo /opt/newsnow/venv/bin/pip uninstall -y onnxruntime",
+                    f'sudo /opt/newsnow/venv/bin/pip install "onnxruntime-gpu{floor}"']
+    assert ops.index("**GPU table (NVIDIA)**") > ops.index("pip install /opt/newsnow/src")
+    assert all("onnxruntime-gpu" not in dep for deps in project.get("optional-dependencies", {}).values()
+               for dep in deps)
+    for text in (readme, ops, (ROOT / "pyproject.toml").read_text()):
+        assert "[gpu]" not in text and "pip install onnxruntime-gpu" not in text  # no second recipe
+    assert 'docs/operations.md, section 2, "GPU table"' in readme
