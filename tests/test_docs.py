@@ -45,3 +45,22 @@ def test_one_gpu_install_recipe_that_swaps_onnxruntime():
     for text in (readme, ops, (ROOT / "pyproject.toml").read_text()):
         assert "[gpu]" not in text and "pip install onnxruntime-gpu" not in text  # no second recipe
     assert 'docs/operations.md, section 2, "GPU table"' in readme
+
+
+def test_the_thesis_and_the_papers_are_cited_and_no_doc_points_outside_the_repository():
+    """docs/references.md cites the thesis (author, title, institution, year) and Papers I-V
+    with their venues; the README points to it; no doc sends a reader to a file that only
+    existed on the machine the project was written on (docs/hspace.md named shared/seed/...)."""
+    refs = (ROOT / "docs" / "references.md").read_text()
+    assert "René Haas. *Deep Generative Models for Faces and Expressions.* PhD thesis" in refs
+    assert "IT University of Copenhagen, 2023" in refs
+    for paper, where in [("Paper I.", "doi:10.1109/FG52635.2021.9666953"), ("Paper II.", "arXiv:2205.06102"),
+                         ("Paper III.", "pages 678-687"), ("Paper IV.", "doi:10.1145/3544549.3583902"),
+                         ("Paper V.", "arXiv:2303.11073")]:
+        entry = refs[refs.index(f"**{paper}**"):]
+        assert where in entry.split("\n- ")[0], paper
+    assert "docs/references.md" in (ROOT / "README.md").read_text()
+    markdown = [p for p in ROOT.rglob("*.md") if ".git" not in p.parts]
+    outside = [f"{p.relative_to(ROOT)}: {m}" for p in markdown
+               for m in re.findall(r"(?:shared/seed|/work/|seed/thesis)\S*", p.read_text())]
+    assert outside == []
