@@ -64,3 +64,21 @@ def test_the_thesis_and_the_papers_are_cited_and_no_doc_points_outside_the_repos
     outside = [f"{p.relative_to(ROOT)}: {m}" for p in markdown
                for m in re.findall(r"(?:shared/seed|/work/|seed/thesis)\S*", p.read_text())]
     assert outside == []
+
+
+def test_ci_installs_the_debian_packages_the_skipping_tests_and_the_readme_name():
+    """The browser and promtool tests skip naming a Debian package; .ci/run installs exactly
+    those when missing (as root, skipping cleanly where apt cannot), and the README names them
+    beside the test command."""
+    import subprocess
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)  # it parses
+    named = set()
+    for test in (ROOT / "tests" / "kiosk" / "test_console.py", ROOT / "tests" / "kiosk" / "test_health.py"):
+        named |= set(re.findall(r"apt-get install (\w+)\)", test.read_text()))
+    assert named == {"chromium", "prometheus"}
+    for package in named:
+        assert f"missing+=({package})" in ci
+        assert f"`{package}`" in (ROOT / "README.md").read_text()
+    assert "id -u" in ci and "command -v apt-get" in ci and "will skip" in ci
