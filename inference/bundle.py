@@ -209,7 +209,7 @@ def fitness_warning(bundle) -> str | None:
     verdict = getattr(bundle, "verdict", None)
     if verdict is None:
         return ("not evaluated: bundle.json carries no model report, so nobody has checked that it is fit "
-                "for visitors (`newsnow train evaluate BUNDLE --dataset DATASET` records one)")
+                "for visitors (`newsnow train evaluate BUNDLE --out REPORT --dataset DATASET` records one)")
     reasons = [str(r) for r in verdict.get("reasons") or []]
     if verdict["fit_for_table"] and not reasons:
         return None

@@ -209,7 +209,7 @@ def prepare(config: Config, bundle: str | Path | None = None, source=None) -> Pa
     log.info("event=transition_chosen kind=%s reason=%r", transition, reason)
     warning = fitness_warning(model)
     if warning:  # a warning, not a refusal: a curator may want to try the model on the table
-        log.warning("event=model_unfit bundle=%s warning=%r", model.path, warning)
+        log.warning("event=model_warning bundle=%s warning=%r", model.path, warning)
     return Parts(config, model, backend, calibration, warp, source, sketcher, transition, step_ms,
                  transition_reason=reason, model_warning=warning)
 
