@@ -215,7 +215,10 @@ def fitness_warning(bundle) -> str | None:
         return None
     if not reasons:
         reasons = ["the model report finds it unfit for the table"]
-    return "not for exhibition: " + "; ".join(reasons)
+    lines = [str(v) for v in verdict.get("verdicts") or []]
+    missed = sum(v.startswith("FAIL") for v in lines)
+    where = f" ({missed} of {len(lines)} targets missed; MODEL_CARD.md has the verdict)" if missed else ""
+    return "not for exhibition: " + "; ".join(reasons) + where
 
 
 def record_verdict(folder: str | os.PathLike, verdict: dict) -> Path:

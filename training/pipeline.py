@@ -109,7 +109,9 @@ def bundle_verdict(report: dict, preset: str | None, report_path: Path) -> dict:
     table, `doctor` and the status can say what the model card says."""
     import datetime as dt
 
-    return {"fit_for_table": bool(report["fit_for_table"]), "reasons": exhibition_warnings(preset, report),
+    # the card's "(see the verdict)" points below it; outside the card the warning names the card
+    reasons = [r.replace(" (see the verdict)", "") for r in exhibition_warnings(preset, report)]
+    return {"fit_for_table": bool(report["fit_for_table"]), "reasons": reasons,
             "verdicts": list(report["verdicts"]), "preset": preset, "report": str(report_path),
             "evaluated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
