@@ -216,7 +216,7 @@ def fitness_warning(bundle) -> str | None:
     if not reasons:
         reasons = ["the model report finds it unfit for the table"]
     lines = [str(v) for v in verdict.get("verdicts") or []]
-    missed = sum(v.startswith("FAIL") for v in lines)
+    missed = sum(v.startswith("MISS") for v in lines)
     where = f" ({missed} of {len(lines)} targets missed; MODEL_CARD.md has the verdict)" if missed else ""
     return "not for exhibition: " + "; ".join(reasons) + where
 
