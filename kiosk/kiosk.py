@@ -28,6 +28,7 @@ from config import changed_sections
 from kiosk.console import Console
 from kiosk.controller import Event, TableController
 from kiosk.health import HealthServer
+from kiosk.history import History
 from kiosk.notify import Notifier
 from kiosk.schedule import Schedule
 from table.loop import Pulse
@@ -100,6 +101,8 @@ class Kiosk:
         self.can_reload_model = False
         self._reload_model = threading.Event()
         self._config_lock = threading.Lock()
+        self.console: Console | None = None
+        self.history = History(self.snapshot)  # the console's plots of the last hour
 
     # -- life cycle
 
@@ -108,14 +111,18 @@ class Kiosk:
             cfg = self._health_cfg
             console = Console(self, self.config.path if Path(self.config.path or "-").is_file() else None) \
                 if cfg.console else None
+            self.console = console
             try:
-                self.health = HealthServer(self.snapshot, cfg.host, cfg.port, console=console, token=cfg.token)
+                self.health = HealthServer(self.snapshot, cfg.host, cfg.port, console=console, token=cfg.token,
+                                           allowed_hosts=cfg.allowed_hosts)
             except OSError as exc:
                 if not self._any_port_if_busy:
                     raise
                 log.warning("event=health_port_busy port=%d error=%r action=any_free_port", cfg.port, str(exc))
-                self.health = HealthServer(self.snapshot, cfg.host, 0, console=console, token=cfg.token)
+                self.health = HealthServer(self.snapshot, cfg.host, 0, console=console, token=cfg.token,
+                                           allowed_hosts=cfg.allowed_hosts)
             self.health.start()
+            self.history.start()
         if self.controller is not None and self.controller.config.port == "simulated":
             self._start_simulator()
         if self.controller is not None:
@@ -125,6 +132,7 @@ class Kiosk:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        self.history.stop()
         if self.health is not None:
             self.health.stop()
         if self.controller is not None:
@@ -259,10 +267,13 @@ class Kiosk:
         from config import Config, ConfigError
 
         try:
-            return self.apply_config(Config.load(self.config.path))
+            result = self.apply_config(Config.load(self.config.path))
         except ConfigError as exc:
             log.error("event=reload_refused error=%r action=fix_the_file_then_reload", str(exc))
             return {"applied": [], "needs_restart": [], "error": str(exc)}
+        if self.console is not None:  # the console's unsaved changes gave way to the file's values
+            self.console.forget_unsaved()
+        return result
 
     # -- opening hours
 

@@ -3,6 +3,7 @@ path (saved with a backup on request), the actions, and the token."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -20,10 +21,20 @@ BASE = ('[camera]\nsource = "simulated"\nresolution = [320, 180]\n[display]\nmod
         'size = [160, 120]\n[health]\nport = 0\n')
 
 
-def request(url, body=None, token=None):
-    headers = {"Content-Type": "application/json"}
+def page_token(base: str, token: str | None = None) -> str:
+    """The per-start console token the page carries (what the browser sends with a change)."""
+    page = urllib.request.urlopen(base + "/" + (f"?token={token}" if token else ""), timeout=5).read().decode()
+    return re.search(r'<meta name="newsnow-console" content="([^"]+)">', page).group(1)
+
+
+def request(url, body=None, token=None, console=True, headers=None):
+    """GET, or POST `body` as JSON with the page's console token (as the page does)."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if body is not None and console:
+        base = url.split("/api/")[0]
+        headers.setdefault("X-NewSnow-Console", page_token(base, token))
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
     try:
@@ -77,7 +88,9 @@ def test_the_page_the_live_view_and_the_settings(console_table):
     assert view[:, -100:].mean() > 5  # the projector panel shows a drawing, not black
     code, _, body = request(url + "/api/settings")
     settings = json.loads(body)
-    assert settings["sections"]["tone"]["contrast"] == {"value": 1.0, "min": 0.0, "max": 10.0, "type": "float"}
+    assert settings["sections"]["tone"]["contrast"] == {"value": 1.0, "min": 0.0, "max": 10.0, "type": "float",
+                                                        "label": "Contrast", "unit": "x", "slider": True,
+                                                        "step": 0.01}
     assert settings["sections"]["binarize"]["method"]["type"] == "choice"
     assert "resolution" not in settings["sections"]["binarize"] and "kind" not in settings["sections"]["transition"]
     assert settings["can_save"] is True
@@ -96,7 +109,8 @@ def test_a_change_is_applied_validated_and_saved_on_request(console_table):
     path, table, kiosk, url = console_table()
     before = path.read_text()
     code, _, body = request(url + "/api/settings", {"changes": {"tone": {"contrast": 1.4}, "binarize": {"k": 0.25}}})
-    assert code == 200 and json.loads(body) == {"applied": ["binarize", "tone"], "needs_restart": []}
+    assert code == 200 and json.loads(body) == {"applied": ["binarize", "tone"], "needs_restart": [],
+                                                "unsaved": {"binarize": {"k": 0.25}, "tone": {"contrast": 1.4}}}
     assert table.config.tone.contrast == 1.4 and table.sketcher.params.k == 0.25
     assert path.read_text() == before  # not saved unless asked
     code, _, body = request(url + "/api/settings", {"changes": {"tone": {"contrast": -3}}})
@@ -136,7 +150,8 @@ def test_every_page_needs_the_token_when_one_is_set():
             assert request(base + page)[0] == 401, page
         assert request(base + "/status", token=token)[0] == 200
         assert request(base + "/?token=" + token)[0] == 200
-        assert request(base + "/api/new-sheet", {}, token="wrong-token-wrong-token")[0] == 401
+        assert request(base + "/api/new-sheet", {}, token="wrong-token-wrong-token", console=False)[0] == 401
+        assert request(base + "/api/new-sheet", {}, token=token)[0] == 200
     finally:
         guarded.stop()
 
