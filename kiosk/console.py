@@ -70,10 +70,11 @@ SECTION_TEXT = {"binarize": "Reading the sheet (binarization)", "tone": "What th
 SLIDER_SPAN = 256  # a number range at most this wide gets a slider; wider ones (seconds of idle) a box
 
 
-def binarize_ranges(resolution: int) -> dict[str, tuple[float, float]]:
-    """The ranges `capture.binarize` enforces, closed (its open ends at the nearest step)."""
-    return {"window": (3, resolution - 1), "offset": (0.0, 0.99), "k": (0.01, 1.0), "flat_field": (0, resolution),
-            "min_contrast": (0.0, 0.99), "min_depth": (0, 255), "speck_area": (0, resolution * resolution)}
+def binarize_ranges(resolution: int) -> dict[str, tuple]:
+    """The ranges `capture.binarize` enforces: (min, max, and which end is open)."""
+    return {"window": (3, resolution - 1), "offset": (0.0, 1.0, "max"), "k": (0.0, 1.0, "min"),
+            "flat_field": (0, resolution), "min_contrast": (0.0, 1.0, "max"), "min_depth": (0, 255),
+            "speck_area": (0, resolution * resolution)}
 
 
 class Console:
@@ -207,9 +208,11 @@ def _fields(section: str, record, resolution: int) -> dict:
         if (section, f.name) in FIXED:
             continue
         hint = hints[f.name]
-        lo, hi = ranges.get(f.name, (f.metadata.get("min"), f.metadata.get("max")))
+        lo, hi, *open_end = ranges.get(f.name, (f.metadata.get("min"), f.metadata.get("max")))
         label, unit = FIELD_TEXT.get((section, f.name), (f.name, ""))
         entry = {"value": getattr(record, f.name), "min": lo, "max": hi, "label": label, "unit": unit}
+        if open_end:  # [0, 1): the end itself is refused
+            entry[f"{open_end[0]}_open"] = True
         if typing.get_origin(hint) is Literal:
             entry.update(type="choice", choices=list(typing.get_args(hint)))
         elif section == "binarize" and f.name == "method":
