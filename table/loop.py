@@ -302,7 +302,7 @@ class Table:
             backoff, self._t_new_frame, self._stalled = 0.05, now, False
             frame = self._stamped(frame, now)
             problem = frame_problem(frame, size)
-            self.stats.count_frame(now if problem else frame.t_capture, problem)
+            self.stats.count_frame(now if problem else frame.t_capture, problem, now=now)
             if problem:
                 log.debug("event=bad_frame sequence=%s problem=%s", getattr(frame, "sequence", "?"), problem)
                 continue

@@ -288,6 +288,23 @@ def test_a_camera_whose_every_frame_is_rejected_is_not_fresh():
     assert any(p.startswith("camera: every frame rejected (frame is 80x60") for p in status.problems)
 
 
+def test_a_camera_alternating_sizes_makes_the_table_degraded_with_the_share_in_words():
+    """Every other frame of another size (issue 22): never 30 rejected in a row, but half of the
+    recent frames rejected is a problem the status names, with the share and the reason."""
+    count = {"n": 0}
+
+    def script(t):
+        count["n"] += 1
+        return paper([BOX]) if count["n"] % 2 else np.zeros((60, 80), np.uint8) + 100
+
+    table = make_table(script)
+    status = table.run(1.5)
+    share = [p for p in status.problems if p.startswith("camera: ") and "% of frames rejected in the last 5 s" in p]
+    assert share and "last: frame is 80x60" in share[0], status.problems
+    assert 40 <= int(share[0].split("camera: ")[1].split("%")[0]) <= 60
+    assert status.last_frame_age_s < 0.5  # the good half keeps the camera fresh
+
+
 def test_a_source_repeating_its_frame_does_not_spin_the_capture_thread():
     """A source that returns its last frame again at once (no new sequence number): it is
     not a new frame, the thread waits between reads instead of spinning, and a long
