@@ -182,6 +182,10 @@ class TableStats:
         with self._lock:
             self.idle = idle
 
+    def set_model(self, backend: str, transition: str, step_ms: float | None) -> None:
+        with self._lock:
+            self.backend, self.transition, self.step_ms = backend, transition, step_ms
+
     def set_stopped(self) -> None:
         with self._lock:
             self.stopped = True

@@ -408,3 +408,18 @@ def test_the_token_is_compared_in_constant_time(monkeypatch):
     with HealthServer(lambda: STATUS, "127.0.0.1", 0, token="t" * 20) as srv:
         assert send(srv, "GET", "/status", headers={"Authorization": "Bearer " + "t" * 19 + "u"})[0] == 401
     assert (b"t" * 19 + b"u", b"t" * 20) in calls
+
+
+def test_the_grafana_dashboard_asks_only_for_series_the_table_serves():
+    """docs/grafana/newsnow.json: every metric its queries name is in /metrics, and it imports with a
+    Prometheus data source of the site's choosing."""
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana" / "newsnow.json").read_text())
+    served = set(re.findall(r"^# TYPE (\S+) ", prometheus_text(STATUS), flags=re.M))
+    served |= {f"{name}_{suffix}" for name in served for suffix in ("sum", "count")}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {m for e in exprs for m in re.findall(r"\b((?:newsnow|process)_[a-z_]+)\b", e)}
+    assert len(named) >= 15 and named <= served, named - served
+    assert dashboard["__inputs"][0]["pluginId"] == "prometheus"
+    assert all(p["datasource"]["uid"] == "${DS_PROMETHEUS}" for p in dashboard["panels"])
