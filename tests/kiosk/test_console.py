@@ -349,3 +349,39 @@ def test_the_last_hour_is_kept_and_served_for_the_plots():
         assert len(served["samples"]) == 1 and served["samples"][0]["state"] == "starting"
     finally:
         kiosk.stop()
+
+
+def test_apply_in_the_demo_keeps_the_demos_settings(tiny_bundle, caplog):
+    """Issue 24, in the demo (no config file; idle.after_s set to 6 by the demo): Apply with nothing
+    changed applies nothing and needs no restart; a tone change leaves idle.after_s and the camera be."""
+    import dataclasses
+    import logging
+
+    from kiosk.run import demo_kiosk
+
+    config = Config.from_dict({"camera": {"source": "simulated", "resolution": [320, 180]},
+                               "display": {"mode": "headless", "size": [160, 120]}, "health": {"port": 0},
+                               "model": {"threads": 1}})
+    config = dataclasses.replace(config, idle=dataclasses.replace(config.idle, after_s=6.0), path="")
+    parts = prepare(config, bundle=tiny_bundle)
+    table = open_table(parts)
+    kiosk = demo_kiosk(parts, table)
+    runner = threading.Thread(target=table.run, args=(20,), daemon=True)
+    runner.start()
+    try:
+        url = kiosk.health.url
+        caplog.set_level(logging.INFO)
+        code, _, body = request(url + "/api/settings", {"changes": {}})
+        assert code == 200 and json.loads(body) == {"applied": [], "needs_restart": [], "unsaved": {}}
+        code, _, body = request(url + "/api/settings", {"changes": {"tone": {"contrast": 1.3}}})
+        assert json.loads(body)["applied"] == ["tone"] and json.loads(body)["needs_restart"] == []
+        assert table.config.idle.after_s == 6.0 and table.config.tone.contrast == 1.3
+        assert table.config.camera.source == "simulated"
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("kiosk")]
+        assert json.loads(request(url + "/api/settings")[2])["actions"]["save"]["enabled"] is False
+    finally:
+        table.stop()
+        runner.join(5)
+        kiosk.stop()
+        parts.close()
+        table.display.close()
