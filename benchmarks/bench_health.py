@@ -14,7 +14,9 @@ answered and refused, probe latency p50/p99 and the connections the server held.
 
 Then `--reloads` model reloads (the console's "Reload the model": the bundle prepared again
 beside the running table and swapped in): the longest display gap during each, against the
-longest gap of a phase without a reload, and how long each load took.
+longest gap of a phase without a reload, and how long each load took; and as many reloads
+the way they were before (stop the table, prepare, start a new one): how long the projector
+held its last frame.
 """
 from __future__ import annotations
 
@@ -128,10 +130,11 @@ def run(bundle: Path | None, phase_s: float, rounds: int, idle: int, probers: in
                       f"{probes.get('refused', 0):7d} {probes.get('p50_ms') or float('nan'):9.1f} "
                       f"{probes.get('p99_ms') or float('nan'):7.1f} {held[0]:5d}")
         reload_rows = measure_reloads(kiosk, parts, reloads, phase_s)
+        restart_rows = measure_restart_reloads(kiosk, reloads, phase_s) if reloads else []
     finally:
         kiosk.stop()
         parts.close()
-    out = {"phases": rows, "reloads": reload_rows}
+    out = {"phases": rows, "reloads": reload_rows, "restart_reloads": restart_rows}
     for key in ("display_fps", "stroke_p95_ms"):
         with_ = [r[key] for r in rows if r["load"] and r[key] is not None]
         without = [r[key] for r in rows if not r["load"] and r[key] is not None]
@@ -180,6 +183,39 @@ def measure_reloads(kiosk, parts, reloads: int, phase_s: float) -> list[dict]:
         runner.join(10)
         kiosk.detach()
         table.display.close()
+    return rows
+
+
+def measure_restart_reloads(kiosk, reloads: int, phase_s: float) -> list[dict]:
+    """The reload as it was before (issue 22), for comparison on the same machine: stop the
+    table, prepare the parts again, start a new table; the projector holds its last frame from
+    the old table's last frame to the new table's first."""
+    from table.assemble import open_table, prepare
+
+    rows = []
+    print(f"{'restart':>8} {'frozen ms':>9}")
+    for i in range(reloads):
+        table = open_table(kiosk.parts)
+        shown: list[float] = []
+        table.on_display_frame.append(lambda pulse: shown.append(pulse.t))
+        runner = threading.Thread(target=table.run, args=(phase_s + 30,), daemon=True)
+        runner.start()
+        time.sleep(phase_s / 2)
+        table.stop()
+        runner.join(10)
+        last = shown[-1]
+        fresh = prepare(kiosk.parts.config, source=kiosk.parts.source)
+        kiosk.parts = fresh
+        table.display.close()
+        table = open_table(fresh)
+        first: list[float] = []
+        table.on_first_frame.append(lambda: first.append(time.monotonic()))
+        runner = threading.Thread(target=table.run, args=(2.0,), daemon=True)
+        runner.start()
+        runner.join(10)
+        table.display.close()
+        rows.append({"frozen_ms": (first[0] - last) * 1000})
+        print(f"{i + 1:>8} {rows[-1]['frozen_ms']:9.0f}")
     return rows
 
 

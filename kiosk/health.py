@@ -35,6 +35,7 @@ import logging
 import math
 import secrets
 import socket
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -42,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -67,9 +69,13 @@ class _QuietLog(logging.LoggerAdapter):
     without a traceback (aiohttp has answered it with a 4xx already)."""
 
     def log(self, level, msg, *args, exc_info=None, stack_info=False, **kwargs):
-        error = exc_info if isinstance(exc_info, BaseException) else None
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         text = msg % args if args else str(msg)
-        self.logger.debug("event=http_refused reason=%r", f"{text}: {error}".strip() if error else text)
+        # the client's malformed request or a dropped connection is routine; anything else is
+        # worth a warning line (still without a traceback: the answer went out)
+        routine = error is None or isinstance(error, (HttpProcessingError, ConnectionError, asyncio.CancelledError))
+        self.logger.log(logging.DEBUG if routine else logging.WARNING, "event=http_refused reason=%r",
+                        f"{text}: {error!r}" if error else text)
 
 
 def host_name(header: str) -> str:
@@ -232,8 +238,8 @@ class HealthServer:
         if request.content_type != "application/json":
             return "a change must be sent as JSON (Content-Type: application/json)"
         origin = request.headers.get("Origin")
-        if origin is not None and origin.lower() not in {f"http://{request.host.lower()}",
-                                                         f"https://{request.host.lower()}"}:
+        host = request.headers.get("Host", "").lower()  # (request.host would ask DNS when it is missing)
+        if origin is not None and origin.lower() not in {f"http://{host}", f"https://{host}"}:
             return f"refused a change sent from another site ({origin})"
         if same(request.headers.get(CONSOLE_HEADER, ""), self.console_token):
             return None

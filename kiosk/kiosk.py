@@ -273,8 +273,9 @@ class Kiosk:
                 fresh = self.reprepare(old)
                 with self._config_lock:  # a change applied during the load holds for the new model too
                     fresh.config = self.config
-                    if hasattr(fresh.sketcher if hasattr(fresh, "sketcher") else None, "set_overrides"):
-                        fresh.sketcher.set_overrides(self.config.binarize, self.config.path or "config")
+                    sketcher = getattr(fresh, "sketcher", None)
+                    if hasattr(sketcher, "set_overrides"):  # a bundle of another grid may refuse them
+                        sketcher.set_overrides(self.config.binarize, self.config.path or "config")
             except Exception as exc:  # ValueError/OSError name the file; anything else is counted the same
                 self.count_fault("model_reload")
                 log.error("event=model_reload_failed error=%r action=kept_the_running_model", str(exc))

@@ -385,3 +385,20 @@ def test_apply_in_the_demo_keeps_the_demos_settings(tiny_bundle, caplog):
         kiosk.stop()
         parts.close()
         table.display.close()
+
+
+def test_nan_from_the_console_is_refused_naming_the_field(console_table):
+    """JSON's NaN and 1e999 reach the same validation as the file: 400 with the field, nothing applied
+    (a NaN contrast blacked the projector)."""
+    path, table, kiosk, url = console_table()
+    token = page_token(url)
+    for body, field in ((b'{"changes": {"tone": {"contrast": NaN}}}', "tone.contrast"),
+                        (b'{"changes": {"transition": {"duration_s": NaN}}}', "transition.duration_s"),
+                        (b'{"changes": {"idle": {"after_s": 1e999}}}', "idle.after_s")):
+        req = urllib.request.Request(url + "/api/settings", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "X-NewSnow-Console": token})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        assert info.value.code == 400
+        assert f"{field}: " in (error := json.loads(info.value.read())["error"]) and "not a finite number" in error
+    assert table.config.tone.contrast == 1.0 and table.config.transition.duration_s == 0.5
