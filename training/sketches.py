@@ -222,9 +222,9 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
             partial_drawings = {}
             n = order.strokes(record.get("source", "")) if order else 0
             if n and partial_share:
-                partial_drawings = {f"{k}/{n}": order.first_strokes(record["source"], k, r,
-                                                                    dataset["settings"].get("fit", "crop"))
-                                    for k in stroke_counts(n, partial_share, rng)}
+                ks = stroke_counts(n, partial_share, rng)
+                drawn = order.first_strokes(record["source"], ks, r, dataset["settings"].get("fit", "crop")) if ks else {}
+                partial_drawings = {f"{k}/{n}": drawn[k] for k in ks}
             add_drawing(drawing, {"split": record["split"], "source": "collection"}, partial_drawings)
     if codes:
         np.save(out / CODES, np.stack(codes))
