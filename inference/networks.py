@@ -114,6 +114,9 @@ class Conv2dLayer(nn.Module):
 
 
 RESAMPLE_MODES = ("bilinear", "fir")
+# [1, 3, 3, 1] outer itself / 16 (sum 4: the gain of 2x upsampling); a constant made once,
+# so that tracing for export does not register a new tensor in every call
+_FIR_KERNEL = torch.outer(torch.tensor([1.0, 3.0, 3.0, 1.0]), torch.tensor([1.0, 3.0, 3.0, 1.0])) / 16.0
 
 
 def _fir_filter(channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -123,9 +126,7 @@ def _fir_filter(channels: int, dtype: torch.dtype, device: torch.device) -> torc
     `channels` is a Python int, never `x.shape[1]`: traced with a dynamic batch axis, a shape
     read from x becomes a graph value and the ONNX exporter refuses a conv kernel of unknown
     shape."""
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=dtype, device=device)
-    k = torch.outer(k, k) / 16.0
-    return k.expand(channels, 1, 4, 4)
+    return _FIR_KERNEL.to(device=device, dtype=dtype).expand(channels, 1, 4, 4)
 
 
 def upsample_fir(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -220,3 +220,153 @@ def write_nvlabs_pickle(path, g, easydict, **extra):
         pickle.dump(record, f)
 
 
+
+
+# ---------------------------------------------------------------------------------------
+# pSp / e4e: coach.py's {'state_dict': net.state_dict(), 'opts': vars(opts), 'latent_avg': ...}
+# with the encoder under encoder.* (IR-SE50 names) and the rosinality generator under decoder.*
+
+IRSE50_UNITS = (3, 4, 14, 3)  # pSp taps the ends of units 6, 20 and 23
+SMALL_WIDTHS = (16, 32, 48, 64)  # IR-SE50's are (64, 128, 256, 512)
+
+
+def _batch_norm_state(prefix: str, channels: int, gen: torch.Generator) -> dict:
+    return {f"{prefix}.weight": 1 + 0.1 * torch.randn(channels, generator=gen),
+            f"{prefix}.bias": 0.1 * torch.randn(channels, generator=gen),
+            f"{prefix}.running_mean": 0.1 * torch.randn(channels, generator=gen),
+            f"{prefix}.running_var": 0.5 + torch.rand(channels, generator=gen),
+            f"{prefix}.num_batches_tracked": torch.tensor(1000)}
+
+
+def psp_encoder_state(kind: str = "psp", input_nc: int = 1, num_styles: int = 10, w_dim: int = 32,
+                      widths=SMALL_WIDTHS, seed: int = 0) -> dict:
+    """The encoder's state dict with pSp's / e4e's names and shapes, random trained-looking values
+    (He-scaled convs, batch norm statistics away from 0 and 1). kind: 'psp', 'e4e' (the same
+    tensors) or 'psp-w' (BackboneEncoderUsingLastLayerIntoW: `linear` instead of the styles)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def conv(out_ch, in_ch, k, gain=1.0):
+        return torch.randn(out_ch, in_ch, k, k, generator=gen) * gain * math.sqrt(2 / (in_ch * k * k))
+
+    sd = {"input_layer.0.weight": conv(widths[0], input_nc, 3),
+          **_batch_norm_state("input_layer.1", widths[0], gen),
+          "input_layer.2.weight": 0.25 + 0.05 * torch.randn(widths[0], generator=gen)}
+    i, ch = 0, widths[0]
+    for depth, count in zip(widths, IRSE50_UNITS):
+        for _ in range(count):
+            p = f"body.{i}"
+            sd.update(_batch_norm_state(f"{p}.res_layer.0", ch, gen))
+            sd[f"{p}.res_layer.1.weight"] = conv(depth, ch, 3)
+            sd[f"{p}.res_layer.2.weight"] = 0.25 + 0.05 * torch.randn(depth, generator=gen)
+            sd[f"{p}.res_layer.3.weight"] = conv(depth, depth, 3, gain=0.3)
+            sd.update(_batch_norm_state(f"{p}.res_layer.4", depth, gen))
+            sd[f"{p}.res_layer.5.fc1.weight"] = conv(depth // 16, depth, 1)
+            sd[f"{p}.res_layer.5.fc2.weight"] = conv(depth, depth // 16, 1)
+            if ch != depth:
+                sd[f"{p}.shortcut_layer.0.weight"] = conv(depth, ch, 1)
+                sd.update(_batch_norm_state(f"{p}.shortcut_layer.1", depth, gen))
+            i, ch = i + 1, depth
+    if kind == "psp-w":
+        sd["linear.weight"] = torch.randn(w_dim, widths[3], generator=gen)
+        sd["linear.bias"] = 0.1 * torch.randn(w_dim, generator=gen)
+        return sd
+    for j in range(num_styles):
+        spatial = 16 if j < 3 else 32 if j < 7 else 64
+        in_ch = widths[3]
+        for k in range(int(math.log2(spatial))):
+            sd[f"styles.{j}.convs.{2 * k}.weight"] = conv(w_dim, in_ch, 3)
+            sd[f"styles.{j}.convs.{2 * k}.bias"] = 0.1 * torch.randn(w_dim, generator=gen)
+            in_ch = w_dim
+        sd[f"styles.{j}.linear.weight"] = torch.randn(w_dim, w_dim, generator=gen)
+        sd[f"styles.{j}.linear.bias"] = 0.1 * torch.randn(w_dim, generator=gen)
+    for name, lateral in (("latlayer1", widths[2]), ("latlayer2", widths[1])):
+        sd[f"{name}.weight"] = conv(widths[3], lateral, 1)
+        sd[f"{name}.bias"] = 0.1 * torch.randn(widths[3], generator=gen)
+    return sd
+
+
+def psp_opts(kind: str, output_size: int, input_nc: int = 1, **changes) -> dict:
+    """vars(opts) as pSp's / e4e's train.py leave them (a subset of their many options)."""
+    if kind == "e4e":
+        opts = dict(exp_dir="experiments/e4e", dataset_type="ffhq_encode", encoder_type="Encoder4Editing",
+                    batch_size=8, lpips_lambda=0.8, id_lambda=0.1, l2_lambda=1.0, w_discriminator_lambda=0.1,
+                    stylegan_size=output_size, stylegan_weights="pretrained_models/stylegan2-ffhq-config-f.pt",
+                    start_from_latent_avg=True, progressive_steps=[0, 3000], delta_norm=2, device="cuda:0",
+                    checkpoint_path=None, max_steps=200000)
+    else:
+        opts = dict(exp_dir="experiments/sketch", dataset_type="celebs_sketch_to_face",
+                    encoder_type="BackboneEncoderUsingLastLayerIntoW" if kind == "psp-w" else "GradualStyleEncoder",
+                    input_nc=input_nc, label_nc=0, output_size=output_size, batch_size=8, learning_rate=0.0001,
+                    optim_name="ranger", train_decoder=False, start_from_latent_avg=True,
+                    learn_in_w=kind == "psp-w", lpips_lambda=0.8, id_lambda=0.0, l2_lambda=1.0,
+                    w_norm_lambda=0.005, stylegan_weights="pretrained_models/stylegan2-ffhq-config-f.pt",
+                    checkpoint_path=None, max_steps=500000, device="cuda:0")
+    opts.update(changes)
+    return opts
+
+
+def write_psp_checkpoint(path, g: Generator, kind: str = "psp", input_nc: int = 1, latent_avg=None,
+                         opts: dict | None = None, seed: int = 0) -> dict:
+    """A pSp/e4e checkpoint of generator g and a random encoder; returns the encoder's state dict."""
+    encoder = psp_encoder_state(kind, input_nc, g.num_ws, g.w_dim, seed=seed)
+    state = {**{f"encoder.{k}": v for k, v in encoder.items()},
+             **{f"decoder.{k}": v for k, v in rosinality_state(g).items()}}
+    record = {"state_dict": state, "opts": opts if opts is not None else psp_opts(kind, g.resolution, input_nc)}
+    if latent_avg is not None:
+        record["latent_avg"] = latent_avg
+    torch.save(record, path)
+    return encoder
+
+
+def _bn(x, sd, p):
+    return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"],
+                        training=False, eps=1e-5)
+
+
+def psp_reference_codes(sd: dict, x: torch.Tensor, kind: str = "psp") -> torch.Tensor:
+    """The encoder's output (before latent_avg) computed from the state dict as pSp's and e4e's
+    forward define it, for an input already at the original's range and size."""
+    x = F.prelu(_bn(F.conv2d(x, sd["input_layer.0.weight"], padding=1), sd, "input_layer.1"),
+                sd["input_layer.2.weight"])
+    taps = {}
+    for i in range(sum(IRSE50_UNITS)):
+        p = f"body.{i}"
+        w1 = sd[f"{p}.res_layer.1.weight"]
+        stride = 2 if i in (0, 3, 7, 21) else 1  # each get_block's first unit strides
+        r = F.prelu(F.conv2d(_bn(x, sd, f"{p}.res_layer.0"), w1, padding=1), sd[f"{p}.res_layer.2.weight"])
+        r = _bn(F.conv2d(r, sd[f"{p}.res_layer.3.weight"], stride=stride, padding=1), sd, f"{p}.res_layer.4")
+        gate = F.adaptive_avg_pool2d(r, 1)
+        gate = torch.sigmoid(F.conv2d(F.relu(F.conv2d(gate, sd[f"{p}.res_layer.5.fc1.weight"])),
+                                      sd[f"{p}.res_layer.5.fc2.weight"]))
+        if f"{p}.shortcut_layer.0.weight" in sd:
+            shortcut = _bn(F.conv2d(x, sd[f"{p}.shortcut_layer.0.weight"], stride=stride), sd, f"{p}.shortcut_layer.1")
+        else:
+            shortcut = F.max_pool2d(x, 1, stride)
+        x = r * gate + shortcut
+        if i in (6, 20, 23):
+            taps[i] = x
+    c1, c2, c3 = taps[6], taps[20], taps[23]
+    if kind == "psp-w":
+        w = F.adaptive_avg_pool2d(c3, 1).flatten(1)
+        return F.linear(w, sd["linear.weight"] / math.sqrt(w.shape[1]), sd["linear.bias"])
+
+    def style(j, feat):
+        k = 0
+        while f"styles.{j}.convs.{2 * k}.weight" in sd:
+            feat = F.leaky_relu(F.conv2d(feat, sd[f"styles.{j}.convs.{2 * k}.weight"],
+                                         sd[f"styles.{j}.convs.{2 * k}.bias"], stride=2, padding=1), 0.01)
+            k += 1
+        feat = feat.reshape(feat.shape[0], -1)
+        return F.linear(feat, sd[f"styles.{j}.linear.weight"] / math.sqrt(feat.shape[1]), sd[f"styles.{j}.linear.bias"])
+
+    def up_add(a, b):
+        return F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=True) + b
+
+    count = len([k for k in sd if k.startswith("styles.") and k.endswith(".linear.weight")])
+    p2 = up_add(c3, F.conv2d(c2, sd["latlayer1.weight"], sd["latlayer1.bias"]))
+    p1 = up_add(p2, F.conv2d(c1, sd["latlayer2.weight"], sd["latlayer2.bias"]))
+    feats = [c3 if j < 3 else p2 if j < 7 else p1 for j in range(count)]
+    if kind == "e4e":  # w0 repeated, a delta added to each later layer
+        w0 = style(0, c3)
+        return torch.stack([w0] + [w0 + style(j, feats[j]) for j in range(1, count)], dim=1)
+    return torch.stack([style(j, feats[j]) for j in range(count)], dim=1)
