@@ -127,7 +127,7 @@ def labelled(sheet: np.ndarray, title: str, height: int = 18) -> np.ndarray:
 def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = SketchSettings(),
                params: BinarizeParams | None = None, truncation: float = 1.0, validation: float = 0.05,
                batch: int = 32, seed: int = 0, collection: Path | None = None,
-               collection_count: int = 0) -> dict:
+               collection_count: int = 0, mapping_lr_multiplier: float | None = None) -> dict:
     """Sample `count` drawings from the GAN run's EMA generator and write the pairs.
 
     With `collection` (a dataset from `ingest`), up to `collection_count` of its own
@@ -137,11 +137,13 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
     """
     import torch
 
-    from inference.checkpoint import load_model_checkpoint
-    from training.gan import GENERATOR, to_uint8
+    from training.gan import to_uint8
+    from training.imports.generators import generator_source
 
     run, out = Path(run), Path(out)
-    generator, _, meta = load_model_checkpoint(run / GENERATOR)
+    # run: a GAN run folder, or a generator file trained elsewhere (training.imports.generators)
+    source = generator_source(run, mapping_lr_multiplier)
+    generator, meta = source.generator, source.meta
     r = generator.resolution
     params = params or default_binarize(r)
     if params.resolution != r:
@@ -191,7 +193,7 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
                                  f"of the collection; ingest at --resolution {r}")
             if not add_pair(drawing, {"split": record["split"], "source": "collection"}):
                 dropped += 1
-    manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(run / GENERATOR),
+    manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(source.path),
                 "resolution": r, "count": len(entries), "dropped_blank": dropped,
                 "truncation": truncation, "seed": seed,
                 "collection": str(collection) if collection else None,

@@ -201,3 +201,33 @@ def test_import_command_prints_parity_and_refuses_in_one_line(tmp_path, capsys, 
     assert main(["import", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "notes.txt: not a checkpoint" in err
+
+
+def test_train_sketches_and_encoder_take_a_generator_file(tmp_path):
+    """`train sketches FILE` and `train encoder PAIRS --generator FILE` need no GAN run: the
+    encoder's model.pt holds the file's generator (its lr multiplier from the flag), so
+    `newsnow import FILE --encoder model.pt` accepts it; without a discriminator or LPIPS
+    the perceptual term is zero and the model card's provenance says so."""
+    from training.config import encoder_config_from
+    from training.encoder import train_encoder
+    from training.sketches import make_pairs
+
+    g = decoder(resolution=32, seed=10, lr_multiplier=0.1)
+    path = tmp_path / "ffhq-32.pt"
+    torch.save({"g_ema": rosinality_state(g)}, path)  # convert_weight.py's layout: no args, no lr_mlp
+    manifest = make_pairs(path, tmp_path / "pairs", 12, validation=0.25, mapping_lr_multiplier=0.1)
+    assert manifest["generator"] == str(path) and manifest["provenance"]["generator_format"] == "rosinality"
+    summary = train_encoder(tmp_path / "pairs", path, tmp_path / "enc", encoder_config_from("tiny", steps=2, val_every=2),
+                            progress=False, mapping_lr_multiplier=0.1)
+    assert summary["steps"] == 2 and summary["train"]["perceptual"] == 0.0
+    from inference.checkpoint import load_model_checkpoint
+
+    trained_for, _, meta = load_model_checkpoint(tmp_path / "enc" / "model.pt")
+    assert trained_for.init_kwargs["mapping_lr_multiplier"] == 0.1
+    assert meta["provenance"]["perceptual"].startswith("none") and meta["gan"]["generator_sha256"]
+    bundle, _ = import_checkpoint(path, tmp_path / "b", encoder=tmp_path / "enc" / "model.pt",
+                                  mapping_lr_multiplier=0.1, weights=False)
+    z = np.random.default_rng(0).standard_normal((2, W_DIM)).astype(np.float32)
+    with torch.no_grad():
+        want = g.mapping(torch.from_numpy(z))[:, 0].numpy()
+    assert np.abs(run_graph(bundle, "mapping", z) - want).max() < 1e-4

@@ -126,12 +126,13 @@ def read_network_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
-    except EOFError:
-        raise CheckpointFormatError(f"{path}: an incomplete pickle (it ends after {path.stat().st_size} bytes, "
-                                    f"mid-network): the download or copy was cut short; copy it again") from None
     except pickle.UnpicklingError as exc:
-        raise CheckpointFormatError(f"{path}: a pickle that {exc}; New Snow never runs a file's code: pass "
-                                    f"{WANTED}") from None
+        if str(exc).startswith("it refers to"):  # RestrictedUnpickler's refusal of a global
+            raise CheckpointFormatError(f"{path}: a pickle that {exc}; New Snow never runs a file's code: pass "
+                                        f"{WANTED}") from None
+        raise _incomplete(path) from None  # "pickle data was truncated" and the like
+    except EOFError:
+        raise _incomplete(path) from None
     except (ValueError, TypeError, AttributeError, RuntimeError, IndexError, KeyError) as exc:
         raise CheckpointFormatError(f"{path}: a damaged pickle ({type(exc).__name__} while reading it); "
                                     f"copy it again") from None
@@ -144,6 +145,11 @@ def read_network_pickle(path: Path) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("G_ema"), PickledModule):
         raise CheckpointFormatError(f"{path}: a pickle holding {describe(data)}: no 'G_ema' network; pass {WANTED}")
     return data
+
+
+def _incomplete(path: Path) -> CheckpointFormatError:
+    return CheckpointFormatError(f"{path}: an incomplete pickle (it ends after {path.stat().st_size} bytes, "
+                                 f"mid-network): the download or copy was cut short; copy it again")
 
 
 def is_stylegan3(synthesis: PickledModule) -> bool:
