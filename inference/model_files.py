@@ -85,7 +85,18 @@ def check_file(path: str | os.PathLike, wanted: str) -> tuple[Path, str]:
     if kind == "torch" and not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: an incomplete torch file ({_size(path)}; the archive's directory, which "
                              f"torch writes last, is missing): the download or copy was cut short; copy it again")
+    if kind == "torch" and not _has_torch_pickle(path):
+        raise ModelFileError(f"{path}: a zip archive but not a torch file (no data.pkl in it: a data set?); "
+                             f"pass {wanted}")
     return path, kind
+
+
+def _has_torch_pickle(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")

@@ -231,3 +231,15 @@ def test_train_sketches_and_encoder_take_a_generator_file(tmp_path):
     with torch.no_grad():
         want = g.mapping(torch.from_numpy(z))[:, 0].numpy()
     assert np.abs(run_graph(bundle, "mapping", z) - want).max() < 1e-4
+
+
+def test_train_encoder_takes_a_gan_run_or_a_generator_file_not_both():
+    from installation.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "encoder", "pairs", "--generator", "ffhq.pkl", "--out", "enc",
+                              "--mapping-lr-multiplier", "0.1"])
+    assert args.generator == "ffhq.pkl" and args.gan is None and args.mapping_lr_multiplier == 0.1
+    for wrong in (["--out", "enc"], ["--gan", "run", "--generator", "g.pt", "--out", "enc"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "encoder", "pairs", *wrong])

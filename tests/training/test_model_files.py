@@ -69,6 +69,13 @@ def test_truncated_and_foreign_files(tmp_path, nvlabs):
     with pytest.raises(CheckpointFormatError) as exc:
         load_stylegan(tmp_path / "weights.pt")
     assert "a safetensors file" in one_line(exc, tmp_path / "weights.pt")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w") as archive:  # an NVlabs data set, passed by mistake
+        archive.writestr("00000/img00000000.png", b"png")
+    with pytest.raises(CheckpointFormatError) as exc:
+        load_stylegan(tmp_path / "faces.zip")
+    assert "a zip archive but not a torch file" in one_line(exc, tmp_path / "faces.zip")
     with pytest.raises(CheckpointFormatError) as exc:
         load_stylegan(DEMO_BUNDLE)
     assert "a model bundle folder" in one_line(exc, DEMO_BUNDLE)

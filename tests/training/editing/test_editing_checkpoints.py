@@ -64,6 +64,7 @@ def test_pSp_checkpoint_and_missing_latent_avg(tmp_path):
     torch.save({"state_dict": {**{f"decoder.{k}": v for k, v in rosinality_state(g).items()},
                                "encoder.input_layer.0.weight": torch.zeros(1)}, "opts": {"stylegan_size": 32}}, path)
     loaded = load_stylegan(path)
+    assert loaded.format == "psp"  # said as what it is, not as a rosinality generator
     ws = codes(g)
     assert torch.allclose(images(loaded.generator, ws), images(g, ws), atol=1e-6)
     with torch.no_grad():
