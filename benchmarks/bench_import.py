@@ -44,10 +44,31 @@ def write_psp_file(path: Path, small: bool) -> None:
     with torch.no_grad():
         w_avg = g.mapping(torch.randn(2000, g.z_dim))[:, 0].mean(0)
     encoder = psp_encoder_state("psp", 1, g.num_ws, g.w_dim, widths=SMALL_WIDTHS if small else FULL_WIDTHS)
+    trained_like_codes(encoder, g)
     state = {**{f"encoder.{k}": v for k, v in encoder.items()},
              **{f"decoder.{k}": v for k, v in rosinality_state(g).items()}}
     torch.save({"state_dict": state, "opts": psp_opts("psp", g.resolution, 1),
                 "latent_avg": w_avg[None].repeat(g.num_ws, 1)}, path)
+
+
+def trained_like_codes(encoder: dict, g: Generator) -> None:
+    """Scale the random map2style outputs so that the codes spread around latent_avg as mapped w
+    do: a random encoder's codes are many times wider than a trained one's, which would drive
+    the decoder far outside W and say nothing about the parity of a real model."""
+    from inference.bench import example_sketch
+    from inference.published import PublishedEncoder
+    from tests.training.reference_formats import IRSE50_UNITS
+
+    widths = [int(encoder[f"body.{i}.res_layer.1.weight"].shape[0]) for i in (0, 3, 7, 21)]
+    net = PublishedEncoder("psp", g.resolution, g.num_ws, g.w_dim, units=IRSE50_UNITS, widths=widths,
+                           style_width=g.w_dim).eval()
+    net.load_state_dict({**encoder, "latent_avg": net.latent_avg, "w_avg": net.w_avg})
+    with torch.no_grad():
+        codes = net(torch.from_numpy(example_sketch(g.resolution)))
+        spread = g.mapping(torch.randn(2000, g.z_dim))[:, 0].std(0).mean()
+    scale = float(spread / codes.std())
+    for name in [k for k in encoder if k.startswith("styles.") and ".linear." in k]:
+        encoder[name] = encoder[name] * scale
 
 
 def measure(work: Path, small: bool, runs: int, threads: int | None, providers: list[str] | None,

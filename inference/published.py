@@ -72,8 +72,10 @@ class BottleneckIRSE(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Same width: the shortcut keeps every stride-th pixel (a 1x1 max pool in the original).
-        shortcut = x[:, :, ::self.stride, ::self.stride] if self.shortcut_layer is None else self.shortcut_layer(x)
+        if self.shortcut_layer is not None:
+            shortcut = self.shortcut_layer(x)
+        else:  # same width: every stride-th pixel (a 1x1 max pool in the original)
+            shortcut = x if self.stride == 1 else x[:, :, ::self.stride, ::self.stride]
         return self.res_layer(x) + shortcut
 
 
