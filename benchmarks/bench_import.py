@@ -82,6 +82,7 @@ def measure(work: Path, small: bool, runs: int, threads: int | None, providers: 
     from training.imports.psp import read_sketch_model
 
     torch.set_flush_denormal(True)
+    work.mkdir(parents=True, exist_ok=True)
     source = work / "psp_sketch.pt"
     write_psp_file(source, small)
     started = time.perf_counter()
