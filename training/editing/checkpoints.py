@@ -52,12 +52,11 @@ def open_checkpoint(path: str | os.PathLike, wanted: str = WANTED) -> Checkpoint
     record = read_torch(path, wanted)
     if isinstance(record, dict) and record.get("format") == "newsnow-checkpoint":
         return Checkpoint(path, "newsnow", record)
-    if isinstance(record, dict) and isinstance(record.get("state_dict"), dict):
-        state = record["state_dict"]
-        if any(k.startswith("decoder.") for k in state) and any(k.startswith("encoder.") for k in state):
-            return Checkpoint(path, psp_flavour(record), record)
-    if isinstance(record, dict) and ("g_ema" in record or is_generator_state(record)
-                                     or any(str(k).startswith("decoder.") for k in record.get("state_dict") or {})):
+    state = record.get("state_dict") if isinstance(record, dict) else None
+    parts = {str(k).split(".", 1)[0] for k in state} if isinstance(state, dict) else set()
+    if {"encoder", "decoder"} <= parts:  # pSp's and e4e's net.state_dict()
+        return Checkpoint(path, psp_flavour(record), record)
+    if isinstance(record, dict) and ("g_ema" in record or is_generator_state(record) or "decoder" in parts):
         return Checkpoint(path, "rosinality", record)
     raise CheckpointFormatError(f"{path}: a torch file holding {describe(record)}, not a checkpoint of a "
                                 f"StyleGAN2 generator or a sketch encoder; pass {wanted}")
