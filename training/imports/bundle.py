@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 WANTED = ("a pSp or e4e checkpoint (.pt), or a StyleGAN2 generator file (rosinality .pt, NVlabs .pkl) "
           "with --encoder")
 CARD = "MODEL_CARD.md"
+ENCODER_NAMES = {"psp": "pSp's GradualStyleEncoder on IR-SE50", "e4e": "e4e's Encoder4Editing on IR-SE50",
+                 "psp-w": "pSp's BackboneEncoderUsingLastLayerIntoW on IR-SE50"}
 
 
 def sha256_of(path: Path) -> str:
@@ -66,9 +68,11 @@ def _networks(checkpoint: Checkpoint, encoder_checkpoint: Path | None, input_ran
         model = read_sketch_model(checkpoint, input_range, mapping_lr_multiplier)
         encoder = model.encoder
         stage = (f"table sketch [-1, 1] at {encoder.resolution} px -> {encoder.init_kwargs['input_range'].replace(':', ' to ')} "
-                 f"at {encoder.input_size} px, {encoder.input_nc} channel(s)")
+                 f"at {encoder.input_size} px, {encoder.input_nc} channel(s); drawings at the decoder's "
+                 f"{encoder.resolution} px (the original's pooling of its output to 256 px is left out)")
         return model.loaded.generator, encoder, {
-            "encoder": {"kind": encoder.kind, "source": f"{fmt} checkpoint's encoder.*", "input_stage": stage},
+            "encoder": {"kind": encoder.kind, "source": f"the checkpoint's encoder.* ({ENCODER_NAMES[encoder.kind]})",
+                        "input_stage": stage},
             "opts": model.opts, "w_avg_source": model.loaded.w_avg_source, "notes": model.notes}
     if input_range is not None:
         raise ValueError("--input-range describes a pSp/e4e encoder's input; this file has none")
