@@ -55,7 +55,7 @@ def run_graph(bundle: Bundle, name: str, x: np.ndarray) -> np.ndarray:
 def test_psp_sketch_model_becomes_a_bundle_that_draws_what_psp_draws(tmp_path):
     """A pSp sketch checkpoint (1-channel input in [0, 1], latent_avg per style): the encoder
     graph gives pSp's codes for the table's sketch (mapped to [0, 1] and resized to 256 inside
-    the graph), the fused graph the drawing the original decoder makes from them; --check
+    the graph), the table's sketch -> drawing path the drawing the original decoder makes from them; --check
     passes; the bundle records the encoder kind, the binarization asked for and the source."""
     g = decoder()
     latent_avg = g.w_avg[None].repeat(g.num_ws, 1) + 0.1 * torch.randn(g.num_ws, W_DIM)
@@ -63,7 +63,7 @@ def test_psp_sketch_model_becomes_a_bundle_that_draws_what_psp_draws(tmp_path):
     state = write_psp_checkpoint(path, g, "psp", input_nc=1, latent_avg=latent_avg)
     bundle, diffs = import_checkpoint(path, tmp_path / "bundle", binarize={"method": "sauvola", "window": 21},
                                       licence="CC BY 4.0", check=True)
-    assert set(diffs) == {"fused", "encoder", "generator", "mapping"} and max(diffs.values()) < 1e-4, diffs
+    assert set(diffs) == {"encoder", "generator", "mapping"} and max(diffs.values()) < 1e-4, diffs
     sketch = table_sketches(64)
     pSp_input = torch.nn.functional.interpolate((sketch + 1) / 2, size=(256, 256), mode="bilinear")
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_psp_sketch_model_becomes_a_bundle_that_draws_what_psp_draws(tmp_path):
         want_drawing = g.synthesis(want_codes, noise_mode="const").clamp(-1, 1)
     codes = run_graph(bundle, "encoder", sketch.numpy())
     assert np.abs(codes - want_codes.numpy()).max() < 1e-4 * np.abs(want_codes.numpy()).max()
-    drawing = run_graph(bundle, "fused", sketch.numpy())
+    drawing = open_backend(bundle, threads=1).sketch_to_drawing(sketch.numpy())
     assert np.abs(drawing - want_drawing.numpy()).max() < 2e-4
     assert bundle.model["encoder"]["kind"] == "psp" and bundle.model["encoder"]["input_range"] == "0:1"
     assert bundle.binarize["method"] == "sauvola" and bundle.binarize["window"] == 21
@@ -80,7 +80,7 @@ def test_psp_sketch_model_becomes_a_bundle_that_draws_what_psp_draws(tmp_path):
     assert source["source_format"] == "psp" and len(source["source_sha256"]) == 64
     assert source["opts"]["encoder_type"] == "GradualStyleEncoder" and source["licence"] == "CC BY 4.0"
     card = (bundle.path / "MODEL_CARD.md").read_text()
-    assert str(path.resolve()) in card and "Input stage" in card and "fused" in card
+    assert str(path.resolve()) in card and "Input stage" in card and "encoder" in card
     # The torch backend rebuilds the published encoder from bundle.json and the weights.
     torch_backend = open_backend(bundle, kind="torch")
     assert np.abs(torch_backend.sketch_to_drawing(sketch.numpy()) - drawing).max() < 1e-4
