@@ -7,11 +7,15 @@
    fp32 and fp16, and the fp16 graphs' parity against the PyTorch fp32 networks.
 3. Latency of the fused graph (batch 1) on the TensorRT and CUDA providers, fp32 and
    fp16: median and p95.
+4. (`--parts import`) An imported pSp sketch model of the published sizes (IR-SE50
+   encoder, 256 px decoder; `benchmarks/bench_import.py`) as an fp16 bundle: its parity on
+   the CUDA provider and the latency of its graphs on TensorRT and CUDA.
 
-Writes OUT/gpu_check.json and prints it. `--dry-run` runs every step on the CPU at toy
+Writes OUT/gpu_check.json (parts training and export) or OUT/gpu_check_import.json (part
+import), after each step, and prints it. `--dry-run` runs every step on the CPU at toy
 sizes (32 px, a few steps, the CPU provider): what CI can test of this script.
 
-    python benchmarks/gpu_check.py --out OUT [--dry-run] [--burst-kimg 2]
+    python benchmarks/gpu_check.py --out OUT [--dry-run] [--burst-kimg 2] [--parts training export import]
 """
 from __future__ import annotations
 
@@ -88,12 +92,29 @@ def export_and_time(work: Path, dry_run: bool, runs: int) -> dict:
     return out
 
 
+def imported_psp(work: Path, dry_run: bool, runs: int, save) -> dict:
+    from benchmarks.bench_import import measure
+
+    providers = ["CPUExecutionProvider"] if dry_run else ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    report = {}
+
+    def keep(figures: dict) -> None:
+        report["imported_psp"] = figures
+        save()
+
+    measure(work / "import", small=dry_run, runs=runs, threads=None, providers=providers, fp16=True,
+            parity_provider=providers[-1], save=keep)
+    return report["imported_psp"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true", help="CPU, toy sizes: tests the script itself")
     parser.add_argument("--burst-kimg", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--parts", nargs="+", choices=("training", "export", "import"),
+                        default=["training", "export", "import"])
     args = parser.parse_args()
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible to torch; run with --dry-run to test the script on a CPU",
@@ -102,14 +123,27 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu (dry run)",
               "torch": torch.__version__}
+    target = args.out / ("gpu_check.json" if args.parts != ["import"] else "gpu_check_import.json")
+
+    def save() -> str:
+        text = json.dumps(report, indent=1,
+                          default=lambda v: v if not isinstance(v, float) or math.isfinite(v) else str(v))
+        target.write_text(text)
+        return text
+
+    runs = 20 if args.dry_run else args.runs
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        report["training"] = training_burst(work, args.dry_run, args.burst_kimg)
-        report.update(export_and_time(work, args.dry_run, 20 if args.dry_run else args.runs))
-    text = json.dumps(report, indent=1, default=lambda v: v if not isinstance(v, float) or math.isfinite(v) else str(v))
-    (args.out / "gpu_check.json").write_text(text)
-    print(text)
-    return 0 if report["training"]["finite"] else 1
+        if "training" in args.parts:
+            report["training"] = training_burst(work, args.dry_run, args.burst_kimg)
+            save()
+        if "export" in args.parts:
+            report.update(export_and_time(work, args.dry_run, runs))
+            save()
+        if "import" in args.parts:
+            report["imported_psp"] = imported_psp(work, args.dry_run, runs, save)
+    print(save())
+    return 0 if report.get("training", {"finite": True})["finite"] else 1
 
 
 if __name__ == "__main__":

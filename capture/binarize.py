@@ -124,6 +124,8 @@ def _check(p: BinarizeParams) -> None:
         raise bad("min_depth", "must be an integer from 0 to 255 (grey levels)")
     if not isinstance(p.speck_area, int) or isinstance(p.speck_area, bool) or p.speck_area < 0:
         raise bad("speck_area", "must be a non-negative integer (0 keeps every speck)")
+    if p.speck_area > p.resolution * p.resolution:
+        raise bad("speck_area", f"must not exceed the sketch's area, {p.resolution * p.resolution} px")
     if not isinstance(p.invert, bool):
         raise bad("invert", "must be true or false")
 

@@ -16,6 +16,7 @@ it another /dev/videoN while the old one is still held by an abandoned read.
 from __future__ import annotations
 
 import dataclasses
+import math
 import logging
 import os
 import re
@@ -78,11 +79,11 @@ class CameraSettings:
         for name in ("fps", "read_timeout", "open_timeout", "stale_after", "freeze_after",
                      "backoff", "backoff_max"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
                 raise bad(name, "must be a positive number")
         for name in ("exposure", "gain"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
                 raise bad(name, "must be a number or absent")
         for name in ("max_failed_reads", "give_up_after"):
             v = getattr(self, name)

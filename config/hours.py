@@ -6,7 +6,7 @@ off over serial and lets the loop sleep; when the hours start again it wakes by
 itself (kiosk/schedule.py). The time is passed in, so tests can walk a whole week in microseconds.
 
     [hours]
-    timezone = "Europe/Oslo"          # optional; default: the machine's local time
+    timezone = "Europe/Oslo"          # optional; default: the machine's own zone (TZ, /etc/localtime)
     default = "10:00-17:00"           # days not listed below
     monday = "closed"
     thursday = "10:00-12:00, 13:00-21:00"
@@ -20,6 +20,8 @@ No `[hours]` section (or `always_open = true`) means the table is always open.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +31,28 @@ _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _FORMAT_HELP = 'expected "HH:MM-HH:MM" ranges separated by commas (e.g. "10:00-12:00, 13:00-17:00") or "closed"'
 
 Span = tuple[int, int]  # minutes after midnight, [start, end)
+
+
+def machine_zone() -> dt.tzinfo:
+    """The machine's own time zone with its rules (TZ, else /etc/localtime): a later day gets
+    its own UTC offset, so the next opening is right across a DST change. Only where neither
+    names a zone, today's fixed offset."""
+    return _zone(os.environ.get("TZ", ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _zone(tz: str) -> dt.tzinfo:
+    name = tz.lstrip(":")
+    try:
+        if name.startswith("/"):
+            with open(name, "rb") as f:
+                return ZoneInfo.from_file(f, key=name)
+        if name:
+            return ZoneInfo(name)
+        with open("/etc/localtime", "rb") as f:
+            return ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError, ZoneInfoNotFoundError):  # a POSIX TZ string, or no zone file
+        return dt.datetime.now().astimezone().tzinfo
 
 
 def parse_spans(text, where: str) -> tuple[Span, ...]:
@@ -118,10 +142,12 @@ class OpeningHours:
             exceptions[date] = parse_spans(item.get("hours", "closed"), f"{where}.hours")
         return cls(weekly=weekly, exceptions=exceptions, timezone=timezone, always_open=always_open)
 
+    def zone(self) -> dt.tzinfo:
+        """The zone the hours are read in: the configured one, else the machine's."""
+        return ZoneInfo(self.timezone) if self.timezone is not None else machine_zone()
+
     def _local(self, when: dt.datetime) -> dt.datetime:
-        if self.timezone is None:
-            return when.astimezone() if when.tzinfo else when
-        zone = ZoneInfo(self.timezone)
+        zone = self.zone()
         return when.astimezone(zone) if when.tzinfo else when.replace(tzinfo=zone)
 
     def spans_on(self, day: dt.date) -> tuple[Span, ...]:

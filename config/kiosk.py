@@ -36,6 +36,9 @@ class HealthConfig:
     port: int = field(default=DEFAULT_HEALTH_PORT, metadata=bounded(0, 65535))  # 0: any free port
     token: str = ""  # every page asks for it (?token= or Authorization: Bearer); required off loopback
     console: bool = True  # serve the console page and its controls (status and metrics are always served)
+    # Names (besides IP addresses, localhost and this machine's name) the Host header may carry:
+    # a page of another site that rebinds its name to this machine is refused.
+    allowed_hosts: tuple[str, ...] = ()
 
     def check(self, path: str) -> None:
         if self.host not in LOOPBACK and len(self.token) < 16:

@@ -9,6 +9,7 @@ names the key path (`display.mode: expected one of ...`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import fields
@@ -70,6 +71,10 @@ def convert(value: Any, hint: Any, path: str, metadata: Any) -> Any:
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and not isinstance(value, int)):
             raise ConfigError(f"{path}: expected {'an integer' if hint is int else 'a number'}, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every range check, and a black projector follows
+            raise ConfigError(f"{path}: {value} is not a finite number; give a number"
+                              + (f" in [{metadata.get('min')}, {metadata.get('max')}]" if metadata.get("min") is not None
+                                 or metadata.get("max") is not None else ""))
         lo, hi = metadata.get("min"), metadata.get("max")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ConfigError(f"{path}: {value} is out of range [{lo}, {hi}]")

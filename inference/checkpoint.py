@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from inference.model_files import ModelFileError, check_file, read_torch
 from inference.networks import Generator, PSPEncoder
 from storage import atomic_write
 
@@ -19,8 +20,25 @@ CHECKPOINT_FORMAT = "newsnow-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A checkpoint file is missing, unreadable or not a New Snow checkpoint."""
+
+
+WANTED = "the model.pt that `newsnow train encoder` wrote (or a run's generator.pt)"
+IMPORT_HINT = "make a bundle of it with `newsnow import {path} --out BUNDLE`"
+
+
+def foreign_kind(record) -> str | None:
+    """What a torch file that is not New Snow's holds, told by its keys, with what to do."""
+    if not isinstance(record, dict):
+        return None
+    state = record.get("state_dict")
+    if isinstance(state, dict) and any(str(k).startswith("encoder.") for k in state):
+        return "a pSp or e4e checkpoint (encoder and decoder); " + IMPORT_HINT
+    if "g_ema" in record or ("input.input" in record and "style.1.weight" in record):
+        return ("a rosinality StyleGAN2 generator without an encoder; train one for it with `newsnow train "
+                "encoder PAIRS --generator {path}` (docs/models.md)")
+    return None
 
 
 def _net_record(net: torch.nn.Module) -> dict:
@@ -53,15 +71,23 @@ def _build(cls, rec: dict, what: str, path: Path):
 
 def load_model_checkpoint(path: str | os.PathLike) -> tuple[Generator, PSPEncoder | None, dict]:
     """Rebuild (generator, encoder or None, meta) from a checkpoint, networks in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file (pass the .pt file training wrote)")
     try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a corrupt file
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        path, kind = check_file(path, WANTED)
+        if kind == "pickle":  # told by content: NVlabs' snapshots are plain pickles, torch files are not
+            raise CheckpointError(f"{path}: a pickle (an NVlabs network snapshot?), not a New Snow checkpoint; "
+                                  f"train an encoder for its generator with `newsnow train encoder PAIRS "
+                                  f"--generator {path}` (docs/models.md)")
+        record = read_torch(path, WANTED)
+    except CheckpointError:
+        raise
+    except ModelFileError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a New Snow checkpoint (no format {CHECKPOINT_FORMAT!r})")
+        foreign = foreign_kind(record)
+        if foreign:
+            raise CheckpointError(f"{path}: {foreign.format(path=path)}")
+        raise CheckpointError(f"{path}: a torch file, but not a New Snow checkpoint (no format "
+                              f"{CHECKPOINT_FORMAT!r}); pass {WANTED}")
     if record.get("format_version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format_version {record.get('format_version')!r} is not "
                               f"{CHECKPOINT_VERSION}; export it with the New Snow version that wrote it")

@@ -19,6 +19,7 @@ weights and arithmetic to float16 but keep float32 inputs and outputs.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -68,20 +69,42 @@ def _to_fp16(path: Path) -> None:
     onnx.save(model16.model, str(path))
 
 
+@contextlib.contextmanager
+def evaluated_on_cpu(*modules: torch.nn.Module):
+    """The modules in eval mode on the CPU inside, and afterwards each submodule back in
+    the mode and each module on the device the caller had: an export in the middle of
+    training must not leave the encoder's batch norm frozen (its output on the same sketch
+    changed by 0.76)."""
+    modes = [[(m, m.training) for m in module.modules()] for module in modules]
+    devices = [next(module.parameters()).device for module in modules]
+    try:
+        yield [module.cpu().eval() for module in modules]
+    finally:
+        for module, device, saved in zip(modules, devices, modes):
+            module.to(device)
+            for submodule, training in saved:
+                submodule.train(training)
+
+
 def export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathLike, *, meta: dict | None = None,
                   fp16: bool = False, weights: bool = True, command: str | None = None,
                   fused: bool = False) -> Bundle:
     """Write a bundle folder for (generator, encoder) and return it loaded (hence validated).
 
     bundle.json is written last, so an export that fails midway leaves no loadable bundle.
+    The caller's modules keep their mode and device.
     """
+    with evaluated_on_cpu(generator, encoder):
+        return _export_bundle(generator, encoder, out, meta=meta, fp16=fp16, weights=weights, command=command)
+
+
+def _export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathLike, *, meta: dict | None,
+                   fp16: bool, weights: bool, command: str | None) -> Bundle:
     import onnx
 
     meta = dict(meta or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    generator = generator.cpu().eval()
-    encoder = encoder.cpu().eval()
     if encoder.num_ws != generator.num_ws or encoder.w_dim != generator.w_dim:
         raise ExportError(f"encoder gives [{encoder.num_ws}, {encoder.w_dim}] styles but the generator takes "
                           f"[{generator.num_ws}, {generator.w_dim}]: the encoder was trained for another generator")
@@ -154,7 +177,12 @@ def check_parity(generator: Generator, encoder: PSPEncoder, bundle: Bundle, batc
     batch axis is free), ONNX Runtime on `provider` (fp16 graphs run natively on CUDA only)."""
     import onnxruntime as ort
 
-    modules = graph_modules(generator.cpu().eval(), encoder.cpu().eval())
+    with evaluated_on_cpu(generator, encoder):
+        return _parity(generator, encoder, bundle, batch, seed, provider, ort)
+
+
+def _parity(generator, encoder, bundle: Bundle, batch: int, seed: int, provider: str, ort) -> dict[str, float]:
+    modules = graph_modules(generator, encoder)
     inputs = _example_inputs(generator, encoder, batch=batch, seed=seed)
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -114,40 +114,52 @@ class Conv2dLayer(nn.Module):
 
 
 RESAMPLE_MODES = ("bilinear", "fir")
+# [1, 3, 3, 1] outer itself / 16 (sum 4: the gain of 2x upsampling); a constant made once,
+# so that tracing for export does not register a new tensor in every call
+_FIR_KERNEL = torch.outer(torch.tensor([1.0, 3.0, 3.0, 1.0]), torch.tensor([1.0, 3.0, 3.0, 1.0])) / 16.0
 
 
-def _fir_filter(x: torch.Tensor) -> torch.Tensor:
+def _fir_filter(channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """StyleGAN2's 4x4 resampling filter ([1, 3, 3, 1] outer itself, sum 4: the gain of 2x
-    upsampling), one per channel of x, for a depthwise conv."""
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype, device=x.device)
-    k = torch.outer(k, k) / 16.0
-    return k.expand(x.shape[1], 1, 4, 4)
+    upsampling), one per channel, for a depthwise conv.
+
+    `channels` is a Python int, never `x.shape[1]`: traced with a dynamic batch axis, a shape
+    read from x becomes a graph value and the ONNX exporter refuses a conv kernel of unknown
+    shape."""
+    return _FIR_KERNEL.to(device=device, dtype=dtype).expand(channels, 1, 4, 4)
 
 
-def upsample_fir(x: torch.Tensor) -> torch.Tensor:
+def upsample_fir(x: torch.Tensor, channels: int) -> torch.Tensor:
     """2x upsampling as upfirdn2d(up=2, pad=(2, 1)) with the [1, 3, 3, 1] filter: zeros
-    between the samples, then the filter (zero padding at the border, unlike bilinear)."""
-    return F.conv_transpose2d(x, _fir_filter(x), stride=2, padding=1, groups=x.shape[1])
+    between the samples, then the filter (zero padding at the border, unlike bilinear).
+    x has `channels` channels (a Python int, see `_fir_filter`)."""
+    return F.conv_transpose2d(x, _fir_filter(channels, x.dtype, x.device), stride=2, padding=1, groups=channels)
 
 
-def _conv_up_fir(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def _conv_up_fir(x: torch.Tensor, weight: torch.Tensor, channels: int) -> torch.Tensor:
     """3x3 conv with 2x upsampling as StyleGAN2 does it: stride-2 transposed conv (2R+1
-    wide), then the filter with padding 1 (back to 2R)."""
+    wide), then the filter with padding 1 (back to 2R). channels: weight's output channels."""
     x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-    return F.conv2d(x, _fir_filter(x), padding=1, groups=x.shape[1])
+    return F.conv2d(x, _fir_filter(channels, x.dtype, x.device), padding=1, groups=channels)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                     demodulate: bool = True, padding: int = 0, up_fir: bool = False) -> torch.Tensor:
+                     demodulate: bool = True, padding: int = 0, up_fir: bool = False,
+                     out_channels: int | None = None) -> torch.Tensor:
     """Non-fused modulated convolution: x * style -> static-weight conv2d -> * demodulation.
 
     x [B, I, H, W], weight [O, I, k, k] (already gain-scaled), styles [B, I]. Equivalent to
     convolving each sample with its own weights w'_oik = s_i w_oik normalised over (i, k)
     (thesis eq. 2.17), but every op is a plain Conv/Mul that ONNX Runtime runs fast.
-    up_fir: upsample 2x inside the conv as StyleGAN2 does (`padding` is then unused).
+    up_fir: upsample 2x inside the conv as StyleGAN2 does (`padding` is then unused);
+    out_channels: weight.shape[0] as a Python int, which an exported module passes (see
+    `_fir_filter`).
     """
     x = x * styles[:, :, None, None]
-    x = _conv_up_fir(x, weight) if up_fir else F.conv2d(x, weight, padding=padding)
+    if up_fir:
+        x = _conv_up_fir(x, weight, int(weight.shape[0]) if out_channels is None else out_channels)
+    else:
+        x = F.conv2d(x, weight, padding=padding)
     if demodulate:
         # sum_{i,k} (s_i w_oik)^2 = sum_i s_i^2 * sum_k w_oik^2  -> [B, O]. Written as a norm
         # because the ONNX exporter folds it to an [O, I] constant; square().sum() left a
@@ -173,7 +185,7 @@ def modulated_conv2d_fused(x: torch.Tensor, weight: torch.Tensor, styles: torch.
     if up_fir:  # grouped transposed conv takes [groups * I, O, k, k]
         w = w.transpose(1, 2).reshape(batch * in_ch, out_ch, k, k)
         y = F.conv_transpose2d(x, w, stride=2, groups=batch)
-        y = F.conv2d(y, _fir_filter(y), padding=1, groups=y.shape[1])
+        y = F.conv2d(y, _fir_filter(batch * out_ch, y.dtype, y.device), padding=1, groups=batch * out_ch)
     else:
         y = F.conv2d(x, w.reshape(batch * out_ch, in_ch, k, k), padding=padding, groups=batch)
     return y.reshape(batch, out_ch, *y.shape[2:])
@@ -187,6 +199,7 @@ class ModulatedConv(nn.Module):
         super().__init__()
         self.demodulate = demodulate
         self.up_fir = up_fir
+        self.out_channels = int(out_channels)
         self.padding = kernel_size // 2
         # bias_init=1: styles start at 1, so an untrained layer passes features through.
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
@@ -202,7 +215,8 @@ class ModulatedConv(nn.Module):
             weight = weight / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True) * self.weight_gain
             styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
         return modulated_conv2d(x, weight.to(x.dtype), styles.to(x.dtype),
-                                demodulate=self.demodulate, padding=self.padding, up_fir=self.up_fir)
+                                demodulate=self.demodulate, padding=self.padding, up_fir=self.up_fir,
+                                out_channels=self.out_channels)
 
     def affine_weight(self) -> torch.Tensor:
         """Effective style weight [in_channels, w_dim] (what SeFa factorizes)."""
@@ -270,6 +284,7 @@ class SynthesisBlock(nn.Module):
         if resample not in RESAMPLE_MODES:
             raise ValueError(f"generator: resample {resample!r} must be one of {RESAMPLE_MODES}")
         self.in_channels = in_channels
+        self.img_channels = int(img_channels)
         self.resolution = resolution
         self.use_fp16 = use_fp16
         self.resample = resample
@@ -296,7 +311,7 @@ class SynthesisBlock(nn.Module):
             x = self.conv1(x, ws[:, 1], noise_mode)
         y = self.torgb(x, ws[:, self.num_conv]).float()
         if img is not None:
-            y = y + (upsample_fir(img) if self.resample == "fir" else
+            y = y + (upsample_fir(img, self.img_channels) if self.resample == "fir" else
                      F.interpolate(img, scale_factor=2.0, mode="bilinear", align_corners=False))
         return x, y
 

@@ -13,7 +13,8 @@ import torch
 from inference.backend import Backend
 from inference.bundle import Bundle, BundleError
 from inference.graphs import graph_modules
-from inference.networks import Generator, PSPEncoder
+from inference.networks import Generator
+from inference.published import build_encoder
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ class TorchBackend(Backend):
             raise BundleError(f"{bundle.weights}: not a readable safetensors file ({exc})") from exc
         try:
             generator = Generator(**bundle.model["generator"])
-            encoder = PSPEncoder(**bundle.model["encoder"])
+            encoder = build_encoder(bundle.model["encoder"])
             generator.load_state_dict(_part(tensors, "generator."))
             encoder.load_state_dict(_part(tensors, "encoder."))
-        except (KeyError, TypeError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{bundle.path}: bundle.json 'model' and {bundle.weights.name} do not build the "
                               f"networks ({str(exc)[:300]}); re-export the bundle") from exc
         self.generator, self.encoder = generator.to(self.device).eval(), encoder.to(self.device).eval()

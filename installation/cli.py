@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "installation.commands",  # demo, run, bench
     "training.commands",  # train kanjivg|ingest|gan|sketches|encoder|all|ddpm
     "inference.commands",  # export
+    "training.imports.commands",  # import (pSp, e4e, researchers' generators)
     "kiosk.commands",  # status, doctor
     "calibration.commands",  # calibrate sheet, camera, projector, check
     "capture.commands",  # camera check, record

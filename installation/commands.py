@@ -126,15 +126,12 @@ def run_table(args: argparse.Namespace) -> int:
     """The real table under the kiosk (systemd, watchdog, opening hours, health, serial)."""
     import os
 
-    from table.assemble import open_table, prepare
-    from config import Config
-    from kiosk.run import run_kiosk
     from kiosk.log import setup_logging
     from kiosk.notify import Notifier
 
-    # Before anything slow: a stop during start-up (loading the model takes seconds) is a
-    # clean exit 0 with STOPPING=1, not a traceback or a kill by signal; run_kiosk then
-    # installs the handlers of the running table.
+    # Before anything slow (the kiosk's imports take a second on a loaded machine, loading the
+    # model seconds): a stop during start-up is a clean exit 0 with STOPPING=1, not a traceback
+    # or a kill by signal; run_kiosk then installs the handlers of the running table.
     def stop_during_start(signum, frame):
         raise _StopDuringStart(signal.Signals(signum).name)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,6 +143,10 @@ def run_table(args: argparse.Namespace) -> int:
                   file=os.environ.get("NEWSNOW_LOG_FILE"))
     parts = None
     try:
+        from table.assemble import open_table, prepare
+        from config import Config
+        from kiosk.run import run_kiosk
+
         config = Config.load(args.config)  # config, bundle, calibration, camera: all before the display
         parts = prepare(config)
         run_kiosk(parts, open_table, seconds=args.seconds, handle_signals=True,

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Callable
 
 from config import changed_sections
+from inference.bundle import fit_for_table
 from kiosk.console import Console
 from kiosk.controller import Event, TableController
 from kiosk.health import HealthServer
+from kiosk.history import History
 from kiosk.notify import Notifier
 from kiosk.schedule import Schedule
 from table.loop import Pulse
@@ -48,6 +50,25 @@ def _version() -> str:
 VERSION = _version()
 
 log = logging.getLogger(__name__)
+
+
+def model_info(parts) -> dict:
+    """What the status shows about the model and the runtime: the providers the model's
+    session really runs on (not every one the installed ONNX Runtime knows)."""
+    backend = parts.backend
+    sessions = getattr(backend, "sessions", None) or {}
+    first = next(iter(sessions.values()), None)
+    bundle = parts.bundle
+    return {"bundle": str(getattr(bundle, "path", "")),
+            "resolution": getattr(bundle, "resolution", None),
+            "precision": getattr(bundle, "precision", None),
+            "backend": getattr(backend, "name", "unknown"),
+            "providers": list(first.get_providers()) if first is not None else [],
+            "version": VERSION,
+            # the bundle's model report: shown, never a reason to refuse the model
+            "fit_for_table": fit_for_table(bundle),
+            "warning": getattr(parts, "model_warning", None),
+            "transition_reason": getattr(parts, "transition_reason", "")}
 
 
 # Presses of the new-sheet button closer than this to the last one are one press.
@@ -98,8 +119,11 @@ class Kiosk:
         self.parts = None  # the prepared parts each new table is built from (run_kiosk, demo_kiosk)
         self.can_restart_tables = False  # run_kiosk builds a new table when one stops; the demo does not
         self.can_reload_model = False
-        self._reload_model = threading.Event()
+        self.reprepare: Callable | None = None  # parts -> fresh parts (the bundle loaded again); run_kiosk's
+        self._reloading = threading.Lock()  # one reload at a time
         self._config_lock = threading.Lock()
+        self.console: Console | None = None
+        self.history = History(self.snapshot)  # the console's plots of the last hour
 
     # -- life cycle
 
@@ -108,14 +132,18 @@ class Kiosk:
             cfg = self._health_cfg
             console = Console(self, self.config.path if Path(self.config.path or "-").is_file() else None) \
                 if cfg.console else None
+            self.console = console
             try:
-                self.health = HealthServer(self.snapshot, cfg.host, cfg.port, console=console, token=cfg.token)
+                self.health = HealthServer(self.snapshot, cfg.host, cfg.port, console=console, token=cfg.token,
+                                           allowed_hosts=cfg.allowed_hosts)
             except OSError as exc:
                 if not self._any_port_if_busy:
                     raise
                 log.warning("event=health_port_busy port=%d error=%r action=any_free_port", cfg.port, str(exc))
-                self.health = HealthServer(self.snapshot, cfg.host, 0, console=console, token=cfg.token)
+                self.health = HealthServer(self.snapshot, cfg.host, 0, console=console, token=cfg.token,
+                                           allowed_hosts=cfg.allowed_hosts)
             self.health.start()
+            self.history.start()
         if self.controller is not None and self.controller.config.port == "simulated":
             self._start_simulator()
         if self.controller is not None:
@@ -125,6 +153,7 @@ class Kiosk:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        self.history.stop()
         if self.health is not None:
             self.health.stop()
         if self.controller is not None:
@@ -143,9 +172,13 @@ class Kiosk:
 
     # -- the table
 
-    def attach(self, table, source=None, model: dict | None = None) -> None:
-        """Hook into a `Table` (its first-frame and per-frame hooks) before it runs."""
-        self.table = table
+    def attach(self, table, source=None, model: dict | None = None, parts=None) -> None:
+        """Hook into a `Table` (its first-frame and per-frame hooks) before it runs; a table
+        built from `parts` that a model reload replaced meanwhile gets the new model."""
+        with self._config_lock:
+            self.table = table
+            if parts is not None and self.parts is not None and self.parts is not parts:
+                table.swap_model(self.parts)
         self.source = source
         if model is not None:
             self.model = model
@@ -220,14 +253,47 @@ class Kiosk:
         return True
 
     def request_model_reload(self) -> bool:
-        """Load the bundle again (a retrained model copied over the old one) and start a fresh
-        table on it; False where nothing would start one (the demo)."""
-        if not self.can_reload_model or self.table is None:
+        """Load the bundle again (a retrained model copied over the old one) beside the running
+        table, then swap it in between two frames; True when a reload started or is under way,
+        False where nothing can reload (the demo)."""
+        if not self.can_reload_model or self.reprepare is None:
             return False
-        self._reload_model.set()
+        if not self._reloading.acquire(blocking=False):
+            return True  # the one under way will show the bundle as it is on disk
         log.info("event=model_reload_requested")
-        self.table.stop()
+        threading.Thread(target=self._reload_model, name="model-reload", daemon=True).start()
         return True
+
+    @property
+    def reloading(self) -> bool:
+        return self._reloading.locked()
+
+    def _reload_model(self) -> None:
+        """In its own thread, while the table goes on with the old model: prepare fresh parts,
+        then hand them to the running table (and to every table after it). A bundle that no
+        longer loads keeps the running model."""
+        try:
+            old = self.parts
+            try:
+                fresh = self.reprepare(old)
+                with self._config_lock:  # a change applied during the load holds for the new model too
+                    fresh.config = self.config
+                    sketcher = getattr(fresh, "sketcher", None)
+                    if hasattr(sketcher, "set_overrides"):  # a bundle of another grid may refuse them
+                        sketcher.set_overrides(self.config.binarize, self.config.path or "config")
+            except Exception as exc:  # ValueError/OSError name the file; anything else is counted the same
+                self.count_fault("model_reload")
+                log.error("event=model_reload_failed error=%r action=kept_the_running_model", str(exc))
+                return
+            with self._config_lock:
+                self.parts = fresh
+                self.model = model_info(fresh)
+                table = self.table
+                if table is not None:
+                    table.swap_model(fresh)
+            log.info("event=model_reloaded bundle=%s backend=%s", self.model.get("bundle"), self.model.get("backend"))
+        finally:
+            self._reloading.release()
 
     # -- live configuration
 
@@ -259,10 +325,13 @@ class Kiosk:
         from config import Config, ConfigError
 
         try:
-            return self.apply_config(Config.load(self.config.path))
+            result = self.apply_config(Config.load(self.config.path))
         except ConfigError as exc:
             log.error("event=reload_refused error=%r action=fix_the_file_then_reload", str(exc))
             return {"applied": [], "needs_restart": [], "error": str(exc)}
+        if self.console is not None:  # the console's unsaved changes gave way to the file's values
+            self.console.forget_unsaved()
+        return result
 
     # -- opening hours
 
@@ -382,7 +451,8 @@ class Kiosk:
             "warnings": ts.get("warnings") or [w for w in (self.model.get("warning"),) if w],
             "model": {**self.model, "backend": ts.get("backend") or self.model.get("backend"),
                       "transition": ts.get("transition"),
-                      "transition_reason": ts.get("transition_reason") or self.model.get("transition_reason")},
+                      "transition_reason": ts.get("transition_reason") or self.model.get("transition_reason"),
+                      "reloading": self.reloading},
             "calibration": self._calibration(),
             "fps": {"display": ts.get("display_fps_recent"), "inference": ts.get("inference_fps")},
             "latency_ms": ts.get("latency_ms") or {},

@@ -11,32 +11,12 @@ from dataclasses import replace
 from typing import Callable
 
 from config.hours import OpeningHours
-from inference.bundle import fit_for_table
 from kiosk.controller import TableController
-from kiosk.kiosk import VERSION, Kiosk
+from kiosk.kiosk import Kiosk, model_info  # noqa: F401 (model_info: kiosk.run has always offered it)
 from kiosk.notify import Notifier
 from kiosk.schedule import Schedule
 
 log = logging.getLogger(__name__)
-
-
-def model_info(parts) -> dict:
-    """What the status shows about the model and the runtime: the providers the model's
-    session really runs on (not every one the installed ONNX Runtime knows)."""
-    backend = parts.backend
-    sessions = getattr(backend, "sessions", None) or {}
-    first = next(iter(sessions.values()), None)
-    bundle = parts.bundle
-    return {"bundle": str(getattr(bundle, "path", "")),
-            "resolution": getattr(bundle, "resolution", None),
-            "precision": getattr(bundle, "precision", None),
-            "backend": getattr(backend, "name", "unknown"),
-            "providers": list(first.get_providers()) if first is not None else [],
-            "version": VERSION,
-            # the bundle's model report: shown, never a reason to refuse the model
-            "fit_for_table": fit_for_table(bundle),
-            "warning": getattr(parts, "model_warning", None),
-            "transition_reason": getattr(parts, "transition_reason", "")}
 
 
 def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, display=None,
@@ -46,8 +26,9 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
 
     `parts` comes from `table.assemble.prepare` (everything checked before the
     display opens), `open_table(parts, display=...)` builds a `Table`; a new one is
-    built after each night and each press of the "new sheet" button. `reprepare(parts)`
-    gives fresh parts (the bundle loaded again) when the console asks for a model reload.
+    built after each night and each press of the "new sheet" button, from `kiosk.parts`.
+    `reprepare(parts)` gives fresh parts (the bundle loaded again) when the console asks for a
+    model reload; the kiosk prepares them beside the running table and swaps them in.
     """
     from render.display import Display
 
@@ -56,6 +37,7 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
     kiosk.parts = parts
     kiosk.can_restart_tables = True
     kiosk.can_reload_model = reprepare is not None
+    kiosk.reprepare = reprepare
     stop = stop or threading.Event()
     kiosk.model = model_info(parts)
     own_display = display is None
@@ -81,11 +63,9 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
                 waker = _timer(stop, remaining())
                 kiosk.sleep_until_open(waker, blank)
                 continue
-            if kiosk._reload_model.is_set():
-                kiosk._reload_model.clear()
-                parts = _reloaded(kiosk, parts, reprepare)
+            parts = kiosk.parts  # a reloaded model's, once one was
             table = open_table(parts, display=display)
-            kiosk.attach(table, source=parts.source)
+            kiosk.attach(table, source=parts.source, parts=parts)
             done = threading.Event()
             ticker = threading.Thread(target=_watch_hours, args=(kiosk, table, stop, done), name="kiosk-hours",
                                       daemon=True)
@@ -106,20 +86,6 @@ def run_kiosk(parts, open_table: Callable, *, kiosk: Kiosk | None = None, displa
              snap["uptime_s"], kiosk.display_frames, kiosk.max_display_gap_s * 1000,
              ",".join(f"{k}:{v}" for k, v in sorted(snap["faults"].items())) or "none")
     return kiosk
-
-
-def _reloaded(kiosk: Kiosk, parts, reprepare: Callable):
-    """Fresh parts from the bundle on disk; a bundle that no longer loads keeps the old model."""
-    try:
-        fresh = reprepare(parts)
-    except (ValueError, OSError) as exc:
-        kiosk.count_fault("model_reload")
-        log.error("event=model_reload_failed error=%r action=kept_the_running_model", str(exc))
-        return parts
-    kiosk.parts = fresh
-    kiosk.model = model_info(fresh)
-    log.info("event=model_reloaded bundle=%s", kiosk.model.get("bundle"))
-    return fresh
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

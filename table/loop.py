@@ -220,6 +220,9 @@ class Table:
         self._t_new_frame = time.monotonic()  # when the source last gave a new frame (a stall is counted after STALL_S)
         self._stalled = False
         self._can_wander = True  # until the bundle shows it cannot (no mapping or generator graph)
+        self._next_model = None  # parts prepared beside the table, taken by the inference thread (swap_model)
+        self._resend = threading.Event()  # the capture thread sends the sheet again (to a new model)
+        self.models_swapped = 0
         self._warn = ThrottledLog(log)  # faults are counted in the stats; the log gets a line per burst
 
     # ---- the watchers' side -------------------------------------------------------------
@@ -234,6 +237,31 @@ class Table:
     def stop(self) -> None:
         """Ask the loop to finish (from a signal handler, another thread or a hook)."""
         self._stop.set()
+
+    def swap_model(self, parts) -> None:
+        """Run on the model of `parts` (a bundle loaded again, prepared beside this table by
+        another thread): the inference thread changes over between two of its steps, the
+        display never waits for it, and the drawing on show stays until the new model's answer
+        to the sheet fades in. `parts` needs a backend; its sketcher, warp and transition are
+        taken where it has them (a bundle of another resolution binarizes to its own grid)."""
+        self._next_model = parts
+
+    def _change_model(self) -> None:
+        parts, self._next_model = self._next_model, None
+        backend = parts.backend
+        sketcher = getattr(parts, "sketcher", None)
+        if sketcher is None or sketcher is self.sketcher:
+            self._resend.set()  # the same binarizer: the capture thread sends the sheet again all the same
+        else:
+            self.sketcher = sketcher  # the capture thread sees a new one and sends the sheet through it
+        self.warp = getattr(parts, "warp", None) or self.warp
+        self.transition = getattr(parts, "transition", None) or self.transition
+        self.resolution, self.channels = int(backend.bundle.resolution), int(backend.bundle.channels)
+        self.backend = backend if isinstance(backend, TimedBackend) else TimedBackend(backend)
+        self._can_wander = True
+        self.stats.set_model(getattr(backend, "name", "?"), self.transition, getattr(parts, "step_ms", None))
+        self.models_swapped += 1
+        log.info("event=model_swapped backend=%s transition=%s", getattr(backend, "name", "?"), self.transition)
 
     def reconfigure(self, new: Config) -> tuple[list[str], list[str]]:
         """Take the live sections of `new` (binarize, tone, idle, transition but its kind) at
@@ -283,6 +311,7 @@ class Table:
         change = self.config.change
         size = self.config.camera.resolution
         last_sent: np.ndarray | None = None  # the sketch last handed to the model
+        used_sketcher = self.sketcher
         backoff = 0.05
         last_sequence = None
         while not self._stop.is_set():
@@ -305,12 +334,16 @@ class Table:
             backoff, self._t_new_frame, self._stalled = 0.05, now, False
             frame = self._stamped(frame, now)
             problem = frame_problem(frame, size)
-            self.stats.count_frame(now if problem else frame.t_capture, problem)
+            self.stats.count_frame(now if problem else frame.t_capture, problem, now=now)
             if problem:
                 log.debug("event=bad_frame sequence=%s problem=%s", getattr(frame, "sequence", "?"), problem)
                 continue
+            sketcher = self.sketcher
+            if sketcher is not used_sketcher or self._resend.is_set():  # a new model: the sheet goes to it
+                self._resend.clear()
+                used_sketcher, last_sent = sketcher, None
             try:
-                image = self.sketcher(frame.image)
+                image = sketcher(frame.image)
             except Exception as exc:
                 self.stats.count_fault("binarize")
                 self._warn.warning("binarize_fault", "error=%r", exc)
@@ -400,6 +433,9 @@ class Table:
         motion: Motion | None = None
         last_change: float | None = None  # when a visitor last changed the sheet (None: not yet)
         while not self._stop.is_set():
+            if self._next_model is not None:
+                self._change_model()
+                motion = None  # a motion holds the old model's codes; the drawing on show stays
             idle_after = self.config.idle.after_s
             now = time.monotonic()
             # From the first frame on, the projector shows something: until a visitor draws, and
@@ -419,6 +455,8 @@ class Table:
                         until = min(until, last_change + idle_after)
                     pending = self._sketches.take(until - now) if until > now else self._sketches.take_nowait()
                     now = time.monotonic()
+                if pending is not None and pending.sketch.image.shape != (self.resolution, self.resolution):
+                    pending = None  # binarized for the model before the swap; the next one is the new grid's
                 if pending is not None:
                     motion = self._answer(pending, motion, now)
                     if not pending.blank:

@@ -17,6 +17,11 @@ import numpy as np
 BAD_OUTPUTS_DEGRADED = 3
 # This many camera frames in a row that fail their checks (a second at 30 fps): degraded.
 BAD_FRAMES_DEGRADED = 30
+# Over this share of the frames of the last REJECTED_WINDOW_S rejected (a camera alternating
+# sizes, a flickering IR light) is degraded too, once the window holds REJECTED_MIN_FRAMES.
+REJECTED_WINDOW_S = 5.0
+REJECTED_SHARE_DEGRADED = 0.10
+REJECTED_MIN_FRAMES = 10
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,18 @@ class TableStats:
         self.last_bad_output = ""
         self.bad_frames_in_a_row = 0
         self.last_bad_frame = ""
+        self._recent_frames: deque[tuple[float, bool]] = deque()  # (arrival, rejected) over REJECTED_WINDOW_S
+        self._recent_rejected = 0
 
-    def count_frame(self, t_capture: float, problem: str | None = None) -> None:
+    def count_frame(self, t_capture: float, problem: str | None = None, now: float | None = None) -> None:
         """A frame from the camera; with `problem` a rejected one, which is no sign of life:
         only a frame that passes its checks makes the camera fresh."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             self.frames_captured += 1
+            self._recent_frames.append((now, bool(problem)))
+            self._recent_rejected += bool(problem)
+            self._forget_frames(now)
             if problem:
                 self.faults["bad_frame"] += 1
                 self.bad_frames_in_a_row += 1
@@ -137,11 +148,21 @@ class TableStats:
         with self._lock:
             self.bad_outputs_in_a_row = 0
 
-    def _problems(self) -> list[str]:
+    def _forget_frames(self, now: float) -> None:
+        recent = self._recent_frames
+        while recent and recent[0][0] < now - REJECTED_WINDOW_S:
+            self._recent_rejected -= recent.popleft()[1]
+
+    def _problems(self, now: float) -> list[str]:
         found = []
+        self._forget_frames(now)
+        seen, rejected = len(self._recent_frames), self._recent_rejected
         if self.bad_frames_in_a_row >= BAD_FRAMES_DEGRADED:
             found.append(f"camera: every frame rejected ({self.last_bad_frame}), "
                          f"{self.bad_frames_in_a_row} in a row")
+        elif seen >= REJECTED_MIN_FRAMES and rejected > REJECTED_SHARE_DEGRADED * seen:
+            found.append(f"camera: {100 * rejected / seen:.0f}% of frames rejected in the last "
+                         f"{REJECTED_WINDOW_S:.0f} s ({rejected} of {seen}; last: {self.last_bad_frame})")
         if self.bad_outputs_in_a_row >= BAD_OUTPUTS_DEGRADED:
             found.append(f"model: {self.bad_outputs_in_a_row} bad outputs in a row ({self.last_bad_output})")
         return found
@@ -167,6 +188,10 @@ class TableStats:
     def set_idle(self, idle: bool) -> None:
         with self._lock:
             self.idle = idle
+
+    def set_model(self, backend: str, transition: str, step_ms: float | None) -> None:
+        with self._lock:
+            self.backend, self.transition, self.step_ms = backend, transition, step_ms
 
     def set_stopped(self) -> None:
         with self._lock:
@@ -226,7 +251,7 @@ class TableStats:
                 last_frame_age_s=None if self.t_last_frame is None else round(now - self.t_last_frame, 3),
                 idle=self.idle,
                 model_busy_s=round(model_busy_s, 3),
-                problems=self._problems(),
+                problems=self._problems(now),
                 transition_reason=self.transition_reason,
                 model_fit=self.model_fit,
                 warnings=list(self.warnings),

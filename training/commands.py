@@ -214,7 +214,8 @@ def cmd_sketches(args) -> int:
     manifest = make_pairs(Path(args.run), Path(args.out), args.count, _sketch_settings(args),
                           truncation=args.truncation, seed=args.seed,
                           collection=Path(args.collection) if args.collection else None,
-                          collection_count=args.collection_count, partial_share=args.partial_share)
+                          collection_count=args.collection_count, partial_share=args.partial_share,
+                          mapping_lr_multiplier=args.mapping_lr_multiplier)
     print(f"{manifest['count']} pairs of {manifest['drawings']} drawings in {args.out}, {manifest['partial']} of them "
           f"partial ({manifest['dropped_blank']} blank samples dropped); "
           f"look at {Path(args.out) / 'contact_sheet.png'}")
@@ -226,8 +227,9 @@ def cmd_encoder(args) -> int:
     from training.progress import run_log
     cfg = _encoder_config(args, _saved_config(args.out) if args.resume else None)
     with run_log(Path(args.out)):
-        summary = train_encoder(Path(args.pairs), Path(args.gan), Path(args.out), cfg, resume=args.resume,
-                                lpips=Path(args.lpips) if args.lpips else None, force=args.force)
+        summary = train_encoder(Path(args.pairs), Path(args.gan or args.generator), Path(args.out), cfg,
+                                resume=args.resume, lpips=Path(args.lpips) if args.lpips else None, force=args.force,
+                                mapping_lr_multiplier=args.mapping_lr_multiplier)
     print(json.dumps(summary, indent=1))
     return _stopped(summary, f"at step {summary['steps']}", Path(args.out))
 
@@ -332,6 +334,12 @@ def _sketch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width-jitter", type=int, default=1, help="pen width varies by up to this many px (default 1)")
 
 
+def _lr_multiplier_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mapping-lr-multiplier", type=float, default=None,
+                        help="a generator file's mapping lr multiplier where the file does not record it "
+                             "(default: its args.lr_mlp, else 0.01)")
+
+
 def _run_flags(parser: argparse.ArgumentParser, resume_help: str = "continue RUN/state.pt exactly") -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help=resume_help)
@@ -388,7 +396,9 @@ def register(subparsers) -> None:
                          description="Sample the trained generator and turn each drawing into the sketch a "
                                      "visitor might draw (pencil-sketch filter, skeleton, the runtime binarizer): "
                                      "the encoder's training pairs.")
-    p.add_argument("run", help="the GAN run folder")
+    p.add_argument("run", help="the GAN run folder, or a generator file trained elsewhere (rosinality .pt, "
+                               "NVlabs .pkl, pSp/e4e .pt)")
+    _lr_multiplier_flag(p)
     p.add_argument("--out", required=True, help="folder for the pairs and contact_sheet.png")
     p.add_argument("--count", type=int, default=10000, help="generated drawings (each gives whole and partial pairs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled drawings")
@@ -401,10 +411,15 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_plain_errors(cmd_sketches))
 
     p = steps.add_parser("encoder", help="train the pSp encoder on sketch pairs (generator frozen)",
-                         description="Train the pSp encoder (sketch -> W+) on the pairs, the GAN's generator "
+                         description="Train the pSp encoder (sketch -> W+) on the pairs, the generator "
                                      "frozen. Every setting below is the preset's unless given.")
     p.add_argument("pairs", help="the folder `newsnow train sketches` wrote")
-    p.add_argument("--gan", required=True, help="the GAN run folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gan", help="the GAN run folder")
+    source.add_argument("--generator", help="a generator file trained elsewhere (rosinality .pt, NVlabs .pkl, "
+                                            "pSp/e4e .pt): no GAN run needed; without --lpips the encoder "
+                                            "trains without a perceptual term (no discriminator)")
+    _lr_multiplier_flag(p)
     p.add_argument("--out", required=True, help="run folder (model.pt, validation sheets, train.log)")
     _run_flags(p)
     p.add_argument("--lpips", default=None, help="a TorchScript LPIPS file (default: D's features)")

@@ -31,11 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
+from inference.checkpoint import save_model_checkpoint
 from inference.networks import PSPEncoder, count_parameters
 from inference.tensors import from_uint8
 from training.config import ENCODER_CHANGEABLE, EncoderConfig, resumed_settings
-from training.gan import GENERATOR, load_discriminator, rng_states, set_rng_states, to_uint8
+from training.gan import load_discriminator, rng_states, set_rng_states, to_uint8
+from training.imports.generators import NoPerceptual, generator_source
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.provenance import software
 from training.sketches import contact_sheet, load_codes, load_pairs
@@ -162,7 +163,7 @@ def validation_sheet(sketches, drawings, recons) -> np.ndarray:
 
 def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, resume: bool = False,
                   lpips: Path | None = None, progress: bool = True, force: bool = False,
-                  meta: dict | None = None) -> dict:
+                  meta: dict | None = None, mapping_lr_multiplier: float | None = None) -> dict:
     """Train (or resume) a pSp encoder for the GAN run's frozen generator. A resume refuses
     settings that differ from the run's (ENCODER_CHANGEABLE excepted); an `out` that holds
     a run needs `resume` or `force`."""
@@ -172,7 +173,9 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     prepare_run_folder(out, state_path, resume, force, "encoder")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    generator, _, gan_meta = load_model_checkpoint(gan_run / GENERATOR)
+    # gan_run: a GAN run folder, or a generator file trained elsewhere (training.imports.generators)
+    source = generator_source(gan_run, mapping_lr_multiplier)
+    generator, gan_meta = source.generator, source.meta
     generator.requires_grad_(False)
     sketches, drawings, manifest = load_pairs(pairs, "train")
     codes, known = load_codes(pairs, manifest)
@@ -180,7 +183,9 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     if sketches.shape[1] != generator.resolution:
         raise ValueError(f"encoder: pairs in {pairs} are {sketches.shape[1]} px but the generator "
                          f"makes {generator.resolution} px; make the pairs from this GAN run")
-    perceptual = ScriptedLPIPS(lpips) if lpips else FeatureDistance(load_discriminator(gan_run))
+    perceptual_name = "lpips" if lpips else "discriminator features" if source.run else "none (no discriminator)"
+    perceptual = (ScriptedLPIPS(lpips) if lpips else FeatureDistance(load_discriminator(gan_run)) if source.run
+                  else NoPerceptual())
     torch.manual_seed(cfg.seed)
     encoder = build_encoder(cfg, generator).train()
     if cfg.channels_last:
@@ -194,7 +199,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     log.info("encoder %d params, %d training pairs (%d partial, %d with a known code), %d validation pairs, "
              "perceptual: %s", count_parameters(encoder), len(sketches),
              sum(e.get("part", "whole") != "whole" for e in manifest["pairs"]), int(known.sum()), len(val_sketches),
-             "LPIPS" if lpips else "discriminator features")
+             perceptual_name)
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(out / "tensorboard"))
     bar = stage_bar(cfg.steps, min(step, cfg.steps), desc="encoder", enabled=progress)
@@ -240,7 +245,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                     "credit": gan_meta.get("credit", ""), "kimg": gan_meta.get("kimg"),
                     "gan_steps": gan_meta.get("steps"), "gan_seconds": gan_meta.get("train_seconds"),
                     "pairs": manifest["count"], "encoder_steps": step, "encoder_seconds": round(elapsed, 1),
-                    "encoder_validation": val, "perceptual": "lpips" if lpips else "discriminator features",
+                    "encoder_validation": val, "perceptual": perceptual_name,
                     **software(), **(meta or {})}
                 save_model_checkpoint(out / MODEL, generator, encoder.eval(), {
                     "binarize": manifest["binarize"], "provenance": provenance, "gan": gan_meta,

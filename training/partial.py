@@ -56,15 +56,16 @@ class StrokeOrder:
         """How many strokes the drawing from `source` has (0: not in this collection)."""
         return int(self.drawings.get(source, {}).get("strokes", 0))
 
-    def first_strokes(self, source: str, k: int, resolution: int, fit: str = "crop") -> np.ndarray:
-        """uint8 [R, R]: the drawing of `source` with only its first k strokes, brought to
-        the dataset's resolution as `ingest` brought the whole one."""
-        from training.collections.kanjivg import render, strokes, svg_folder
+    def first_strokes(self, source: str, counts: list[int], resolution: int, fit: str = "crop") -> dict[int, np.ndarray]:
+        """{k: uint8 [R, R]} the drawing of `source` with only its first k strokes, for each
+        k of `counts`, brought to the dataset's resolution as `ingest` brought the whole one."""
+        from training.collections.kanjivg import render_strokes, strokes, svg_folder
         from training.ingest import square
         entry = self.drawings[source]
         character = strokes(svg_folder() / f"{entry['svg']}.svg")
         rng = np.random.default_rng([self.seed, int(entry["index"])])
-        return square(render(character[:k], self.size, rng, self.width), resolution, fit)
+        drawn = render_strokes(character, self.size, rng, self.width, list(counts))
+        return {k: square(image, resolution, fit) for k, image in drawn.items()}
 
 
 def stroke_counts(k_total: int, share: float, rng: np.random.Generator) -> list[int]:

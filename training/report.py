@@ -401,7 +401,8 @@ def held_out_first_strokes(data: Path, count: int, resolution: int, seed: int) -
         drawing = cv2.imread(str(Path(data) / record["file"]), cv2.IMREAD_GRAYSCALE)
         n = order.strokes(record.get("source", "")) if order else 0
         if n:
-            steps = [(k, n, order.first_strokes(record["source"], k, resolution, fit), None) for k in range(1, n + 1)]
+            drawn = order.first_strokes(record["source"], list(range(1, n + 1)), resolution, fit)
+            steps = [(k, n, drawn[k], None) for k in range(1, n + 1)]
         else:
             whole = make_sketch(drawing, SketchSettings(), default_binarize(resolution))
             pieces = pen_pieces(whole)

@@ -128,8 +128,10 @@ def labelled(sheet: np.ndarray, title: str, height: int = 18) -> np.ndarray:
 def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = SketchSettings(),
                params: BinarizeParams | None = None, truncation: float = 1.0, validation: float = 0.05,
                batch: int = 32, seed: int = 0, collection: Path | None = None,
-               collection_count: int = 0, partial_share: float = 0.75) -> dict:
-    """Sample `count` drawings from the GAN run's EMA generator and write their pairs.
+               collection_count: int = 0, partial_share: float = 0.75,
+               mapping_lr_multiplier: float | None = None) -> dict:
+    """Sample `count` drawings from the GAN run's EMA generator (or a generator file trained
+    elsewhere) and write their pairs.
 
     Each drawing gives a whole pair (its whole sketch) and, for a share `partial_share` of
     all pairs, partial pairs: part of the sketch as input, the WHOLE drawing as target, so
@@ -145,14 +147,16 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
     """
     import torch
 
-    from inference.checkpoint import load_model_checkpoint
-    from training.gan import GENERATOR, to_uint8
+    from training.gan import to_uint8
+    from training.imports.generators import generator_source
     from training.partial import StrokeOrder, first_pieces, pen_pieces, stroke_counts
 
     if not 0 <= partial_share < 1:
         raise ValueError(f"sketches: partial share {partial_share} must be in [0, 1) (the rest are whole sketches)")
     run, out = Path(run), Path(out)
-    generator, _, meta = load_model_checkpoint(run / GENERATOR)
+    # run: a GAN run folder, or a generator file trained elsewhere (training.imports.generators)
+    source = generator_source(run, mapping_lr_multiplier)
+    generator, meta = source.generator, source.meta
     r = generator.resolution
     params = params or default_binarize(r)
     if params.resolution != r:
@@ -222,13 +226,13 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
             partial_drawings = {}
             n = order.strokes(record.get("source", "")) if order else 0
             if n and partial_share:
-                partial_drawings = {f"{k}/{n}": order.first_strokes(record["source"], k, r,
-                                                                    dataset["settings"].get("fit", "crop"))
-                                    for k in stroke_counts(n, partial_share, rng)}
+                ks = stroke_counts(n, partial_share, rng)
+                drawn = order.first_strokes(record["source"], ks, r, dataset["settings"].get("fit", "crop")) if ks else {}
+                partial_drawings = {f"{k}/{n}": drawn[k] for k in ks}
             add_drawing(drawing, {"split": record["split"], "source": "collection"}, partial_drawings)
     if codes:
         np.save(out / CODES, np.stack(codes))
-    manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(run / GENERATOR),
+    manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(source.path),
                 "resolution": r, "count": len(entries), "drawings": counts["drawings"],
                 "partial": counts["partial"], "partial_share_setting": partial_share,
                 "dropped_blank": counts["dropped_blank"], "truncation": truncation, "seed": seed,

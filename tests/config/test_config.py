@@ -93,3 +93,32 @@ def test_binarize_overrides_are_validated_at_load_and_applied_over_the_bundle():
     applied = cfg.binarize.apply(bundle)
     assert applied.k == 0.3 and applied.window == 31
     assert Config().binarize.apply(bundle) == bundle
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[tone]\ncontrast = nan', "tone.contrast: nan is not a finite number; give a number in [0.0, 10.0]"),
+    ('[transition]\nduration_s = nan', "transition.duration_s: nan is not a finite number"),
+    ('[idle]\nafter_s = nan', "idle.after_s: nan is not a finite number"),
+    ('[idle]\nafter_s = -inf', "idle.after_s: -inf is not a finite number"),
+    ('[watchdog]\nmodel_hang_s = inf', "watchdog.model_hang_s: inf is not a finite number"),
+    ('[camera]\nfps = inf', "camera.fps: must be a positive number"),
+    ('[camera]\nexposure = nan', "camera.exposure: must be a number or absent"),
+    ('[binarize]\nk = nan', "binarize.k: must be a number in (0, 1]"),
+    ('[binarize]\noffset = inf', "binarize.offset: must be a number in [0, 1)"),
+])
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, text, message):
+    """NaN passes a range check (both comparisons are false), so the file's nan and inf are refused
+    on their own, with the key, as any value out of range is."""
+    path = tmp_path / "table.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Config.load(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_the_console_and_sighup_share_the_one_validation():
+    """A dict from the console (JSON's NaN and 1e999) meets the same check as the file."""
+    with pytest.raises(ConfigError, match=r"console: tone.contrast: nan is not a finite number"):
+        Config.from_dict({"tone": {"contrast": float("nan")}}, source="console")
+    with pytest.raises(ConfigError, match=r"tone.brightness: inf is not a finite number"):
+        Config.from_dict({"tone": {"brightness": 1e999}})

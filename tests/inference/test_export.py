@@ -102,3 +102,21 @@ def test_export_without_encoder_or_weights(tmp_path):
     meta = json.loads((bundle.path / "bundle.json").read_text())
     assert meta["weights"] is None and not (bundle.path / "model.safetensors").exists()
     assert meta["binarize"]["method"] == "otsu"  # the checkpoint's binarize params are kept
+
+
+def test_export_leaves_the_callers_modules_in_their_modes(tmp_path):
+    """Exported in the middle of training, G and E stay in training mode (E's batch norm keeps
+    normalising by the batch), and a submodule the caller had frozen stays in eval mode."""
+    from inference.export import export_bundle
+
+    G, E = make_tiny_model()
+    G.train()
+    E.train()
+    E.stem[1].eval()  # a frozen batch norm, as a fine-tuning caller may keep it
+    sketch = torch.where(torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0)) < 0.1, -1.0, 1.0)
+    with torch.no_grad():
+        before = E(sketch)
+    export_bundle(G, E, tmp_path / "b", weights=False)
+    assert G.training and E.training and E.stage1.training and not E.stem[1].training
+    with torch.no_grad():
+        assert torch.equal(E(sketch), before)

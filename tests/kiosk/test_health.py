@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -50,7 +54,7 @@ def test_status_is_served_as_json_on_loopback(server):
     srv, _ = server
     assert srv.url.startswith("http://127.0.0.1:")
     code, kind, body = get(srv.url + "/status")
-    assert code == 200 and kind == "application/json"
+    assert code == 200 and kind.startswith("application/json")
     assert json.loads(body) == STATUS
     assert fetch_status(srv.url + "/status") == STATUS
 
@@ -163,35 +167,259 @@ def test_status_command_finds_the_port_in_the_config(server, tmp_path, capsys, m
     assert json.loads(capsys.readouterr().out)["state"] == "running"
 
 
-def test_idle_connections_cannot_pile_up_threads():
-    """200 idle local connections: the server keeps at most a handful of threads, drops the
-    idle ones after its timeout, and still answers /status."""
-    import socket
-    import threading
-    import time
-    import urllib.request
+class RecordingConsole:
+    """What the server hands a console request to, recording the changes it got."""
 
-    from kiosk import health as health_module
+    def __init__(self):
+        self.changes = []
+
+    def page(self):
+        return '<meta name="newsnow-console" content="__NEWSNOW_CONSOLE_TOKEN__">'
+
+    def settings(self):
+        return {"sections": {}}
+
+    def history(self):
+        return {"step_s": 10, "samples": []}
+
+    def change(self, changes, save=False):
+        self.changes.append(changes)
+        return {"applied": list(changes), "needs_restart": []}
+
+    def new_sheet(self):
+        self.changes.append("new sheet")
+        return {"new_sheet": True}
+
+    def reload_model(self):
+        return {"reload_model": False}
+
+
+def raw(port: int, data: bytes, wait_s: float = 10.0) -> tuple[int | None, bytes]:
+    """(status code, body) of the answer to the bytes `data`, or (None, b'') when none came."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # closed while the body was still going: read the answer it sent
+        reply = b""
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+                if b"\r\n\r\n" in reply:
+                    head, _, body = reply.partition(b"\r\n\r\n")
+                    length = re.search(rb"(?i)content-length: (\d+)", head)
+                    if length and len(body) >= int(length.group(1)):
+                        break
+        except OSError:
+            pass
+    if not reply:
+        return None, b""
+    return int(reply.split(b" ", 2)[1]), reply.partition(b"\r\n\r\n")[2]
+
+
+@pytest.fixture
+def console_server():
+    console = RecordingConsole()
+    with HealthServer(lambda: dict(STATUS), "127.0.0.1", 0, console=console) as srv:
+        yield srv, console
+
+
+def post(srv, body: bytes, headers: dict) -> bytes:
+    lines = [f"POST /api/settings HTTP/1.1", f"Host: 127.0.0.1:{srv.port}", "Connection: close",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_malformed_requests_get_a_4xx_and_no_traceback(console_server, caplog, monkeypatch):
+    """Each request of issue 22 that the hand-made parser got wrong: a 4xx from the library's
+    limits, the body never read past 64 KiB, nothing logged above debug, and the server goes on."""
+    import resource
+
+    from kiosk import health
+
+    monkeypatch.setattr(health, "BODY_TIMEOUT_S", 1.0)
+    srv, console = console_server
+    ok = {"Content-Type": "application/json", "X-NewSnow-Console": srv.console_token}
+    caplog.set_level(logging.DEBUG)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cases = {
+        "length -1": (post(srv, b"{}", {**ok, "Content-Length": "-1"}), 400),
+        "length abc": (post(srv, b"", {**ok, "Content-Length": "abc"}), 400),
+        "32 MiB": (post(srv, b"x" * (1 << 20), {**ok, "Content-Length": str(32 << 20)}), 413),
+        "a list": (post(srv, b"[1, 2]", {**ok, "Content-Length": "6"}), 400),
+        "not JSON": (post(srv, b"{nope", {**ok, "Content-Length": "5"}), 400),
+        "no body": (post(srv, b"", {**ok, "Content-Length": "10"}), 408),
+        "bad request line": (b"GARBAGE\r\n\r\n", 400),
+        "header too long": (b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 400),
+    }
+    for name, (data, want) in cases.items():
+        t0 = time.monotonic()
+        code, body = raw(srv.port, data)
+        assert code == want, (name, code, body[:200])
+        assert b"Traceback" not in body, name
+        assert time.monotonic() - t0 < 5, name
+    assert console.changes == []  # none of them reached the table
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 16 * 1024  # KiB: the 32 MiB was not read
+    loud = [r for r in caplog.records if r.levelno > logging.DEBUG and r.name.startswith(("aiohttp", "kiosk"))
+            and r.getMessage() != "" and "health_listening" not in r.getMessage()]
+    assert not loud, [r.getMessage() for r in loud]
+    assert not any(r.exc_info for r in caplog.records)
+    assert get(srv.url + "/status")[0] == 200
+
+
+def test_many_idle_connections_never_lock_the_probes_out():
+    """2000 silent connections (half with a half-sent request): no thread each, the oldest closed beyond
+    the cap, and 200 probes from 20 clients at once all answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kiosk import health
+
     server = HealthServer(lambda: {"state": "running"}, "127.0.0.1", 0).start()
-    before = threading.active_count()
-    socks = []
+    threads_before = threading.active_count()
+    idle = []
     try:
-        for _ in range(200):
+        for i in range(2000):
             s = socket.create_connection(("127.0.0.1", server.port))
-            socks.append(s)
+            if i % 2:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            idle.append(s)
         time.sleep(0.5)
-        assert threading.active_count() - before <= health_module.MAX_WORKERS
-        deadline = time.monotonic() + health_module.CONNECTION_TIMEOUT_S + 5
-        while time.monotonic() < deadline:
+        assert threading.active_count() - threads_before <= health.WORKERS
+        assert server.connections <= health.MAX_CONNECTIONS + 20
+
+        def probe(_):
             try:
-                with urllib.request.urlopen(server.url + "/healthz", timeout=2) as reply:
-                    assert reply.read() == b"running\n"
-                    break
+                return get(server.url + "/healthz")[:1] == (200,)
             except OSError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("/healthz never answered while idle connections were open")
+                return False
+
+        with ThreadPoolExecutor(20) as pool:
+            answered = list(pool.map(probe, range(200)))
+        assert all(answered), f"{answered.count(False)} of 200 probes got no answer"
     finally:
-        for s in socks:
+        for s in idle:
             s.close()
         server.stop()
+
+
+def test_a_hung_snapshot_gets_the_prober_a_503_not_silence(monkeypatch):
+    from kiosk import health
+
+    monkeypatch.setattr(health, "WORK_TIMEOUT_S", 0.5)
+    release = threading.Event()
+    with HealthServer(lambda: release.wait(10) or STATUS, "127.0.0.1", 0) as srv:
+        try:
+            code, _, body = get(srv.url + "/healthz")
+            assert code == 503 and "did not answer within" in body
+        finally:
+            release.set()
+
+
+def test_metrics_carry_the_process_figures():
+    """prometheus_client's process collector: the table's memory and open files beside its own series."""
+    body = prometheus_text(STATUS)
+    assert "process_resident_memory_bytes " in body and "process_open_fds " in body
+    assert "# TYPE newsnow_faults_total counter" in body
+
+
+
+
+def send(srv, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int | None, bytes]:
+    headers = {"Host": f"127.0.0.1:{srv.port}", "Connection": "close", **(headers or {})}
+    if method == "POST":
+        headers.setdefault("Content-Length", str(len(body)))
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return raw(srv.port, head.encode() + b"\r\n" + body)
+
+
+def test_another_sites_form_or_script_cannot_change_the_table(console_server):
+    """The attacks of issue 22: a text/plain form POST from another site, a JSON POST from another
+    Origin (even one that guessed the header name), and a POST without the page's token are refused;
+    the page's own request with the token goes through."""
+    srv, console = console_server
+    change = json.dumps({"changes": {"tone": {"contrast": 3.5}}}).encode()
+    form = send(srv, "POST", "/api/settings", change, {"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    assert form[0] == 403 and b"JSON" in form[1]
+    sheet = send(srv, "POST", "/api/new-sheet", b"", {"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    assert sheet[0] == 403
+    foreign = send(srv, "POST", "/api/settings", change, {"Content-Type": "application/json",
+                                                         "Origin": "http://evil.example",
+                                                         "X-NewSnow-Console": srv.console_token})
+    assert foreign[0] == 403 and b"another site (http://evil.example)" in foreign[1]
+    tokenless = send(srv, "POST", "/api/settings", change, {"Content-Type": "application/json"})
+    assert tokenless[0] == 403 and b"console page's token" in tokenless[1]
+    wrong = send(srv, "POST", "/api/settings", change, {"Content-Type": "application/json",
+                                                       "X-NewSnow-Console": "x" * 43})
+    assert wrong[0] == 403
+    assert console.changes == []
+    own = send(srv, "POST", "/api/settings", change, {"Content-Type": "application/json",
+                                                     "Origin": f"http://127.0.0.1:{srv.port}",
+                                                     "X-NewSnow-Console": srv.console_token})
+    assert own[0] == 200 and console.changes == [{"tone": {"contrast": 3.5}}]
+    code, page = send(srv, "GET", "/")
+    assert code == 200 and srv.console_token.encode() in page  # the page carries this start's token
+
+
+def test_the_console_token_is_new_at_every_start():
+    console = RecordingConsole()
+    with HealthServer(lambda: STATUS, "127.0.0.1", 0, console=console) as first:
+        old = first.console_token
+    with HealthServer(lambda: STATUS, "127.0.0.1", 0, console=console) as second:
+        assert second.console_token != old and len(old) >= 32
+        code, _ = send(second, "POST", "/api/new-sheet", b"{}", {"Content-Type": "application/json",
+                                                                "X-NewSnow-Console": old})
+        assert code == 403 and console.changes == []
+
+
+def test_a_rebound_name_is_refused_and_tunnels_and_configured_names_answer():
+    """DNS rebinding: a page of evil.example whose name now points to 127.0.0.1 sends Host: evil.example;
+    it gets 403 on every page. Loopback names with any port (an SSH tunnel), IP addresses and the names
+    in health.allowed_hosts are served."""
+    with HealthServer(lambda: STATUS, "127.0.0.1", 0, console=RecordingConsole(),
+                      allowed_hosts=("table.museum.example",)) as srv:
+        for page in ("/status", "/metrics", "/", "/healthz"):
+            code, body = send(srv, "GET", page, headers={"Host": f"evil.example:{srv.port}"})
+            assert code == 403 and b"health.allowed_hosts" in body, page
+        for host in (f"localhost:{srv.port}", "localhost:9000", "127.0.0.1", "[::1]:8765",
+                     "Table.Museum.Example:8765"):
+            assert send(srv, "GET", "/status", headers={"Host": host})[0] == 200, host
+
+
+def test_the_token_is_taken_as_bearer_in_any_case_and_lets_a_script_change_things():
+    token = "a-long-enough-console-token"
+    console = RecordingConsole()
+    with HealthServer(lambda: STATUS, "127.0.0.1", 0, console=console, token=token) as srv:
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            assert send(srv, "GET", "/status", headers={"Authorization": f"{scheme} {token}"})[0] == 200, scheme
+        assert send(srv, "GET", "/status", headers={"Authorization": f"Bearer {token[:-1]}"})[0] == 401
+        assert send(srv, "GET", "/status", headers={"Authorization": f"Basic {token}"})[0] == 401
+        code, _ = send(srv, "POST", "/api/new-sheet", b"{}", {"Content-Type": "application/json",
+                                                             "Authorization": f"bearer {token}"})
+        assert code == 200 and console.changes == ["new sheet"]  # the token proves a script is the operator's
+
+
+def test_the_token_is_compared_in_constant_time(monkeypatch):
+    """Every comparison of a token goes through hmac.compare_digest."""
+    from kiosk import health
+
+    calls = []
+    real = health.hmac.compare_digest
+    monkeypatch.setattr(health.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    with HealthServer(lambda: STATUS, "127.0.0.1", 0, token="t" * 20) as srv:
+        assert send(srv, "GET", "/status", headers={"Authorization": "Bearer " + "t" * 19 + "u"})[0] == 401
+    assert (b"t" * 19 + b"u", b"t" * 20) in calls
+
+
+def test_the_grafana_dashboard_asks_only_for_series_the_table_serves():
+    """docs/grafana/newsnow.json: every metric its queries name is in /metrics, and it imports with a
+    Prometheus data source of the site's choosing."""
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana" / "newsnow.json").read_text())
+    served = set(re.findall(r"^# TYPE (\S+) ", prometheus_text(STATUS), flags=re.M))
+    served |= {f"{name}_{suffix}" for name in served for suffix in ("sum", "count")}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {m for e in exprs for m in re.findall(r"\b((?:newsnow|process)_[a-z_]+)\b", e)}
+    assert len(named) >= 15 and named <= served, named - served
+    assert dashboard["__inputs"][0]["pluginId"] == "prometheus"
+    assert all(p["datasource"]["uid"] == "${DS_PROMETHEUS}" for p in dashboard["panels"])

@@ -392,15 +392,24 @@ def test_button_bursts_start_one_new_table_at_a_time():
     assert FakeTable.stops == 4 and kiosk.button_presses == 4 and kiosk.button_ignored == 37
 
 
-def test_model_reload_builds_the_next_table_on_fresh_parts_and_keeps_the_old_on_failure():
-    """The console's 'reload the model': the table stops, the parts are prepared again and the next
-    table runs on them; a bundle that no longer loads keeps the running model and counts a fault."""
+def test_model_reload_loads_beside_the_running_table_and_swaps_between_frames():
+    """The console's 'reload the model': the bundle is prepared in another thread while the table
+    goes on showing frames on the old model (a load of 0.8 s here: the longest display gap stays a
+    few frames), then the same table runs on the new model, which answers the sheet as it is; the
+    next table (a new sheet) is built on the new parts too. A bundle that no longer loads keeps
+    the running model and counts a fault."""
     config = table_config(hours={"always_open": True})
     kiosk = Kiosk(config, notifier=Notifier({}), serve_health=False)
     parts, open_table = make_parts(config)
     fresh_backend = FakeBackend()
-    outcomes = [lambda old: SimpleNamespace(**{**vars(old), "backend": fresh_backend}),
-                lambda old: (_ for _ in ()).throw(ValueError("bundle.json: missing"))]
+    loading = threading.Event()
+
+    def slow_load(old):
+        loading.set()
+        time.sleep(0.8)  # as an ONNX session or a TensorRT engine takes its time
+        return SimpleNamespace(**{**vars(old), "backend": fresh_backend})
+
+    outcomes = [slow_load, lambda old: (_ for _ in ()).throw(ValueError("bundle.json: missing"))]
 
     def reprepare(old):
         return outcomes.pop(0)(old)
@@ -411,15 +420,28 @@ def test_model_reload_builds_the_next_table_on_fresh_parts_and_keeps_the_old_on_
                               daemon=True)
     runner.start()
     try:
-        assert wait_for(lambda: kiosk.display_frames > 5)
+        assert wait_for(lambda: kiosk.display_frames > 5 and kiosk.table is not None)
+        table = kiosk.table
+        assert wait_for(lambda: table.status().inferences >= 1)
+        kiosk.max_display_gap_s = 0.0
+        frames_before = kiosk.display_frames
         assert kiosk.request_model_reload()
-        assert wait_for(lambda: kiosk.table is not None and kiosk.table.backend._backend is fresh_backend)
-        assert wait_for(lambda: fresh_backend.calls.get("sketch_to_drawing", 0) >= 1)
+        assert loading.wait(2) and kiosk.snapshot()["model"]["reloading"] is True
+        assert kiosk.request_model_reload()  # a second press while loading: the same reload
+        assert wait_for(lambda: table.backend._backend is fresh_backend, timeout=5)
+        assert kiosk.table is table and parts.tables == 1  # no new table: the running one swapped
+        assert kiosk.display_frames - frames_before > 30  # the display went on while the model loaded
+        assert kiosk.max_display_gap_s < 0.2, kiosk.max_display_gap_s
+        assert wait_for(lambda: fresh_backend.calls.get("sketch_to_drawing", 0) >= 1)  # the sheet, answered anew
+        assert table.status().faults.get("inference", 0) == 0
+        assert kiosk.snapshot()["model"]["reloading"] is False
         kiosk._last_press = None
-        assert wait_for(lambda: kiosk._table_shown)
+        assert kiosk.new_sheet("test")
+        assert wait_for(lambda: kiosk.table is not None and kiosk.table is not table)  # built on the fresh parts
+        assert kiosk.table.backend._backend is fresh_backend
         assert kiosk.request_model_reload()
         assert wait_for(lambda: kiosk.snapshot()["faults"].get("model_reload") == 1)
-        assert wait_for(lambda: kiosk.table is not None and kiosk.table.backend._backend is fresh_backend)
+        assert kiosk.table.backend._backend is fresh_backend
     finally:
         stop.set()
         kiosk.table and kiosk.table.stop()

@@ -100,3 +100,51 @@ def test_example_config_hours_block_is_valid_when_uncommented():
     hours = OpeningHours.from_dict(tomllib.loads("\n".join(block))["hours"])
     assert not hours.always_open and not hours.is_open(at("2026-11-23", "12:00"))  # Monday closed
     assert hours.is_open(at("2026-11-26", "20:00"))
+
+
+UTC = dt.timezone.utc
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_next_opening_and_closing_are_right_on_both_dst_days(monkeypatch, configured):
+    """Oslo's clocks go forward on Sun 29 March 2026 and back on Sun 25 October. With the zone
+    configured, or left unset on a machine whose own zone is Oslo's, the next opening and
+    closing on both days are 10:00 and 17:00 local (the UTC offset of that day, not today's)."""
+    from config import hours as hours_module
+
+    hours = {"default": "10:00-17:00"}
+    if configured:
+        hours["timezone"] = "Europe/Oslo"
+    else:
+        monkeypatch.setenv("TZ", "Europe/Oslo")  # the machine's own zone
+        hours_module._zone.cache_clear()
+    try:
+        opening = OpeningHours.from_dict(hours)
+        for saturday_evening, opens_utc, closes_utc in (
+                (dt.datetime(2026, 3, 28, 17, 0, tzinfo=UTC), dt.datetime(2026, 3, 29, 8, 0, tzinfo=UTC),
+                 dt.datetime(2026, 3, 29, 15, 0, tzinfo=UTC)),  # summer time: UTC+2 from Sunday 02:00
+                (dt.datetime(2026, 10, 24, 16, 0, tzinfo=UTC), dt.datetime(2026, 10, 25, 9, 0, tzinfo=UTC),
+                 dt.datetime(2026, 10, 25, 16, 0, tzinfo=UTC))):  # winter time: UTC+1 from Sunday 03:00
+            nxt = opening.next_change(saturday_evening)
+            assert nxt == opens_utc and f"{nxt:%a %H:%M}" == "Sun 10:00"
+            assert not opening.is_open(opens_utc - dt.timedelta(minutes=1)) and opening.is_open(opens_utc)
+            after = opening.next_change(opens_utc + dt.timedelta(minutes=1))
+            assert after == closes_utc and f"{after:%a %H:%M}" == "Sun 17:00"
+            # the kiosk's clock hands it today's fixed offset: the answer is the same
+            today = saturday_evening.astimezone(dt.timezone(dt.timedelta(hours=1 if opens_utc.month == 3 else 2)))
+            assert opening.next_change(today) == opens_utc
+    finally:
+        hours_module._zone.cache_clear()
+
+
+def test_the_machines_zone_comes_from_tz_or_etc_localtime(monkeypatch):
+    from config import hours as hours_module
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    hours_module._zone.cache_clear()
+    try:
+        assert str(hours_module.machine_zone()) == "America/New_York"
+        monkeypatch.setenv("TZ", "CET-1CEST")  # a POSIX rule string zoneinfo cannot name: today's offset
+        assert hours_module.machine_zone().utcoffset(None) is not None
+    finally:
+        hours_module._zone.cache_clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -288,6 +289,23 @@ def test_a_camera_whose_every_frame_is_rejected_is_not_fresh():
     assert any(p.startswith("camera: every frame rejected (frame is 80x60") for p in status.problems)
 
 
+def test_a_camera_alternating_sizes_makes_the_table_degraded_with_the_share_in_words():
+    """Every other frame of another size (issue 22): never 30 rejected in a row, but half of the
+    recent frames rejected is a problem the status names, with the share and the reason."""
+    count = {"n": 0}
+
+    def script(t):
+        count["n"] += 1
+        return paper([BOX]) if count["n"] % 2 else np.zeros((60, 80), np.uint8) + 100
+
+    table = make_table(script)
+    status = table.run(1.5)
+    share = [p for p in status.problems if p.startswith("camera: ") and "% of frames rejected in the last 5 s" in p]
+    assert share and "last: frame is 80x60" in share[0], status.problems
+    assert 40 <= int(share[0].split("camera: ")[1].split("%")[0]) <= 60
+    assert status.last_frame_age_s < 0.5  # the good half keeps the camera fresh
+
+
 def test_a_source_repeating_its_frame_does_not_spin_the_capture_thread():
     """A source that returns its last frame again at once (no new sequence number): it is
     not a new frame, the thread waits between reads instead of spinning, and a long
@@ -412,3 +430,41 @@ def test_a_bundle_that_cannot_wander_shows_a_still_drawing():
     status = table.run(1.2)
     assert backend.calls["sketch_to_drawing"] >= 2 and status.inferences >= 1
     assert status.faults.get("inference") == 1 and table.latest_projector.any()
+
+
+def test_a_model_of_another_grid_swapped_in_answers_the_sheet_without_a_fault():
+    """swap_model with a bundle of twice the resolution (its own sketcher and warp): the running
+    table takes it between two steps, sketches of the old grid in flight are dropped, the sheet is
+    sent again and answered on the new grid, and no display frame waited (no gap over 0.1 s)."""
+    from types import SimpleNamespace
+
+    from tests.table.fakes import FakeBundle
+
+    backend = FakeBackend()
+    table = make_table(lambda t: paper([BOX]), backend)
+    big = FakeBackend()
+    big.bundle = FakeBundle(resolution=2 * R)
+    big.name = "fake/big"
+
+    def big_sketcher(image):
+        return cv2.resize(threshold_sketcher(image), (2 * R, 2 * R), interpolation=cv2.INTER_NEAREST)
+
+    calibration = Calibration.uncalibrated(CAMERA, DISPLAY)
+    fresh = SimpleNamespace(backend=big, sketcher=big_sketcher, transition="crossfade", step_ms=None,
+                            warp=Warp(calibration.table_area_to_projector(2 * R), DISPLAY))
+    gaps = []
+    last = [None]
+
+    def watch(pulse):
+        if last[0] is not None:
+            gaps.append(pulse.t - last[0])
+        last[0] = pulse.t
+
+    table.on_display_frame.append(watch)
+    threading.Timer(0.5, table.swap_model, args=(fresh,)).start()
+    status = table.run(1.5)
+    assert backend.calls["sketch_to_drawing"] == 1 and big.calls["sketch_to_drawing"] == 1
+    assert table.models_swapped == 1 and status.backend == "fake/big"
+    assert status.faults.get("inference", 0) == 0
+    assert table.latest_picture.shape[:2] == (2 * R, 2 * R)  # the new model's drawing is on show
+    assert max(gaps) < 0.1

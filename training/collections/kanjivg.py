@@ -120,6 +120,13 @@ def render(stroke_list: list[np.ndarray], size: int, rng: np.random.Generator,
 
     `width` is the range of the brush's full width in KanjiVG units (109 = the image).
     """
+    return render_strokes(stroke_list, size, rng, width, [len(stroke_list)])[len(stroke_list)]
+
+
+def render_strokes(stroke_list: list[np.ndarray], size: int, rng: np.random.Generator,
+                   width: tuple[float, float], counts: list[int]) -> dict[int, np.ndarray]:
+    """The drawing after its first k strokes, for each k in `counts`, in one pass: the
+    random numbers are drawn stroke by stroke, so each is exactly part of the whole."""
     big = size * SUPERSAMPLE
     scale = big / VIEWBOX
     # Whole-character jitter: a small rotation, scale, shear and shift about the centre.
@@ -132,7 +139,8 @@ def render(stroke_list: list[np.ndarray], size: int, rng: np.random.Generator,
     centre = np.array([VIEWBOX / 2, VIEWBOX / 2])
     base_width = rng.uniform(*width)
     canvas = np.full((big, big), 255.0, dtype=np.float32)
-    for points in stroke_list:
+    drawn = {}
+    for k, points in enumerate(stroke_list[:max(counts)], start=1):
         points = (points - centre) @ affine.T + centre + shift + rng.uniform(-1, 1, size=2)
         points = points + _smooth_noise(len(points), rng.uniform(0.2, 0.8), rng)
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
@@ -146,8 +154,10 @@ def render(stroke_list: list[np.ndarray], size: int, rng: np.random.Generator,
                        255, -1, cv2.LINE_AA, 4)
         alpha = layer.astype(np.float32) / 255.0
         canvas = canvas * (1 - alpha) + np.minimum(canvas, ink) * alpha
-    small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
-    return np.clip(np.round(small), 0, 255).astype(np.uint8)
+        if k in counts:
+            small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+            drawn[k] = np.clip(np.round(small), 0, 255).astype(np.uint8)
+    return drawn
 
 
 def render_collection(out: Path, size: int = 256, count: int | None = None, seed: int = 0,

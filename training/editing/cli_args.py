@@ -10,6 +10,13 @@ GENERATOR_HELP = ("model bundle folder (default: the demo model), or a StyleGAN2
 
 def add_generator_argument(parser) -> None:
     parser.add_argument("--generator", "--bundle", dest="generator", type=Path, default=None, help=GENERATOR_HELP)
+    add_lr_multiplier_argument(parser)
+
+
+def add_lr_multiplier_argument(parser) -> None:
+    parser.add_argument("--mapping-lr-multiplier", type=float, default=None,
+                        help="the mapping network's lr multiplier where the file does not record it "
+                             "(rosinality's lr_mlp; default: the file's args.lr_mlp, else 0.01)")
 
 
 def parse_strengths(text: str) -> list[float]:

@@ -61,7 +61,7 @@ def cmd_directions(args) -> int:
     from training.editing.directions import Directions, layer_indices
     from training.editing.generator import open_generator
 
-    backend = open_generator(args.generator)
+    backend = open_generator(args.generator, args.mapping_lr_multiplier)
     bundle = backend.bundle
     layers = layer_indices(args.layers, bundle.num_ws)
     if args.method == "ganspace":
@@ -103,7 +103,8 @@ def cmd_grid(args) -> int:
     from training.editing.grid import write_direction_grid
 
     directions = Directions.load(args.directions)
-    path, rows = write_direction_grid(open_generator(args.generator), directions, args.strengths, args.out,
+    backend = open_generator(args.generator, args.mapping_lr_multiplier)
+    path, rows = write_direction_grid(backend, directions, args.strengths, args.out,
                                       seed=args.seed, truncation=args.truncation, rows=args.rows,
                                       labels=not args.no_labels)
     print(f"{path}: {rows} directions x {len(args.strengths)} strengths")

@@ -59,8 +59,9 @@ class TorchGenerator:
             return self.generator.synthesis(w, noise_mode="const").clamp(-1, 1).numpy()
 
 
-def open_generator(source=None):
-    """Backend for a bundle folder (default: the demo model) or a StyleGAN2 checkpoint file."""
+def open_generator(source=None, mapping_lr_multiplier: float | None = None):
+    """Backend for a bundle folder (default: the demo model) or a StyleGAN2 checkpoint file
+    (mapping_lr_multiplier: where the file does not record it, see `load_stylegan`)."""
     from inference.bundle import DEMO_BUNDLE, Bundle
     from inference.runtime import open_backend
 
@@ -69,10 +70,14 @@ def open_generator(source=None):
         return open_backend(Bundle.load(path))
     from training.editing.checkpoints import load_stylegan
 
-    loaded = load_stylegan(path)
+    loaded = load_stylegan(path, mapping_lr_multiplier)
     g = loaded.generator
-    log.info("%s: %s generator, %d px x %d channels, %d W+ codes of %d; w_avg from %s", path, loaded.format,
-             g.resolution, g.channels, g.num_ws, g.w_dim, loaded.w_avg_source)
+    log.info("%s: %s generator, %d px x %d channels, %d W+ codes of %d, mapping lr multiplier %g; w_avg from %s",
+             path, loaded.format, g.resolution, g.channels, g.num_ws, g.w_dim,
+             g.init_kwargs["mapping_lr_multiplier"], loaded.w_avg_source)
+    if loaded.format in ("psp", "e4e"):
+        log.info("%s: its %s encoder is not used for editing; `newsnow import %s --out BUNDLE` puts the whole "
+                 "sketch model on the table", path, loaded.format, path)
     return TorchGenerator(g, path)
 
 

@@ -124,7 +124,8 @@ def cmd_landmarks(args) -> int:
     from training.editing.generator import open_generator
 
     analyzer = FaceAnalyzer(predictor=args.predictor)  # first: a missing extra is said before a long load
-    codes, points, found = sample_landmarks(open_generator(args.generator), args.samples, analyzer, seed=args.seed,
+    backend = open_generator(args.generator, args.mapping_lr_multiplier)
+    codes, points, found = sample_landmarks(backend, args.samples, analyzer, seed=args.seed,
                                             truncation=args.truncation)
     if found == 0:
         raise ValueError(f"no face found in any of {args.samples} samples; is the generator a face model?")
@@ -282,7 +283,7 @@ def cmd_edit(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or any(m not in ("linear", "gradient") for m in methods):
         raise ValueError(f"--methods {args.methods!r}: choose from linear, gradient")
-    backend = open_generator(args.generator)
+    backend = open_generator(args.generator, args.mapping_lr_multiplier)
     info = backend.bundle
     w_size = phi.w_mean.numel()
     if w_size not in (info.w_dim, info.num_ws * info.w_dim):

@@ -26,7 +26,6 @@ w_avg: `latent_avg` is used where the file has it, else the mean of 10,000 mappe
 """
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -36,41 +35,67 @@ from training.editing.stylegan_state import (
     CheckpointFormatError, LoadedGenerator, StateReader, build_generator, channel_schedule, mean_w,
 )
 
-DEFAULT_LR_MLP = 0.01  # rosinality's lr_mlp; the file does not record it
+DEFAULT_LR_MLP = 0.01  # rosinality's lr_mlp, when neither the file's args nor the caller says
+WANTED = "a rosinality .pt, a pSp or e4e .pt, a stylegan2-ada .pkl or a New Snow checkpoint"
 
 
 def read_torch_file(path: Path):
     """torch.load with weights_only (no code runs); training snapshots' argparse `args` allowed."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a foreign or corrupt file
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointFormatError(f"{path}: not a torch checkpoint this loader can read safely ({first})") from exc
+    from inference.model_files import check_file, read_torch
+
+    return read_torch(check_file(path, WANTED)[0], WANTED)
+
+
+def is_generator_state(record) -> bool:
+    """A bare g_ema state dict (torch.save(g_ema.state_dict())): rosinality's names at the top."""
+    return isinstance(record, dict) and "input.input" in record and "style.1.weight" in record
 
 
 def generator_state(path: Path, record) -> tuple[dict, torch.Tensor | None]:
     """(g_ema state dict, latent_avg or None) from a rosinality or pSp/e4e file's record."""
+    from inference.model_files import describe
+
+    if is_generator_state(record):
+        return dict(record), None
     if not isinstance(record, dict):
-        raise CheckpointFormatError(f"{path}: holds a {type(record).__name__}, not a checkpoint dict")
+        raise CheckpointFormatError(f"{path}: a torch file holding {describe(record)}, not a StyleGAN2 "
+                                    f"checkpoint; pass {WANTED}")
     latent_avg = record.get("latent_avg")
     if "g_ema" in record:
         return dict(record["g_ema"]), latent_avg
     state = record.get("state_dict")
     if isinstance(state, dict) and any(k.startswith("decoder.") for k in state):
         return {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}, latent_avg
-    raise CheckpointFormatError(f"{path}: no 'g_ema' (rosinality) or 'state_dict' with 'decoder.*' (pSp, e4e); "
-                                f"it has {sorted(map(str, record))[:6]}")
+    raise CheckpointFormatError(f"{path}: a torch file holding {describe(record)}: no 'g_ema' (rosinality) or "
+                                f"'state_dict' with 'decoder.*' (pSp, e4e); pass {WANTED}")
+
+
+def recorded_lr_mlp(record) -> float | None:
+    """The mapping's lr multiplier a training snapshot's `args` (or a pSp/e4e `opts`) records."""
+    if not isinstance(record, dict):
+        return None
+    for key in ("args", "opts"):
+        options = record.get(key)
+        value = options.get("lr_mlp") if isinstance(options, dict) else getattr(options, "lr_mlp", None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
 
 
 # rosinality's make_kernel([1, 3, 3, 1]) * factor ** 2, the buffer of every Blur and Upsample
 UPSAMPLE_KERNEL = torch.outer(torch.tensor([1.0, 3.0, 3.0, 1.0]), torch.tensor([1.0, 3.0, 3.0, 1.0])) / 16.0
 
 
-def load_rosinality(path: str | Path, record=None, mapping_lr_multiplier: float | None = None) -> LoadedGenerator:
+def load_rosinality(path: str | Path, record=None, mapping_lr_multiplier: float | None = None,
+                    file_format: str = "rosinality") -> LoadedGenerator:
+    """mapping_lr_multiplier: given, it wins over the file's `args.lr_mlp`; neither: 0.01.
+    file_format: what the file is ('rosinality', 'psp', 'e4e'), for the logs and provenance."""
     path = Path(path)
-    state, latent_avg = generator_state(path, record if record is not None else read_torch_file(path))
-    reader = StateReader(path, state, "rosinality generator")
+    record = record if record is not None else read_torch_file(path)
+    state, latent_avg = generator_state(path, record)
+    if mapping_lr_multiplier is None:
+        mapping_lr_multiplier = recorded_lr_mlp(record)
+    reader = StateReader(path, state, f"{file_format} generator")
     n_mlp = len([k for k in state if re.fullmatch(r"style\.\d+\.weight", k)])
     n_up = len([k for k in state if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
     if n_mlp == 0 or "input.input" not in state:
@@ -130,4 +155,4 @@ def load_rosinality(path: str | Path, record=None, mapping_lr_multiplier: float 
     else:
         generator.mapping.w_avg.copy_(mean_w(generator))
         source = "the mean of 10000 mapped z (seed 0): the file has no latent_avg"
-    return LoadedGenerator(generator, path, "rosinality", source)
+    return LoadedGenerator(generator, path, file_format, source)

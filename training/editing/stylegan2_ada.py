@@ -116,19 +116,46 @@ class RestrictedUnpickler(pickle.Unpickler):
                                      f"does not hold")
 
 
+WANTED = "the network-snapshot .pkl that stylegan2-ada-pytorch's training wrote"
+
+
 def read_network_pickle(path: Path) -> dict:
+    """The pickle's networks as {'G_ema': ...}; a bare pickled G_ema (pickle.dump(G_ema)) counts."""
+    from inference.model_files import describe
+
     try:
         with open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
-        raise CheckpointFormatError(f"{path}: not a stylegan2-ada-pytorch network pickle ({exc})") from exc
+    except pickle.UnpicklingError as exc:
+        if str(exc).startswith("it refers to"):  # RestrictedUnpickler's refusal of a global
+            raise CheckpointFormatError(f"{path}: a pickle that {exc}; New Snow never runs a file's code: pass "
+                                        f"{WANTED}") from None
+        raise _incomplete(path) from None  # "pickle data was truncated" and the like
+    except EOFError:
+        raise _incomplete(path) from None
+    except (ValueError, TypeError, AttributeError, RuntimeError, IndexError, KeyError) as exc:
+        raise CheckpointFormatError(f"{path}: a damaged pickle ({type(exc).__name__} while reading it); "
+                                    f"copy it again") from None
     except OSError as exc:
-        raise CheckpointFormatError(f"{path}: cannot read ({exc})") from exc
+        raise CheckpointFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if isinstance(data, PickledModule):
+        if data.class_name != "Generator":
+            raise CheckpointFormatError(f"{path}: a pickled NVlabs {data.class_name}, not a Generator; pass {WANTED}")
+        data = {"G_ema": data}
     if not isinstance(data, dict) or not isinstance(data.get("G_ema"), PickledModule):
-        keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise CheckpointFormatError(f"{path}: no 'G_ema' network (has {keys}); pass the network-snapshot "
-                                    f".pkl that stylegan2-ada-pytorch's training wrote")
+        raise CheckpointFormatError(f"{path}: a pickle holding {describe(data)}: no 'G_ema' network; pass {WANTED}")
     return data
+
+
+def _incomplete(path: Path) -> CheckpointFormatError:
+    return CheckpointFormatError(f"{path}: an incomplete pickle (it ends after {path.stat().st_size} bytes, "
+                                 f"mid-network): the download or copy was cut short; copy it again")
+
+
+def is_stylegan3(synthesis: PickledModule) -> bool:
+    """StyleGAN3's SynthesisNetwork (also so named) starts from a Fourier-feature `input` layer."""
+    return synthesis.child("input") is not None or any(
+        re.fullmatch(r"L\d+_\d+_\d+", name) for name in (synthesis.attr("_modules") or {}))
 
 
 def _block_resolutions(path: Path, synthesis: PickledModule) -> list[int]:
@@ -140,16 +167,21 @@ def _block_resolutions(path: Path, synthesis: PickledModule) -> list[int]:
     return resolutions
 
 
-def load_stylegan2_ada(path: str | Path) -> LoadedGenerator:
+def load_stylegan2_ada(path: str | Path, data: dict | None = None) -> LoadedGenerator:
+    """data: the pickle as `read_network_pickle` gives it, when already read."""
     path = Path(path)
-    G = read_network_pickle(path)["G_ema"]
+    G = (data if data is not None else read_network_pickle(path))["G_ema"]
     mapping, synthesis = G.child("mapping"), G.child("synthesis")
     if G.class_name != "Generator" or not isinstance(mapping, PickledModule) or not isinstance(synthesis, PickledModule):
-        raise CheckpointFormatError(f"{path}: G_ema is a {G.class_name} without mapping and synthesis networks; "
-                                    f"only stylegan2-ada-pytorch's Generator is supported")
-    if synthesis.class_name != "SynthesisNetwork" or synthesis.child("input") is not None:
-        raise CheckpointFormatError(f"{path}: G_ema.synthesis is a {synthesis.class_name} (StyleGAN3?); only "
-                                    f"stylegan2-ada-pytorch's SynthesisNetwork is supported")
+        raise CheckpointFormatError(f"{path}: its G_ema is an NVlabs {G.class_name} without mapping and synthesis "
+                                    f"networks, not a StyleGAN2 generator; pass {WANTED}")
+    if is_stylegan3(synthesis):
+        raise CheckpointFormatError(f"{path}: a StyleGAN3 generator (alias-free layers from a Fourier-feature "
+                                    f"input); the table runs StyleGAN2 networks: train with stylegan3's "
+                                    f"--cfg=stylegan2 or with stylegan2-ada-pytorch")
+    if synthesis.class_name != "SynthesisNetwork":
+        raise CheckpointFormatError(f"{path}: its G_ema.synthesis is an NVlabs {synthesis.class_name}, not "
+                                    f"StyleGAN2's SynthesisNetwork; pass {WANTED}")
     if int(G.attr("c_dim", 0) or 0) > 0:
         raise CheckpointFormatError(f"{path}: a class-conditional generator (c_dim={G.attr('c_dim')}); only "
                                     f"unconditional ones are supported")

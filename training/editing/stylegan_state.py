@@ -11,20 +11,21 @@ from pathlib import Path
 
 import torch
 
+from inference.model_files import ModelFileError
 from inference.networks import Generator
 
 W_AVG_SAMPLES = 10000  # z codes averaged for w_avg when a file carries none
 
-
-class CheckpointFormatError(ValueError):
-    """A checkpoint file is unreadable, of an unknown format, or partial."""
+# A checkpoint file is unreadable, of an unknown format, or partial: one error class for
+# every model file, so a command catches one.
+CheckpointFormatError = ModelFileError
 
 
 @dataclass
 class LoadedGenerator:
     generator: Generator  # eval mode, CPU
     path: Path
-    format: str           # 'rosinality', 'stylegan2-ada' or 'newsnow'
+    format: str           # 'rosinality', 'psp', 'e4e', 'stylegan2-ada' or 'newsnow'
     w_avg_source: str     # where generator.w_avg came from, said in logs and result files
 
 

@@ -63,7 +63,7 @@ def cmd_taugan(args) -> int:
         from training.editing.generator import open_generator
         from training.editing.grid import generate_batched, label_grid, tile_images, write_grid
 
-        backend = open_generator(args.generator)
+        backend = open_generator(args.generator, args.mapping_lr_multiplier)
         images = generate_batched(backend, rotated.reshape(-1, *codes.shape[1:]))
         grid = label_grid(tile_images(images, len(codes), len(args.gammas)), backend.bundle.resolution,
                           [f"code {i}" for i in range(len(codes))], [f"gamma {g:g}" for g in args.gammas])

@@ -161,7 +161,8 @@ def cmd_directions(args) -> int:
         from training.editing.grid import write_direction_grid
         from training.editing.generator import open_generator
 
-        grid, rows = write_direction_grid(open_generator(args.generator), result, args.strengths, args.grid,
+        backend = open_generator(args.generator, args.mapping_lr_multiplier)
+        grid, rows = write_direction_grid(backend, result, args.strengths, args.grid,
                                           seed=args.seed)
         print(f"{grid}: {rows} directions x {len(args.strengths)} strengths")
     return 0
