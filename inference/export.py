@@ -95,11 +95,12 @@ def export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathL
     The caller's modules keep their mode and device.
     """
     with evaluated_on_cpu(generator, encoder):
-        return _export_bundle(generator, encoder, out, meta=meta, fp16=fp16, weights=weights, command=command)
+        return _export_bundle(generator, encoder, out, meta=meta, fp16=fp16, weights=weights, command=command,
+                              fused=fused)
 
 
 def _export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathLike, *, meta: dict | None,
-                   fp16: bool, weights: bool, command: str | None) -> Bundle:
+                   fp16: bool, weights: bool, command: str | None, fused: bool) -> Bundle:
     import onnx
 
     meta = dict(meta or {})
