@@ -172,8 +172,9 @@ def write_model_card(bundle: Path, *, gan: dict, encoder: dict, pairs: dict, dat
         f"loss G {gan.get('loss_G', float('nan')):.3f}, loss D {gan.get('loss_D', float('nan')):.3f}, "
         f"{gan.get('seconds', 0) / 60:.1f} min.",
         f"- Sketch pairs: {pairs.get('count', '?')} ({pairs.get('from_collection', 0)} of them the "
-        f"collection's own drawings, the rest generated), pencil-sketch filter + "
-        f"skeleton simplification + the runtime binarizer ({pairs.get('binarize', {}).get('method', '?')}).",
+        f"collection's own drawings, the rest generated; {pairs.get('partial', 0)} of them partial: first "
+        f"strokes in, the whole drawing out), pencil-sketch filter + skeleton simplification + the runtime "
+        f"binarizer ({pairs.get('binarize', {}).get('method', '?')}).",
         f"- Encoder: {encoder.get('steps', '?')} steps, {encoder.get('seconds', 0) / 60:.1f} min; "
         f"final training loss {encoder.get('train', {}).get('loss', float('nan')):.4f}.",
         "",
