@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-STROKE_ORDER = "stroke_order.json"
+from training.collections.kanjivg import STROKE_ORDER, render_strokes, strokes, svg_folder
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,6 @@ class StrokeOrder:
     def first_strokes(self, source: str, counts: list[int], resolution: int, fit: str = "crop") -> dict[int, np.ndarray]:
         """{k: uint8 [R, R]} the drawing of `source` with only its first k strokes, for each
         k of `counts`, brought to the dataset's resolution as `ingest` brought the whole one."""
-        from training.collections.kanjivg import render_strokes, strokes, svg_folder
         from training.ingest import square
         entry = self.drawings[source]
         character = strokes(svg_folder() / f"{entry['svg']}.svg")

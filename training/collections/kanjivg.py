@@ -6,8 +6,8 @@ KanjiVG contributors, http://kanjivg.tagaini.net), one `<path>` per stroke in a
 follows a brush's pressure (a press at the start, a swell, a taper at the end), with a
 little jitter of the whole character and of each stroke, dark ink on white paper.
 The renders are ordinary PNG files: `newsnow train ingest` treats them like scans.
-Beside them, training.partial.STROKE_ORDER records which SVG and random stream each file
-came from, so that training and the report can draw a character's first k strokes again.
+Beside them, STROKE_ORDER records which SVG and random stream each file came from, so that
+training and the report can draw a character's first k strokes again (training.partial).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 LICENCE = "CC BY-SA 3.0"
 CREDIT = ("KanjiVG (c) Ulrich Apel and the KanjiVG contributors, http://kanjivg.tagaini.net, "
           "distributed under CC BY-SA 3.0 (PyPI package `kanjivg`)")
+STROKE_ORDER = "stroke_order.json"
 VIEWBOX = 109.0          # KanjiVG draws every character in a 109 x 109 box
 SUPERSAMPLE = 4          # render larger, then area-downsample: smooth edges and widths
 _SVG = "{http://www.w3.org/2000/svg}"
@@ -193,7 +194,6 @@ def render_collection(out: Path, size: int = 256, count: int | None = None, seed
         if len(written) % 1000 == 0:
             log.info("rendered %d", len(written))
     from storage import atomic_write_json
-    from training.partial import STROKE_ORDER
     atomic_write_json(out / STROKE_ORDER, {"size": size, "seed": seed, "width": list(width), "drawings": drawings},
                       indent=None)
     return written
