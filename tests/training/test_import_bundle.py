@@ -194,7 +194,7 @@ def test_import_command_prints_parity_and_refuses_in_one_line(tmp_path, capsys, 
     assert main(["import", str(tmp_path / "sketch.model"), "--out", str(tmp_path / "b"), "--check",
                  "--binarize", "offset=0.12", "--no-weights"]) == 0
     out = capsys.readouterr().out
-    assert "check fused" in out and "MODEL_CARD.md" in out
+    assert "check encoder" in out and "check generator" in out and "MODEL_CARD.md" in out
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
     assert meta["binarize"]["offset"] == 0.12 and "newsnow import" in meta["provenance"]["export_command"]
     (tmp_path / "notes.txt").write_text("not a model")
