@@ -80,7 +80,7 @@ def export_and_time(work: Path, dry_run: bool, runs: int) -> dict:
                 continue
             try:
                 backend = OrtBackend(bundle, providers=[provider])
-                used = backend.sessions["fused"].get_providers()[0]
+                used = backend.sessions["encoder"].get_providers()[0]
                 fused = time_stages(backend, runs=runs, warmup=10)["fused"]
                 out["latency"][f"{provider}/{precision}"] = {**fused, "provider_used": used}
             except Exception as exc:  # a provider that fails to build its engine is a finding

@@ -24,8 +24,11 @@ class Backend:
         raise NotImplementedError
 
     def sketch_to_drawing(self, sketch: np.ndarray) -> np.ndarray:
-        """sketch [B,1,R,R] float32 in [-1, 1] -> drawing [B,C,R,R] in [-1, 1] (the fused graph)."""
-        return self._run("fused", sketch)
+        """sketch [B,1,R,R] float32 in [-1, 1] -> drawing [B,C,R,R] in [-1, 1] (the fused graph
+        where the bundle has one, else the encoder then the generator)."""
+        if "fused" in self.bundle.graphs:
+            return self._run("fused", sketch)
+        return self.generate(self.encode(sketch))
 
     def encode(self, sketch: np.ndarray) -> np.ndarray:
         """sketch [B,1,R,R] -> absolute W+ [B,num_ws,w_dim]."""

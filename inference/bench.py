@@ -78,7 +78,7 @@ def bench(bundle: Bundle, backends: list[str], runs: int = 50, threads: int | No
         entry = {"name": backend.name, "threads": getattr(backend, "threads", None) or "default",
                  "stages": time_stages(backend, runs=runs)}
         if kind == "onnxruntime":
-            entry["providers"] = backend.sessions["fused"].get_providers()
+            entry["providers"] = backend.sessions["encoder"].get_providers()
         report["backends"][kind] = entry
         del backend
     if "onnxruntime" in report["backends"] and "torch" in report["backends"]:

@@ -25,7 +25,10 @@ from storage import atomic_write_json
 BUNDLE_FORMAT = "newsnow-bundle"
 FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
-GRAPH_NAMES = ("fused", "encoder", "generator", "mapping")
+GRAPH_NAMES = ("encoder", "generator", "mapping")
+# sketch -> drawing in one graph: optional, since encoder then generator costs about the
+# same (1.05x on the CPU) and the fused file repeats both graphs' weights.
+OPTIONAL_GRAPHS = ("fused",)
 # (input, output) tensor names of each graph; inference/graphs.py holds their modules.
 GRAPH_IO = {"fused": ("sketch", "drawing"), "encoder": ("sketch", "wplus"),
             "generator": ("wplus", "drawing"), "mapping": ("z", "w")}
@@ -64,6 +67,9 @@ class Bundle:
     binarize: dict[str, Any]
     provenance: dict[str, Any]
     meta: dict[str, Any] = field(repr=False)
+    # W+ codes of collection drawings [N, num_ws, w_dim] float32: the idle wander's keyframes
+    # when the generator's own samples are less varied than the collection (idle.md)
+    idle_codes: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike, check_graphs: bool = True) -> "Bundle":
@@ -87,7 +93,7 @@ class Bundle:
             raise BundleError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
         bundle = cls._from_meta(folder, meta_path, meta)
         if check_graphs:
-            for name in GRAPH_NAMES:
+            for name in bundle.graphs:
                 check_session(bundle, name, open_check_session(bundle, name))
         return bundle
 
@@ -137,6 +143,11 @@ class Bundle:
             if not isinstance(graph_files.get(name), str):
                 raise bad("graphs", f"has no file for the {name!r} graph (needs {', '.join(GRAPH_NAMES)})")
             graphs[name] = _existing_file(folder, graph_files[name], f"the {name!r} graph")
+        for name in OPTIONAL_GRAPHS:
+            if graph_files.get(name) is not None:
+                if not isinstance(graph_files[name], str):
+                    raise bad("graphs", f"names no file for the {name!r} graph")
+                graphs[name] = _existing_file(folder, graph_files[name], f"the {name!r} graph")
         weights_file = meta.get("weights")
         if weights_file is not None and not isinstance(weights_file, str):
             raise bad("weights", f"must be a file name or null, got {weights_file!r}")
@@ -145,9 +156,24 @@ class Bundle:
         binarize = get("binarize", dict)
         _check_binarize(meta_path, binarize, resolution)
         provenance = get("provenance", dict)
+        idle_codes = None
+        if meta.get("idle") is not None:
+            idle = get("idle", dict)
+            if not isinstance(idle.get("codes"), str):
+                raise bad("idle", "needs 'codes', the file of the idle wander's W+ codes")
+            path = _existing_file(folder, idle["codes"], "the idle codes")
+            try:
+                idle_codes = np.load(path, allow_pickle=False).astype(np.float32)
+            except (OSError, ValueError) as exc:
+                raise BundleError(f"{path}: not a readable .npy file of W+ codes ({exc}); re-export the bundle") from exc
+            if idle_codes.ndim != 3 or idle_codes.shape[1:] != (num_ws, w_dim) or not len(idle_codes):
+                raise BundleError(f"{path}: idle codes have shape {list(idle_codes.shape)}, expected "
+                                  f"[N, {num_ws}, {w_dim}]; re-export the bundle")
+            if not np.isfinite(idle_codes).all():
+                raise BundleError(f"{path}: idle codes are not all finite numbers; re-export the bundle")
         return cls(path=folder, resolution=resolution, channels=channels, num_ws=num_ws, w_dim=w_dim,
                    z_dim=z_dim, w_avg=w_avg, precision=precision, graphs=graphs, weights=weights,
-                   model=model, binarize=binarize, provenance=provenance, meta=meta)
+                   model=model, binarize=binarize, provenance=provenance, meta=meta, idle_codes=idle_codes)
 
     def binarize_params(self):
         """The bundle's `capture.binarize.BinarizeParams` (the sketches the model was trained on)."""

@@ -13,7 +13,7 @@ def _export(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model bundle (ONNX graphs) from a training checkpoint",
                               description="Export a training checkpoint (generator + pSp encoder) to a model "
-                                          "bundle: fused, encoder, generator and mapping ONNX graphs, "
+                                          "bundle: encoder, generator and mapping ONNX graphs, "
                                           "model.safetensors and bundle.json.")
     p.add_argument("checkpoint", type=Path, help="checkpoint file written by training")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
@@ -22,4 +22,6 @@ def register(subparsers) -> None:
                    help="compare PyTorch and ONNX Runtime on the same inputs (fp32 within 1e-4, fp16 1e-2)")
     p.add_argument("--no-weights", action="store_true", help="leave out model.safetensors (smaller bundle; "
                                                              "the torch backend cannot run it)")
+    p.add_argument("--fused", action="store_true", help="also a one-graph sketch -> drawing file (about as fast "
+                                                        "as encoder then generator; repeats their weights)")
     p.set_defaults(handler=_export)

@@ -1,12 +1,17 @@
-"""Checkpoint -> model bundle: the four ONNX graphs, optional safetensors weights, bundle.json.
+"""Checkpoint -> model bundle: the ONNX graphs, the safetensors weights, bundle.json.
 
 `newsnow export CHECKPOINT --out BUNDLE [--fp16] [--check]`. The graphs (opset 17, TorchScript
 exporter with dynamo=False so each is one self-contained file, dynamic batch axis):
 
-    fused      sketch [B,1,R,R] -> drawing [B,C,R,R]   the table's one-graph path
-    encoder    sketch           -> wplus [B,num_ws,w_dim] (absolute: offsets + w_avg)
+    encoder    sketch [B,1,R,R] -> wplus [B,num_ws,w_dim] (absolute: offsets + w_avg)
     generator  wplus            -> drawing              (latent-space transitions, editing)
     mapping    z [B,z_dim]      -> w [B,w_dim]          (untruncated; truncate with w_avg)
+    fused      sketch -> drawing [B,C,R,R]              (only with --fused: encoder then
+                                                        generator costs 1.05x it on the CPU,
+                                                        and it repeats both graphs' weights)
+
+The weights (model.safetensors) are what the torch backend, inversion and the editing
+methods load; `--no-weights` leaves them out.
 
 Drawings are clamped to [-1, 1] in the graphs (the contract's range); training uses the
 unclamped networks. Noise is the generator's constant buffers. fp16 bundles convert the
@@ -23,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.bundle import GRAPH_IO, GRAPH_NAMES, Bundle, write_bundle_json
+from inference.bundle import GRAPH_IO, GRAPH_NAMES, OPTIONAL_GRAPHS, Bundle, write_bundle_json
 from inference.checkpoint import load_model_checkpoint
 from inference.graphs import graph_modules
 from inference.networks import Generator, PSPEncoder
@@ -64,7 +69,8 @@ def _to_fp16(path: Path) -> None:
 
 
 def export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathLike, *, meta: dict | None = None,
-                  fp16: bool = False, weights: bool = True, command: str | None = None) -> Bundle:
+                  fp16: bool = False, weights: bool = True, command: str | None = None,
+                  fused: bool = False) -> Bundle:
     """Write a bundle folder for (generator, encoder) and return it loaded (hence validated).
 
     bundle.json is written last, so an export that fails midway leaves no loadable bundle.
@@ -82,7 +88,9 @@ def export_bundle(generator: Generator, encoder: PSPEncoder, out: str | os.PathL
     modules = graph_modules(generator, encoder)
     examples = _example_inputs(generator, encoder, batch=1, seed=0)
     graphs = {}
-    for name in GRAPH_NAMES:
+    for old in OPTIONAL_GRAPHS:  # a graph left out now must not linger from an earlier export
+        (out / f"{old}.onnx").unlink(missing_ok=True)
+    for name in GRAPH_NAMES + (("fused",) if fused else ()):
         file = f"{name}.onnx"
         in_name, out_name = GRAPH_IO[name]
         with torch.no_grad(), warnings.catch_warnings():
@@ -151,7 +159,7 @@ def check_parity(generator: Generator, encoder: PSPEncoder, bundle: Bundle, batc
     options = ort.SessionOptions()
     options.log_severity_level = 3
     diffs = {}
-    for name in GRAPH_NAMES:
+    for name in bundle.graphs:
         session = ort.InferenceSession(str(bundle.graphs[name]), options, providers=[provider])
         with torch.no_grad():
             want = modules[name](inputs[name]).numpy()
@@ -173,7 +181,7 @@ def require_parity(bundle: Bundle, diffs: dict[str, float]) -> None:
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False,
-                      check: bool = False, weights: bool = True, command: str | None = None
+                      check: bool = False, weights: bool = True, command: str | None = None, fused: bool = False
                       ) -> tuple[Bundle, dict[str, float] | None]:
     """`newsnow export`: load a training checkpoint, write the bundle, optionally check parity."""
     torch.set_flush_denormal(True)
@@ -181,7 +189,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     if encoder is None:
         raise ExportError(f"{checkpoint}: has a generator but no pSp encoder; a bundle needs both "
                           f"(train the encoder on this generator first)")
-    bundle = export_bundle(generator, encoder, out, meta=meta, fp16=fp16, weights=weights, command=command)
+    bundle = export_bundle(generator, encoder, out, meta=meta, fp16=fp16, weights=weights, command=command,
+                           fused=fused)
     diffs = None
     if check:
         diffs = check_parity(generator, encoder, bundle)
@@ -191,10 +200,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
 
 def run(args) -> int:
     """CLI handler of `newsnow export`."""
-    flags = [f for f, on in (("--fp16", args.fp16), ("--check", args.check), ("--no-weights", args.no_weights)) if on]
+    flags = [f for f, on in (("--fp16", args.fp16), ("--check", args.check), ("--no-weights", args.no_weights),
+                             ("--fused", args.fused)) if on]
     command = " ".join(["newsnow export", str(args.checkpoint), "--out", str(args.out)] + flags)
     bundle, diffs = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, check=args.check,
-                                      weights=not args.no_weights, command=command)
+                                      weights=not args.no_weights, command=command, fused=args.fused)
     size = sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file())
     print(f"wrote {bundle.path} ({bundle.precision}, {bundle.resolution}x{bundle.resolution}, "
           f"{bundle.channels} channel(s), {bundle.num_ws} styles, {size / 1e6:.1f} MB)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.backend import Backend
-from inference.bundle import GRAPH_NAMES, Bundle, BundleError, check_session, graph_io, load_session
+from inference.bundle import Bundle, BundleError, check_session, graph_io, load_session
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class OrtBackend(Backend):
     def _open(self, provider: str, later: list[str], options) -> dict:
         """Sessions with `provider` first; `later` providers take the nodes it cannot run."""
         sessions = {}
-        for name in GRAPH_NAMES:
+        for name in self.bundle.graphs:
             if provider == "CPUExecutionProvider":
                 session = load_session(self.bundle, name, options, [provider])
             else:
@@ -148,7 +148,7 @@ class OrtBackend(Backend):
 
     def _warm_up(self) -> None:
         """Run each graph once at load: the first call allocates and (TensorRT) builds engines."""
-        for name in GRAPH_NAMES:
+        for name in self.bundle.graphs:
             (_, shape), _ = graph_io(self.bundle, name)
             self._run(name, np.zeros([1] + shape[1:], np.float32))
 

@@ -91,7 +91,9 @@ class Wander(Motion):
     """Idle mode: when nobody draws, the drawing wanders slowly through the latent space.
 
     Keyframes are truncated samples of the mapping network, `w_avg + psi * (map(z) - w_avg)`,
-    one every 1 / speed seconds; between two keyframes the W code moves along a smoothstep
+    or, where the bundle carries them (`Bundle.idle_codes`: a generator less varied than
+    its collection would show one template all day), W+ codes of the collection's own
+    drawings in a random order, one every 1 / speed seconds; between two keyframes the W code moves along a smoothstep
     curve, so the drawing drifts, slows at each keyframe and moves on, never jumping. The walk
     starts from the W+ on show (`start`), so leaving a visitor's drawing is as smooth as the
     rest; from a drawing with no known W+ the first frame is a jump, faded in over `first_fade_s`.
@@ -106,6 +108,7 @@ class Wander(Motion):
         self._num_ws = int(bundle.num_ws)
         self._z_dim = int(bundle.z_dim)
         self._w_avg = np.asarray(bundle.w_avg, dtype=np.float32).reshape(1, 1, -1)
+        self._codes = getattr(bundle, "idle_codes", None)
         self.psi = float(psi)
         self.period = 1.0 / float(speed)
         self._rng = np.random.default_rng(seed)
@@ -118,6 +121,8 @@ class Wander(Motion):
         self._sketch = sketch
 
     def _keyframe(self) -> np.ndarray:
+        if self._codes is not None:
+            return self._codes[self._rng.integers(len(self._codes))][None].astype(np.float32)
         z = self._rng.standard_normal((1, self._z_dim)).astype(np.float32)
         w = np.asarray(self._backend.map(z), dtype=np.float32).reshape(1, 1, -1)
         w = self._w_avg + self.psi * (w - self._w_avg)  # truncation keeps idle drawings typical

@@ -44,7 +44,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """Folder (Path) of an fp32 bundle of the tiny random model: 32x32, 1 channel, 8 styles,
-    w_dim = z_dim = 64, all four graphs and model.safetensors. Load it with
+    w_dim = z_dim = 64, all four graphs (the optional fused one too) and model.safetensors. Load it with
     `inference.bundle.Bundle.load(tiny_bundle)` or `inference.runtime.open_backend(tiny_bundle)`."""
     pytest.importorskip("torch")
     import torch
@@ -56,7 +56,7 @@ def tiny_bundle(tmp_path_factory):
     try:
         generator, encoder = make_tiny_model()
         out = tmp_path_factory.mktemp("bundle") / "tiny"
-        export_bundle(generator, encoder, out, meta={"dataset": "random (tests)", "steps": 0})
+        export_bundle(generator, encoder, out, meta={"dataset": "random (tests)", "steps": 0}, fused=True)
     finally:
         torch.set_num_threads(threads)
     return out

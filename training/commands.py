@@ -178,8 +178,9 @@ def cmd_sketches(args) -> int:
     manifest = make_pairs(Path(args.run), Path(args.out), args.count, _sketch_settings(args),
                           truncation=args.truncation, seed=args.seed,
                           collection=Path(args.collection) if args.collection else None,
-                          collection_count=args.collection_count)
-    print(f"{manifest['count']} pairs in {args.out} ({manifest['dropped_blank']} blank samples dropped); "
+                          collection_count=args.collection_count, partial_share=args.partial_share)
+    print(f"{manifest['count']} pairs of {manifest['drawings']} drawings in {args.out}, {manifest['partial']} of them "
+          f"partial ({manifest['dropped_blank']} blank samples dropped); "
           f"look at {Path(args.out) / 'contact_sheet.png'}")
     return 0
 
@@ -249,10 +250,24 @@ def cmd_evaluate(args) -> int:
     settings = ReportSettings(samples=args.samples, held_out=args.held_out, inversion_steps=args.inversion_steps,
                               seed=args.seed)
     report = evaluate(Path(args.model), Path(args.out), dataset=Path(args.dataset) if args.dataset else None,
-                      settings=settings, inception=Path(args.inception) if args.inception else None)
+                      settings=settings, inception=Path(args.inception) if args.inception else None,
+                      progress=print)
     print("\n".join(report["verdicts"]))
     print(f"{'fit' if report['fit_for_table'] else 'NOT fit'} for the table; "
           f"{Path(args.out) / 'report.json'}, look at {Path(args.out) / 'contact_sheet.png'}")
+    return 0
+
+
+def cmd_idle_codes(args) -> int:
+    from training.idle_codes import add_to_bundle, collection_codes
+    from training.report import load_networks
+    generator, encoder, _, what = load_networks(Path(args.model))
+    codes, error = collection_codes(generator, encoder, Path(args.dataset), args.count, args.steps, seed=args.seed)
+    path = add_to_bundle(Path(args.bundle), codes, {
+        "source": f"W+ optimisation ({args.steps} steps from the encoder's codes) of {len(codes)} drawings of "
+                  f"{args.dataset}", "mse": round(error, 4)})
+    print(f"{len(codes)} idle codes in {path} (their drawings' MSE to the collection's {error:.3f}); the idle "
+          f"wander of this bundle now moves between the collection's drawings")
     return 0
 
 
@@ -314,10 +329,13 @@ def register(subparsers) -> None:
     p = steps.add_parser("sketches", help="sample the generator and make (sketch, drawing) pairs")
     p.add_argument("run", help="the GAN run folder")
     p.add_argument("--out", required=True)
-    p.add_argument("--count", type=int, default=10000)
+    p.add_argument("--count", type=int, default=10000, help="generated drawings (each gives whole and partial pairs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--collection", default=None, help="a dataset whose own drawings are added as pairs")
     p.add_argument("--collection-count", type=int, default=0, help="how many of them (default none)")
+    p.add_argument("--partial-share", type=float, default=0.75,
+                   help="share of pairs whose sketch is only part of the drawing (first strokes), the "
+                        "target still the whole drawing (default 0.75; 0: whole sketches only)")
     _sketch_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_sketches))
 
@@ -336,12 +354,25 @@ def register(subparsers) -> None:
     p.add_argument("model", help="a bundle, a checkpoint, or a run folder (train all / gan / encoder)")
     p.add_argument("--out", required=True, help="folder for report.json and contact_sheet.png")
     p.add_argument("--dataset", default=None, help="the ingested collection (default: the run's own)")
-    p.add_argument("--samples", type=int, default=256, help="generated drawings for variety")
-    p.add_argument("--held-out", type=int, default=48, help="held-out drawings for the encoder")
-    p.add_argument("--inversion-steps", type=int, default=300, help="steps of the W+ optimisation baseline")
+    from training.report import ReportSettings  # plain data: no torch
+    p.add_argument("--samples", type=int, default=ReportSettings.samples, help="generated drawings for variety "
+                   "(default %(default)s, as `train all`; change it and the figures are not comparable)")
+    p.add_argument("--held-out", type=int, default=ReportSettings.held_out, help="held-out drawings for the encoder")
+    p.add_argument("--inversion-steps", type=int, default=ReportSettings.inversion_steps,
+                   help="steps of the W+ optimisation baseline")
     p.add_argument("--inception", default=None, help="TorchScript Inception file for FID/KID")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_plain_errors(cmd_evaluate))
+
+    p = steps.add_parser("idle-codes", help="give a bundle's idle wander the W+ codes of collection drawings "
+                                            "(for a generator less varied than its collection)")
+    p.add_argument("model", help="a bundle with weights, a checkpoint or a run folder (its generator and encoder)")
+    p.add_argument("--dataset", required=True, help="the ingested collection")
+    p.add_argument("--bundle", required=True, help="the bundle folder to add the codes to")
+    p.add_argument("--count", type=int, default=256, help="how many drawings (default %(default)s)")
+    p.add_argument("--steps", type=int, default=200, help="W+ optimisation steps (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_plain_errors(cmd_idle_codes))
 
     p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card")
     p.add_argument("src", help="folder of scans")

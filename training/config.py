@@ -126,6 +126,8 @@ class EncoderConfig:
     l2_lambda: float = 1.0         # pSp sketch recipe: l2 1, lpips 0.8, w_norm 0.005
     perceptual_lambda: float = 0.8
     w_norm_lambda: float = 0.005
+    latent_lambda: float = 1.0     # squared error to the target's known W+ code (generated pairs)
+    delta_lambda: float = 0.001    # e4e: W+ styles kept near the first one, so codes stay W-like
     val_every: int = 2000          # validation + reconstructions + checkpoint
     log_every: int = 50
     seed: int = 0
@@ -135,7 +137,8 @@ class EncoderConfig:
     def validate(self) -> "EncoderConfig":
         if self.batch < 1 or self.steps < 1 or self.val_every < 1:
             raise ValueError("encoder: batch, steps and val_every must be positive")
-        if min(self.l2_lambda, self.perceptual_lambda, self.w_norm_lambda) < 0:
+        if min(self.l2_lambda, self.perceptual_lambda, self.w_norm_lambda, self.latent_lambda,
+               self.delta_lambda) < 0:
             raise ValueError("encoder: loss weights must not be negative")
         return self
 

@@ -4,8 +4,15 @@ The generator from the GAN run stays frozen; the encoder predicts W+ offsets fro
 x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it), and
 
     loss = l2 * ||x - x_hat||^2 + perceptual * P(x, x_hat) + w_norm * ||E(sketch)||
+           + latent * ||E(sketch) + w_avg - w_x||^2   (pairs whose code w_x is known)
+           + delta * sum_i ||E_i - E_0||              (e4e's delta regularisation)
 
-(pSp's sketch recipe 1 / 0.8 / 0.005). P is LPIPS when a TorchScript LPIPS file is given
+(pSp's sketch recipe 1 / 0.8 / 0.005 for the first three). Many pairs' sketches are only
+the first strokes of their drawing (training.partial), so one sketch has many right
+answers. The latent term pulls the code to the mean of the codes of those answers (cheap:
+no generator pass), and averaging codes, not pixels, keeps the answer a drawing; the
+delta term keeps it W-like, near the mapping's distribution, as e4e does. The encoder is
+deterministic: it picks that drawing for the strokes, and each new stroke moves it. P is LPIPS when a TorchScript LPIPS file is given
 (`--lpips PATH`, called as lpips(x, y) on [B, C, R, R] in [-1, 1]); otherwise a feature
 distance on the trained discriminator's activations (unit-normalised over channels and
 averaged, LPIPS without learned weights), which needs no download.
@@ -31,7 +38,7 @@ from training.config import ENCODER_CHANGEABLE, EncoderConfig, resumed_settings
 from training.gan import GENERATOR, load_discriminator, rng_states, set_rng_states, to_uint8
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.provenance import software
-from training.sketches import contact_sheet, load_pairs
+from training.sketches import contact_sheet, load_codes, load_pairs
 from training.state import load_state, prepare_run_folder, save_state
 from training.stopping import StopRequest
 from storage import atomic_write_json, atomic_write_png
@@ -85,15 +92,24 @@ def build_encoder(cfg: EncoderConfig, generator) -> PSPEncoder:
                       head_width=cfg.head_width)
 
 
-def losses_of(encoder, generator, perceptual, sketch, drawing, cfg: EncoderConfig) -> dict:
-    """The pSp loss terms for one batch (tensors in [-1, 1]); 'loss' is the weighted sum."""
+def losses_of(encoder, generator, perceptual, sketch, drawing, cfg: EncoderConfig,
+              code: torch.Tensor | None = None, known: torch.Tensor | None = None) -> dict:
+    """The loss terms for one batch (tensors in [-1, 1]; `code` the targets' W+ where
+    `known`); 'loss' is the weighted sum."""
     offsets = encoder(sketch)
-    recon = generator.synthesis(offsets + generator.w_avg, noise_mode="const")
+    ws = offsets + generator.w_avg
+    recon = generator.synthesis(ws, noise_mode="const")
     l2 = F.mse_loss(recon, drawing)
     perc = perceptual(recon, drawing).mean()
     w_norm = offsets.norm(2, dim=(1, 2)).mean()
-    loss = cfg.l2_lambda * l2 + cfg.perceptual_lambda * perc + cfg.w_norm_lambda * w_norm
-    return {"loss": loss, "l2": l2, "perceptual": perc, "w_norm": w_norm, "recon": recon}
+    delta = (offsets[:, 1:] - offsets[:, :1]).norm(2, dim=2).sum(1).mean()
+    latent = offsets.new_zeros(())
+    if code is not None and known is not None and bool(known.any()):
+        latent = (ws[known] - code[known]).square().mean()
+    loss = (cfg.l2_lambda * l2 + cfg.perceptual_lambda * perc + cfg.w_norm_lambda * w_norm
+            + cfg.latent_lambda * latent + cfg.delta_lambda * delta)
+    return {"loss": loss, "l2": l2, "perceptual": perc, "w_norm": w_norm, "latent": latent, "delta": delta,
+            "recon": recon}
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
@@ -105,7 +121,7 @@ def validate(encoder, generator, perceptual, sketches: np.ndarray, drawings: np.
              cfg: EncoderConfig) -> tuple[dict, np.ndarray]:
     """Mean validation l2 / perceptual / w_norm, and the reconstructions (uint8)."""
     encoder.eval()
-    sums, recons = {"l2": 0.0, "perceptual": 0.0, "w_norm": 0.0}, []
+    sums, recons = {"l2": 0.0, "perceptual": 0.0, "w_norm": 0.0, "delta": 0.0}, []
     for i in range(0, len(sketches), 64):
         terms = losses_of(encoder, generator, perceptual, _tensor(sketches[i:i + 64]),
                           _tensor(drawings[i:i + 64]), cfg)
@@ -159,6 +175,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     generator, _, gan_meta = load_model_checkpoint(gan_run / GENERATOR)
     generator.requires_grad_(False)
     sketches, drawings, manifest = load_pairs(pairs, "train")
+    codes, known = load_codes(pairs, manifest)
     val_sketches, val_drawings, _ = load_pairs(pairs, "validation")
     if sketches.shape[1] != generator.resolution:
         raise ValueError(f"encoder: pairs in {pairs} are {sketches.shape[1]} px but the generator "
@@ -174,8 +191,9 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     if resume:
         step, elapsed, history = load_encoder_state(state_path, encoder, optimizer, cfg)
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))  # read back by --resume
-    log.info("encoder %d params, %d training pairs, %d validation pairs, perceptual: %s",
-             count_parameters(encoder), len(sketches), len(val_sketches),
+    log.info("encoder %d params, %d training pairs (%d partial, %d with a known code), %d validation pairs, "
+             "perceptual: %s", count_parameters(encoder), len(sketches),
+             sum(e.get("part", "whole") != "whole" for e in manifest["pairs"]), int(known.sum()), len(val_sketches),
              "LPIPS" if lpips else "discriminator features")
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(out / "tensorboard"))
@@ -187,9 +205,10 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     terms = {}
     with StopRequest() as stop, around_bar():
         while step < cfg.steps and not stop.signal:
-            index = torch.randint(len(sketches), (cfg.batch,))
-            terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index.numpy()]),
-                              _tensor(drawings[index.numpy()]), cfg)
+            index = torch.randint(len(sketches), (cfg.batch,)).numpy()
+            terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index]), _tensor(drawings[index]), cfg,
+                              *((torch.from_numpy(codes[index]), torch.from_numpy(known[index]))
+                                if codes is not None else ()))
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
@@ -201,7 +220,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                 for k, v in scalars.items():
                     writer.add_scalar(f"encoder/{k}", v, step)
             losses = (f"loss {scalars['loss']:.4f} (l2 {scalars['l2']:.4f}, perceptual "
-                      f"{scalars['perceptual']:.4f})")
+                      f"{scalars['perceptual']:.4f}, latent {scalars['latent']:.4f})")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(losses, refresh=False)

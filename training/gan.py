@@ -13,11 +13,17 @@ accumulator, path-length mean, step, every RNG state), written atomically beside
 previous one (RUN/state.prev.pt, the fallback when the newest is damaged); `--resume`
 continues exactly.
 RUN/generator.pt is the EMA generator as a model checkpoint for `sketches` and export.
+Every snapshot also measures the EMA generator's variety against the collection
+(training.variety) into the log, TensorBoard and RUN/variety.csv, and keeps the most varied
+snapshot's generator as RUN/generator_best.pt (RUN/best.json says which): a collapsing run
+shows at once, and a run that got worse still has its best.
 """
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -38,14 +44,18 @@ from training.progress import ProgressLines, around_bar, stage_bar
 from training.state import load_state, prepare_run_folder, previous_of, save_state
 from training.speed import keep_freed_memory
 from training.stopping import StopRequest
-from storage import atomic_write_json, atomic_write_png
+from storage import atomic_write, atomic_write_json, atomic_write_png
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
+from training.variety import K_NEAREST, VarietyMeter
 
 log = logging.getLogger(__name__)
 
 STATE = "state.pt"
 GENERATOR = "generator.pt"
+BEST_GENERATOR = "generator_best.pt"
+VARIETY_CSV = "variety.csv"
+VARIETY_SAMPLES = 256   # drawings a snapshot's variety is measured on (fixed z, constant noise)
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,6 +136,52 @@ def save_samples(G: Generator, z_grid: torch.Tensor, out: Path, tag: str) -> dic
     for name, image in images.items():
         atomic_write_png(out / f"{name}_{tag}.png", image)
     return images
+
+
+class VarietyWatch:
+    """A run's variety curve: each snapshot's EMA generator measured on the same z against
+    the collection, one row a snapshot in RUN/variety.csv (rewritten whole, atomically; a
+    resume drops rows past its step), and the most varied snapshot's generator kept."""
+
+    FIELDS = ("kimg", "step", "variety", "spread", "coverage", "nearest_distinct", "ada_p", "loss_G", "loss_D")
+
+    def __init__(self, out: Path, collection: np.ndarray, z_dim: int, seed: int, step: int):
+        self.out = out
+        self.meter = VarietyMeter(collection)
+        self.z = torch.randn(VARIETY_SAMPLES, z_dim, generator=torch.Generator().manual_seed(seed + 7919))
+        self.rows = [row for row in self._read() if int(row["step"]) <= step]
+        self.best = max((float(row["variety"]) for row in self.rows), default=-1.0)
+
+    def _read(self) -> list[dict]:
+        path = self.out / VARIETY_CSV
+        return list(csv.DictReader(path.open())) if path.is_file() else []
+
+    @torch.no_grad()
+    def measure(self, G: Generator) -> dict:
+        device = next(G.parameters()).device
+        drawings = np.concatenate([to_uint8(G(self.z[i:i + 64].to(device), noise_mode="const"))
+                                   for i in range(0, len(self.z), 64)])
+        return self.meter.measure(drawings)
+
+    def record(self, G: Generator, generator_file: Path, kimg: float, step: int, losses: dict) -> dict:
+        """Measure, add the row, and copy `generator_file` as the best when it is."""
+        figures = self.measure(G)
+        row = {"kimg": f"{kimg:.3f}", "step": step, "variety": f"{figures['variety']:.4f}",
+               "spread": f"{figures['spread']:.4f}", "coverage": f"{figures['coverage']:.4f}",
+               "nearest_distinct": figures["nearest_distinct"], "ada_p": f"{losses.get('ada_p', 0):.4f}",
+               "loss_G": f"{losses.get('loss_G', 0):.4f}", "loss_D": f"{losses.get('loss_D', 0):.4f}"}
+        self.rows = [r for r in self.rows if int(r["step"]) < step] + [row]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write(self.out / VARIETY_CSV, lambda f: f.write(text.getvalue()), binary=False)
+        figures["best"] = figures["variety"] > self.best
+        if figures["best"]:
+            self.best = figures["variety"]
+            atomic_write(self.out / BEST_GENERATOR, lambda f: f.write(generator_file.read_bytes()))
+            atomic_write_json(self.out / "best.json", {"kimg": kimg, "step": step, **figures})
+        return figures
 
 
 def _all_reduce_grads(module: torch.nn.Module, world: int) -> None:
@@ -211,6 +267,9 @@ class GanRun:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out / "tensorboard"))
+        self.variety = None
+        if self.rank == 0 and len(self.reals) >= 2 * (K_NEAREST + 1):
+            self.variety = VarietyWatch(out, self.reals[:, 0].cpu().numpy(), cfg.z_dim, cfg.seed, self.step)
         self.z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(self.device)
         self.snapshot_steps = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
         self.bar = stage_bar(cfg.total_steps, min(self.step, cfg.total_steps), desc="gan", enabled=progress)
@@ -347,6 +406,14 @@ class GanRun:
             "gan_losses": dict(self.losses)})
         for name, image in save_samples(self.G_ema, self.z_grid, self.out, f"{self.kimg():07.1f}kimg").items():
             self.writer.add_image(f"gan/{name}", image, self.step * self.cfg.batch, dataformats="HW")
+        if self.variety is not None:
+            figures = self.variety.record(self.G_ema, self.out / GENERATOR, self.kimg(), self.step,
+                                          {**self.losses, "ada_p": self.ada_p})
+            for name in ("variety", "spread", "coverage"):
+                self.writer.add_scalar(f"gan/{name}", figures[name], self.step * self.cfg.batch)
+            log.info("gan %.1f kimg: variety %.2f, spread %.2f of the collection's (%d distinct nearest "
+                     "drawings of %d)%s", self.kimg(), figures["variety"], figures["spread"],
+                     figures["nearest_distinct"], figures["count"], ", the best so far" if figures["best"] else "")
 
     def finish(self, stop: StopRequest) -> dict:
         if self.bar is not None:

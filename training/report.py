@@ -1,13 +1,19 @@
 """The model report (`newsnow train evaluate`): is a model fit for the table?
 
-A model is judged by what it draws, so the report measures three things and says in plain
+A model is judged by what it draws, so the report measures four things and says in plain
 words which targets it misses:
 
-- Generator variety. Random samples against real drawings under a shape distance (RMS of
-  the images after a blur of R/40, so a one-pixel shift of a stroke costs little and a
-  different character costs much): the median distance from each sample to its nearest
-  other sample, over the same for real drawings ("variety"; a collapsed generator reads
-  far below 1, a healthy one near 1), and the mean pairwise distance likewise ("spread").
+- Generator variety (training.variety): how much of the collection random samples reach
+  under a shape distance of centre lines, over what as many collection drawings reach
+  ("variety"; one template reads about 0.3, a healthy generator near 1), and their mean
+  pairwise distance likewise ("spread").
+- Completion: a visitor's sheet is partial most of the time, and the table should answer
+  the first strokes with a whole drawing that takes them in. For the first 1, 2 and 3
+  strokes of held-out collection drawings (training.partial) and for fresh visitor-like
+  first strokes: how much of a whole drawing's ink the drawing holds, how close it lies
+  to its nearest collection drawing (over the collection's own nearest-other distance),
+  how much of the sketch's lines it keeps, and how different the drawings of different
+  sketches are. A model that answers with the strokes alone "traces".
 - The encoder on held-out collection drawings, their sketches made as training makes
   them: reconstruction MSE beside two baselines, the collection's mean image (an encoder
   that learned nothing) and W+ optimisation on the same generator started from the
@@ -15,14 +21,17 @@ words which targets it misses:
 - Sketch-following on visitor-like sketches that are not training sketches, in two
   groups: strokes at different places (does the drawing go where the pen went?) and
   letters written in the middle of the sheet (does it take the shape, not only the
-  place?). For each: how much of the sketch's lines the drawing's ink covers and how much
-  of the ink lies near the lines (`following`), beside the same with the drawings
-  shuffled within the group (what ignoring the sketch scores), and how different the
-  drawings of different sketches are, against real drawings' spread ("distinct").
+  place?). For each: how much of the sketch's lines the drawing's ink covers ("on", the
+  verdict's measure: a completing drawing adds ink around the lines, which is right) and
+  how much of the ink lies near the lines, beside the same with the drawings shuffled
+  within the group (what ignoring the sketch scores), and how different the drawings of
+  different sketches are, against real drawings' spread ("distinct").
 - FID/KID when Inception weights are given at a local path.
 
-Writes OUT/report.json and OUT/contact_sheet.png (samples; held-out sketch | encoder |
-W+ optimum | real; visitor sketch | drawing).
+The same ReportSettings wherever the report runs (`train all`, `train evaluate`); they are
+in report.json and the model card. Writes OUT/report.json and OUT/contact_sheet.png
+(samples; held-out sketch | encoder | W+ optimum | real; one drawing made stroke by
+stroke; first strokes | drawing; visitor sketch | drawing).
 """
 from __future__ import annotations
 
@@ -43,9 +52,12 @@ TARGETS = {
     "variety": 0.7,                 # nearest-sample distance, of the collection's
     "encoder_gain": 0.4,            # held-out MSE at least 40% below the mean image's
     "encoder_vs_optimum": 2.0,      # within 2x of W+ optimisation
-    "follow": 0.5,                  # lines covered by ink and ink near the lines (F-score)
+    "follow": 0.5,                  # share of the sketch's lines covered by the drawing's ink
     "follow_gain": 0.25,            # ... clearly above another sketch's drawing
     "distinct": 0.5,                # drawings of different sketches differ (of real spread)
+    "completion_ink": 0.6,          # on 1-3 strokes the drawing holds this much of a drawing's ink
+    "completion_near": 1.5,         # ... lies at most this many times the collection's nearest-other
+    "completion_keeps": 0.8,        # ... and keeps this share of the sketch's lines
 }
 
 
@@ -56,6 +68,8 @@ class ReportSettings:
     held_out: int = 48              # held-out drawings for the encoder
     inversion_steps: int = 300      # Adam steps of the W+ optimisation baseline
     inversion_lr: float = 0.02
+    completion_drawings: int = 30   # held-out drawings whose first 1, 2, 3 strokes are answered
+    visitor_first_strokes: int = 30  # fresh visitor-like sketches of 1, 2 or 3 strokes
     seed: int = 0
 
 
@@ -102,6 +116,38 @@ def strokes_like_a_visitor(resolution: int, count: int = 8, seed: int = 0) -> li
     return sketches
 
 
+def first_strokes_like_a_visitor(resolution: int, count: int = 30, seed: int = 0) -> list[np.ndarray]:
+    """A visitor's first 1, 2 or 3 pen strokes (a third of each): short lines, arcs and
+    hooks in the middle of the sheet, none of them a collection drawing's, drawn on a
+    camera-sized frame with a soft pen and passed through the table's binarizer."""
+    rng = np.random.default_rng(seed + 101)
+    size = 4 * resolution
+    pen = max(2, size // 64)
+    sketches = []
+    for i in range(count):
+        frame = _table_frame(size)
+        for _ in range(1 + i % 3):
+            start = rng.uniform(0.25, 0.75, 2) * size
+            length = rng.uniform(0.2, 0.45) * size
+            angle = rng.uniform(0, 2 * np.pi)
+            direction = np.array([np.cos(angle), np.sin(angle)])
+            kind = int(rng.integers(3))
+            if kind == 0:      # a straight stroke
+                points = [start, start + length * direction]
+            elif kind == 1:    # an arc
+                sweep = rng.uniform(np.pi / 2, 1.2 * np.pi)
+                t = angle + np.linspace(0, sweep, 24)
+                points = list(start + length / 2 * np.stack([np.cos(t), np.sin(t)], 1))
+            else:              # a hook: a stroke and a short turn at its end
+                turn = angle + rng.choice([-1, 1]) * rng.uniform(np.pi / 3, np.pi * 2 / 3)
+                end = start + length * direction
+                points = [start, end, end + 0.3 * length * np.array([np.cos(turn), np.sin(turn)])]
+            points = np.clip(np.array(points), 0.08 * size, 0.92 * size).astype(np.int32)
+            cv2.polylines(frame, [points], False, 40, pen, cv2.LINE_AA)
+        sketches.append(_as_sketch(frame, resolution))
+    return sketches
+
+
 def letters_like_a_visitor(resolution: int, text: str = "acqs35Z8") -> list[np.ndarray]:
     """Characters written large with a pen, one a sheet: shapes a visitor tries, which a
     model that answers only the placement of ink turns into one template. OpenCV draws
@@ -126,30 +172,6 @@ def letters_like_a_visitor(resolution: int, text: str = "acqs35Z8") -> list[np.n
 # Measures (numpy, uint8 images: ink dark, paper light).
 
 
-def shape_features(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, R, R] -> float [N, R*R]: ink in [0, 1], blurred by R/40."""
-    r = images.shape[-1]
-    sigma = max(0.5, r / 40)
-    ink = 1 - images.astype(np.float32) / 255
-    return np.stack([cv2.GaussianBlur(x, (0, 0), sigma) for x in ink]).reshape(len(images), -1)
-
-
-def pairwise_rms(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """RMS distance between every row of a and of b (features from `shape_features`)."""
-    b = a if b is None else b
-    sq = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None] - 2 * a @ b.T
-    return np.sqrt(np.maximum(sq, 0) / a.shape[1])
-
-
-def spread(images: np.ndarray) -> dict:
-    """Median nearest-other distance and mean pairwise distance of a set of images."""
-    d = pairwise_rms(shape_features(images))
-    n = len(d)
-    off = ~np.eye(n, dtype=bool)
-    np.fill_diagonal(d, np.inf)
-    return {"nearest": float(np.median(d.min(1))), "pairwise": float(d[off].mean())}
-
-
 def ink_of(images: np.ndarray) -> np.ndarray:
     return images < 128
 
@@ -165,10 +187,11 @@ def near(mask: np.ndarray, radius: float) -> np.ndarray:
 def following(sketches: np.ndarray, drawings: np.ndarray) -> dict:
     """How the drawings of visitor sketches follow them (see the module docstring).
 
-    "on": share of the sketch's line pixels with drawing ink within R/64; "around": share of
-    the drawing's ink within R/32 of the lines; "follow" their harmonic mean. The same with
-    every other sketch's drawing ("shuffled") is what a model scores that ignores the
-    sketch, e.g. one that answers every stroke with the same blob.
+    "on": share of the sketch's line pixels with drawing ink within R/64 ("follow", the
+    verdict's measure); "around": share of the drawing's ink within R/32 of the lines;
+    "f_score" their harmonic mean (a tracing model scores high on it, a completing one
+    lower). The same with every other sketch's drawing ("shuffled") is what a model scores
+    that ignores the sketch, e.g. one that answers every stroke with the same blob.
     """
     r = sketches.shape[-1]
     lines, ink = ink_of(sketches), ink_of(drawings)
@@ -184,10 +207,28 @@ def following(sketches: np.ndarray, drawings: np.ndarray) -> dict:
     n = len(lines)
     matched = np.array([score(i, i) for i in range(n)])
     shuffled = np.array([np.mean([score(i, j) for j in range(n) if j != i], axis=0) for i in range(n)])
-    return {"on_strokes": float(matched[:, 0].mean()), "around_strokes": float(matched[:, 1].mean()),
-            "follow": float(matched[:, 2].mean()), "follow_shuffled": float(shuffled[:, 2].mean()),
-            "on_shuffled": float(shuffled[:, 0].mean()), "ink_fraction": float(ink.mean()),
-            "pairwise": spread(drawings)["pairwise"]}
+    return {"follow": float(matched[:, 0].mean()), "follow_shuffled": float(shuffled[:, 0].mean()),
+            "on_strokes": float(matched[:, 0].mean()), "around_strokes": float(matched[:, 1].mean()),
+            "f_score": float(matched[:, 2].mean()), "f_score_shuffled": float(shuffled[:, 2].mean()),
+            "ink_fraction": float(ink.mean()), "kept": [float(v) for v in matched[:, 0]]}
+
+
+def completion(sketches: np.ndarray, drawings: np.ndarray, meter, real_ink: float) -> dict:
+    """Does the table complete first strokes into drawings (see the module docstring)?
+    Medians over the sketches: `ink` of a collection drawing's median ink, `near` the
+    nearest collection drawing over the collection's nearest-other distance, `keeps` the
+    share of the sketch's lines the drawing covers; `distinct` of the collection's spread."""
+    ink = ink_of(drawings).mean(axis=(1, 2)) / max(real_ink, 1e-8)
+    near_collection = meter.nearest(drawings)
+    kept = np.array(following(sketches, drawings)["kept"])
+    return {"sketches": len(sketches), "ink": float(np.median(ink)), "near": float(np.median(near_collection)),
+            "keeps": float(np.median(kept)), "keeps_mean": float(kept.mean()),
+            "distinct": meter.distinct(drawings)}
+
+
+def completes(c: dict) -> bool:
+    return (c["ink"] >= TARGETS["completion_ink"] and c["near"] <= TARGETS["completion_near"]
+            and c["keeps"] >= TARGETS["completion_keeps"] and c["distinct"] >= TARGETS["distinct"])
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -238,8 +279,9 @@ def find_dataset(source: Path, dataset: Path | None) -> Path:
 # The report.
 
 
-def _optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> np.ndarray:
-    """W+ codes minimising the L2 to `targets` (uint8), all at once by Adam; their images."""
+def optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> tuple[np.ndarray, "torch.Tensor"]:
+    """W+ codes minimising the L2 to `targets` (uint8), all at once by Adam: their images
+    (uint8) and the codes."""
     import torch
 
     from training.gan import to_uint8
@@ -252,44 +294,66 @@ def _optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return to_uint8(generator.synthesis(w, noise_mode="const"))
+        return to_uint8(generator.synthesis(w, noise_mode="const")), w.detach()
+
+
+COMPLETION_GROUPS = {"held_out": "first strokes of held-out collection drawings",
+                     "visitor": "a visitor's first strokes"}
 
 
 def verdicts(report: dict) -> list[str]:
-    """Plain-word lines, one a target, that say whether the model is fit for the table."""
+    """Plain-word lines, one a target, that say whether the model is fit for the table;
+    each starts with "pass" or "MISS" so the card's list reads at a glance."""
     lines = []
+
+    def say(ok: bool, text: str) -> None:
+        lines.append(f"{'pass' if ok else 'MISS'}: {text}")
+
     g = report["generator"]
     v = g["variety"]
-    if v < 0.5:
-        lines.append(f"generator collapsed: variety {v:.2f} of the collection's (target {TARGETS['variety']})")
-    elif v < TARGETS["variety"]:
-        lines.append(f"generator variety low: {v:.2f} of the collection's (target {TARGETS['variety']})")
-    else:
-        lines.append(f"generator varied: {v:.2f} of the collection's (target {TARGETS['variety']})")
+    word = "varied" if v >= TARGETS["variety"] else "collapsed" if v < 0.5 else "variety low"
+    say(v >= TARGETS["variety"], f"generator {word}: variety {v:.2f} of the collection's "
+                                 f"(target {TARGETS['variety']})")
     e = report.get("encoder")
-    if e:
-        gain, ratio = e["gain_over_mean"], e["vs_optimum"]
-        if gain < 0.1:
-            lines.append(f"encoder no better than the collection's mean image: held-out MSE {e['mse']:.3f} "
-                         f"vs {e['mean_image_mse']:.3f}")
-        else:
-            ok = "meets" if gain >= TARGETS["encoder_gain"] else "misses"
-            lines.append(f"encoder {ok} the mean-image target: held-out MSE {e['mse']:.3f}, {gain:.0%} below "
-                         f"the mean image's {e['mean_image_mse']:.3f} (target {TARGETS['encoder_gain']:.0%})")
-        ok = "within" if ratio <= TARGETS["encoder_vs_optimum"] else "not within"
-        lines.append(f"encoder {ok} {TARGETS['encoder_vs_optimum']:g}x of W+ optimisation: {ratio:.2f}x "
-                     f"(optimum MSE {e['optimum_mse']:.3f})")
-        for group, f in report["following"].items():
-            lines.append(f"drawings {'follow' if follows(f) else 'do not follow'} the visitor's {group}: "
-                         f"follow {f['follow']:.2f} against {f['follow_shuffled']:.2f} with another sketch's "
-                         f"drawing ({f['on_strokes']:.0%} of line pixels have ink near them, "
-                         f"{f['around_strokes']:.0%} of the ink is near the lines; targets {TARGETS['follow']}, "
-                         f"+{TARGETS['follow_gain']})")
-            d = f["distinct"]
-            lines.append(f"different {group} get {'different' if d >= TARGETS['distinct'] else 'similar'} "
-                         f"drawings: distinct {d:.2f} of the collection's spread (target {TARGETS['distinct']})")
+    if not e:
+        lines.append("MISS: no encoder: the encoder, completion and sketch-following were not measured")
+        return lines
+    gain, ratio = e["gain_over_mean"], e["vs_optimum"]
+    if gain < 0.1:
+        say(False, f"encoder no better than the collection's mean image: held-out MSE {e['mse']:.3f} "
+                   f"vs {e['mean_image_mse']:.3f}")
     else:
-        lines.append("no encoder: the encoder and sketch-following were not measured")
+        say(gain >= TARGETS["encoder_gain"], f"encoder on whole sketches: held-out MSE {e['mse']:.3f}, {gain:.0%} "
+                                             f"below the mean image's {e['mean_image_mse']:.3f} "
+                                             f"(target {TARGETS['encoder_gain']:.0%})")
+    say(ratio <= TARGETS["encoder_vs_optimum"], f"encoder {ratio:.2f}x the W+ optimisation's error "
+                                                f"(optimum MSE {e['optimum_mse']:.3f}; target within "
+                                                f"{TARGETS['encoder_vs_optimum']:g}x)")
+    for group, c in report.get("completion", {}).items():
+        what = COMPLETION_GROUPS.get(group, group)
+        figures = (f"its drawings hold {c['ink']:.0%} of a drawing's ink (target {TARGETS['completion_ink']:.0%}), "
+                   f"lie {c['near']:.2f}x the collection's nearest-other distance from a collection drawing "
+                   f"(target {TARGETS['completion_near']:g}x), keep {c['keeps']:.0%} of the lines (target "
+                   f"{TARGETS['completion_keeps']:.0%}), distinct {c['distinct']:.2f} (target {TARGETS['distinct']})")
+        if completes(c):
+            say(True, f"completes {what}: {figures}")
+        elif c["ink"] < TARGETS["completion_ink"]:
+            say(False, f"traces {what} instead of completing them: {figures}")
+        elif c["near"] > TARGETS["completion_near"]:
+            say(False, f"answers {what} with drawings unlike the collection's: {figures}")
+        elif c["keeps"] < TARGETS["completion_keeps"]:
+            say(False, f"drops the strokes of {what}: {figures}")
+        else:
+            say(False, f"answers different {what} with similar drawings: {figures}")
+    for group, f in report["following"].items():
+        say(follows(f), f"drawings {'follow' if follows(f) else 'do not follow'} the visitor's {group}: "
+                        f"{f['follow']:.0%} of the lines have ink near them against {f['follow_shuffled']:.0%} with "
+                        f"another sketch's drawing ({f['around_strokes']:.0%} of the ink is near the lines); "
+                        f"targets {TARGETS['follow']:.0%}, +{TARGETS['follow_gain']:.0%}")
+        d = f["distinct"]
+        say(d >= TARGETS["distinct"], f"different {group} get {'different' if d >= TARGETS['distinct'] else 'similar'} "
+                                      f"drawings: distinct {d:.2f} of the collection's spread "
+                                      f"(target {TARGETS['distinct']})")
     return lines
 
 
@@ -302,20 +366,71 @@ def fit_for_table(report: dict) -> bool:
     return bool(e and report["generator"]["variety"] >= TARGETS["variety"]
                 and e["gain_over_mean"] >= TARGETS["encoder_gain"]
                 and e["vs_optimum"] <= TARGETS["encoder_vs_optimum"]
+                and all(completes(c) for c in report.get("completion", {}).values())
                 and all(follows(g) and g["distinct"] >= TARGETS["distinct"] for g in f.values()))
 
 
+def _encode(generator, encoder, sketches: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:
+    """The drawings (uint8) and W+ codes the model gives `sketches`, as the table runs it."""
+    import torch
+
+    from training.gan import to_uint8
+    drawings, codes = [], []
+    with torch.no_grad():
+        for i in range(0, len(sketches), 64):
+            w = encoder(torch.from_numpy(from_uint8(sketches[i:i + 64]))[:, None]) + generator.w_avg
+            codes.append(w)
+            drawings.append(to_uint8(generator.synthesis(w, noise_mode="const")))
+    return np.concatenate(drawings), torch.cat(codes)
+
+
+def held_out_first_strokes(data: Path, count: int, resolution: int, seed: int) -> list[tuple[np.ndarray, list]]:
+    """Up to `count` held-out drawings, each with its partial drawings or sketches for k = 1,
+    2, 3, ..., n: [(drawing, [(k, n, partial drawing or None, partial sketch or None)])].
+    With stroke order the partials are drawings (sketched by the caller); without, pen
+    pieces of the drawing's sketch in a random order."""
+    from training.ingest import load_manifest
+    from training.partial import StrokeOrder, pen_pieces, first_pieces
+    from training.sketches import SketchSettings, default_binarize, make_sketch
+
+    manifest = load_manifest(data)
+    order = StrokeOrder.of_dataset(data)
+    fit = manifest["settings"].get("fit", "crop")
+    result = []
+    for record in [r for r in manifest["images"] if r["split"] == "validation"][:count]:
+        drawing = cv2.imread(str(Path(data) / record["file"]), cv2.IMREAD_GRAYSCALE)
+        n = order.strokes(record.get("source", "")) if order else 0
+        if n:
+            steps = [(k, n, order.first_strokes(record["source"], k, resolution, fit), None) for k in range(1, n + 1)]
+        else:
+            whole = make_sketch(drawing, SketchSettings(), default_binarize(resolution))
+            pieces = pen_pieces(whole)
+            steps = [(k, len(pieces), None, first_pieces(whole, k, np.random.default_rng([seed, k]), pieces))
+                     for k in range(1, len(pieces) + 1)]
+        if steps:
+            result.append((drawing, steps))
+    return result
+
+
+def _sketch_over(sketch: np.ndarray, drawing: np.ndarray) -> np.ndarray:
+    """The table's answer, lightened, with the visitor's lines over it in black."""
+    light = (255 - (255 - drawing.astype(np.float32)) * 0.45).astype(np.uint8)
+    return np.where(sketch < 128, 0, light).astype(np.uint8)
+
+
 def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: ReportSettings | None = None,
-             inception: Path | None = None) -> dict:
+             inception: Path | None = None, progress=None) -> dict:
     """Measure the model at `source` against its collection; write OUT/report.json and
-    OUT/contact_sheet.png; return the report."""
+    OUT/contact_sheet.png; return the report. `progress(text)` hears each part begin."""
     import torch
 
     from training.gan import grid_image, to_uint8
     from training.ingest import load_images
     from training.metrics import gan_metrics
     from training.sketches import SketchSettings, default_binarize, labelled, make_sketch
+    from training.variety import VarietyMeter
 
+    say = progress or log.info
     settings = settings or ReportSettings()
     generator, encoder, params, what = load_networks(source)
     data = find_dataset(source, dataset)
@@ -323,8 +438,8 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
     train, held = load_images(data, "train"), load_images(data, "validation")
     if train.shape[-1] != r:
         raise ValueError(f"{data}: drawings are {train.shape[-1]} px, the model {r} px; pass the model's --dataset")
-    rng = np.random.default_rng(settings.seed)
-    real = train[rng.choice(len(train), min(settings.real, len(train)), replace=False)]
+    say(f"report: generator variety on {settings.samples} samples")
+    meter = VarietyMeter(train, count=settings.real, seed=settings.seed)
     torch.manual_seed(settings.seed)
     with torch.no_grad():
         z = torch.randn(settings.samples, generator.z_dim)
@@ -333,44 +448,65 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
         w = generator.mapping(z[:64])
         noise_change = float(np.sqrt(mse(to_uint8(generator.synthesis(w, noise_mode="random")),
                                           to_uint8(generator.synthesis(w, noise_mode="const"))).mean()))
-    s_real, s_fake = spread(real), spread(fake)
+    real_ink = float(np.median(ink_of(meter.reference).mean(axis=(1, 2))))
     report = {"model": what, "dataset": str(data), "resolution": r, "settings": asdict(settings),
               "targets": TARGETS,
-              "generator": {"variety": s_fake["nearest"] / s_real["nearest"],
-                            "spread": s_fake["pairwise"] / s_real["pairwise"],
-                            "nearest_sample": s_fake["nearest"], "nearest_real": s_real["nearest"],
-                            "pairwise_sample": s_fake["pairwise"], "pairwise_real": s_real["pairwise"],
-                            "noise_rms": noise_change, "ink_fraction_sample": float(ink_of(fake).mean()),
-                            "ink_fraction_real": float(ink_of(real).mean())}}
+              "generator": {**meter.measure(fake), "noise_rms": noise_change,
+                            "ink_fraction_sample": float(ink_of(fake).mean()),
+                            "ink_fraction_real": float(ink_of(meter.reference).mean())}}
     rows = [("generator samples", fake[:16])]
     if encoder is not None:
         params = params or default_binarize(r)
+        sketch_of = lambda d: make_sketch(d, SketchSettings(), params)  # noqa: E731
+        say(f"report: the encoder on {min(settings.held_out, len(held))} held-out drawings, and "
+            f"{settings.inversion_steps} steps of W+ optimisation for comparison")
         targets = held[:settings.held_out]
-        sketches = np.stack([make_sketch(d, SketchSettings(), params) for d in targets])
-        with torch.no_grad():
-            codes = encoder(torch.from_numpy(from_uint8(sketches))[:, None]) + generator.w_avg
-            encoded = to_uint8(generator.synthesis(codes, noise_mode="const"))
-        optimum = _optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
+        sketches = np.stack([sketch_of(d) for d in targets])
+        encoded, codes = _encode(generator, encoder, sketches)
+        optimum, _ = optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
         mean_image = np.broadcast_to(train.astype(np.float32).mean(0).round().astype(np.uint8), targets.shape)
         enc, base, best = (float(mse(x, targets).mean()) for x in (encoded, mean_image, optimum))
         report["encoder"] = {"held_out": len(targets), "mse": enc, "mean_image_mse": base, "optimum_mse": best,
                              "gain_over_mean": 1 - enc / base, "vs_optimum": enc / max(best, 1e-8)}
-        visitor = np.stack(strokes_like_a_visitor(r, 8, seed=settings.seed) + letters_like_a_visitor(r))
-        with torch.no_grad():
-            codes = encoder(torch.from_numpy(from_uint8(visitor))[:, None]) + generator.w_avg
-            answers = to_uint8(generator.synthesis(codes, noise_mode="const"))
-        report["following"] = {}
-        for group, part in (("strokes", slice(0, 8)), ("letters", slice(8, None))):
-            follow = following(visitor[part], answers[part])
-            follow["distinct"] = follow.pop("pairwise") / s_real["pairwise"]
-            report["following"][group] = follow
-        # held-out: sketch | encoder | W+ optimum | real, two to a row; visitor: sketch | drawing
         rows.append(("held-out drawings: sketch | encoder | W+ optimum | real, two a row",
                      np.stack([im for i in range(min(8, len(targets)))
                                for im in (sketches[i], encoded[i], optimum[i], targets[i])])))
+
+        say(f"report: completion of the first 1-3 strokes of {settings.completion_drawings} held-out drawings "
+            f"and of {settings.visitor_first_strokes} visitor-like first strokes")
+        made = held_out_first_strokes(data, settings.completion_drawings, r, settings.seed)
+        firsts = [sketch if sketch is not None else sketch_of(partial)
+                  for _, steps in made for k, n, partial, sketch in steps if k <= 3 and k < n]
+        visitor_firsts = first_strokes_like_a_visitor(r, settings.visitor_first_strokes, settings.seed)
+        report["completion"] = {}
+        for group, group_sketches in (("held_out", firsts), ("visitor", visitor_firsts)):
+            if group_sketches:
+                group_sketches = np.stack(group_sketches)
+                answers, _ = _encode(generator, encoder, group_sketches)
+                report["completion"][group] = completion(group_sketches, answers, meter, real_ink)
+        shown = next((steps for _, steps in made if 4 <= len(steps) <= 8), made[0][1] if made else None)
+        if shown:
+            steps = [sketch if sketch is not None else sketch_of(partial) for _, _, partial, sketch in shown]
+            answers, _ = _encode(generator, encoder, np.stack(steps))
+            rows.append(("one held-out drawing made stroke by stroke: the sketch (black) over the table's answer",
+                         np.stack([_sketch_over(s_, a) for s_, a in zip(steps, answers)])))
+        if visitor_firsts:
+            answers, _ = _encode(generator, encoder, np.stack(visitor_firsts[:8]))
+            rows.append(("a visitor's first 1, 2, 3 strokes: sketch | drawing",
+                         np.stack([im for pair in zip(visitor_firsts[:8], answers) for im in pair])))
+
+        say("report: sketch-following on visitor-like strokes and letters")
+        visitor = np.stack(strokes_like_a_visitor(r, 8, seed=settings.seed) + letters_like_a_visitor(r))
+        answers, _ = _encode(generator, encoder, visitor)
+        report["following"] = {}
+        for group, part in (("strokes", slice(0, 8)), ("letters", slice(8, None))):
+            follow = following(visitor[part], answers[part])
+            follow.pop("kept")
+            follow["distinct"] = meter.distinct(answers[part])
+            report["following"][group] = follow
         rows.append(("fixed test strokes and letters (visitor-like): sketch | drawing",
                      np.stack([im for pair in zip(visitor, answers) for im in pair])))
-    metrics = gan_metrics(inception, real, fake)
+    metrics = gan_metrics(inception, meter.reference, fake)
     report["fid_kid"] = metrics
     report["verdicts"] = verdicts(report)
     report["fit_for_table"] = fit_for_table(report)

@@ -32,6 +32,7 @@ from storage import atomic_write_json, atomic_write_png
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+CODES = "codes.npy"   # W+ codes of the generated drawings, float16 [N, num_ws, w_dim]
 PAIRS_FORMAT = "newsnow-pairs"
 
 
@@ -127,11 +128,18 @@ def labelled(sheet: np.ndarray, title: str, height: int = 18) -> np.ndarray:
 def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = SketchSettings(),
                params: BinarizeParams | None = None, truncation: float = 1.0, validation: float = 0.05,
                batch: int = 32, seed: int = 0, collection: Path | None = None,
-               collection_count: int = 0) -> dict:
-    """Sample `count` drawings from the GAN run's EMA generator and write the pairs.
+               collection_count: int = 0, partial_share: float = 0.75) -> dict:
+    """Sample `count` drawings from the GAN run's EMA generator and write their pairs.
+
+    Each drawing gives a whole pair (its whole sketch) and, for a share `partial_share` of
+    all pairs, partial pairs: part of the sketch as input, the WHOLE drawing as target, so
+    the encoder learns to complete a visitor's first strokes instead of tracing them
+    (training.partial: a KanjiVG collection's first k strokes as drawn, else pen pieces of
+    the sketch in a random order). A generated drawing's W+ code is stored (CODES, the
+    entry's "code" row) for the encoder's latent loss.
 
     With `collection` (a dataset from `ingest`), up to `collection_count` of its own
-    drawings are added as pairs too (train split -> train pairs, validation -> validation),
+    drawings are added the same way (train split -> train pairs, validation -> validation),
     as pSp trains on real pairs: the encoder then also learns to reach the collection's
     drawings, which matters when a short-trained generator samples little variety.
     """
@@ -139,7 +147,10 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
 
     from inference.checkpoint import load_model_checkpoint
     from training.gan import GENERATOR, to_uint8
+    from training.partial import StrokeOrder, first_pieces, pen_pieces, stroke_counts
 
+    if not 0 <= partial_share < 1:
+        raise ValueError(f"sketches: partial share {partial_share} must be in [0, 1) (the rest are whole sketches)")
     run, out = Path(run), Path(out)
     generator, _, meta = load_model_checkpoint(run / GENERATOR)
     r = generator.resolution
@@ -151,63 +162,103 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
     rng = np.random.default_rng(seed)
     z_source = torch.Generator().manual_seed(seed)
     width = settings.width_for(r)
-    entries, dropped = [], 0
+    entries, codes = [], []
+    counts = {"drawings": 0, "dropped_blank": 0, "partial": 0}
+    partials_per_whole = round(partial_share / (1 - partial_share)) if partial_share else 0
 
-    def add_pair(drawing: np.ndarray, record: dict) -> bool:
-        """Sketch `drawing` with a pen of jittered width and write both; False for a blank sketch."""
+    def add_drawing(drawing: np.ndarray, record: dict, partial_drawings: dict[str, np.ndarray]) -> bool:
+        """Write `drawing` once and a pair for its whole sketch and for each partial drawing
+        (by name, e.g. "3/7") or, without them, for pen pieces of the whole sketch; False
+        when the whole sketch is blank."""
         pen = max(1, width + int(rng.integers(-settings.width_jitter, settings.width_jitter + 1)))
-        sketch = make_sketch(drawing, settings, params, pen)
-        if ink_fraction(sketch) < settings.min_ink:
+        whole = make_sketch(drawing, settings, params, pen)
+        if ink_fraction(whole) < settings.min_ink:
+            counts["dropped_blank"] += 1
             return False
-        name = f"{len(entries):06d}.png"
+        name = f"{counts['drawings']:06d}.png"
+        counts["drawings"] += 1
         atomic_write_png(out / "drawings" / name, drawing)
-        atomic_write_png(out / "sketches" / name, sketch)
-        entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{name}", "pen": pen, **record})
+        parts = [("whole", whole)]
+        if partial_drawings:
+            parts += [(part, make_sketch(d, settings, params, pen)) for part, d in partial_drawings.items()]
+        elif partials_per_whole:
+            pieces = pen_pieces(whole)
+            parts += [(f"{k}/{len(pieces)}", first_pieces(whole, k, rng, pieces))
+                      for k in stroke_counts(len(pieces), partial_share, rng)]
+        for part, sketch in parts:
+            if ink_fraction(sketch) < settings.min_ink:  # a dot too small to survive the binarizer
+                continue
+            sketch_name = f"{len(entries):06d}.png"
+            atomic_write_png(out / "sketches" / sketch_name, sketch)
+            entries.append({"drawing": f"drawings/{name}", "sketch": f"sketches/{sketch_name}", "pen": pen,
+                            "part": part, **record})
+            counts["partial"] += part != "whole"
         return True
 
-    while len(entries) < count:
+    n_val = int(round(count * validation))
+    while counts["drawings"] < count:
         z = torch.randn(batch, generator.z_dim, generator=z_source)
         with torch.no_grad():
             ws = generator.mapping(z, truncation_psi=truncation)
             drawings = to_uint8(generator.synthesis(ws, noise_mode="const"))
-        for drawing in drawings:
-            if len(entries) >= count:
+        for w, drawing in zip(ws.numpy(), drawings):
+            if counts["drawings"] >= count:
                 break
-            if not add_pair(drawing, {"source": "generated"}):
-                dropped += 1
-                if dropped > 10 * count + 100:
-                    raise ValueError(f"sketches: the generator in {run} draws (almost) nothing; "
-                                     f"train the GAN longer or lower --edge-threshold")
-    n_val = int(round(count * validation))
-    for k, e in enumerate(entries):
-        e["split"] = "validation" if k >= count - n_val else "train"
+            split = "validation" if counts["drawings"] >= count - n_val else "train"
+            if add_drawing(drawing, {"split": split, "source": "generated", "code": len(codes)}, {}):
+                codes.append(w.astype(np.float16))
+            elif counts["dropped_blank"] > 10 * count + 100:
+                raise ValueError(f"sketches: the generator in {run} draws (almost) nothing; "
+                                 f"train the GAN longer or lower --edge-threshold")
     if collection is not None and collection_count > 0:
         from training.ingest import load_manifest
-        records = load_manifest(collection)["images"][:collection_count]
-        for record in records:
+        dataset = load_manifest(collection)
+        order = StrokeOrder.of_dataset(collection)
+        for record in dataset["images"][:collection_count]:
             drawing = cv2.imread(str(Path(collection) / record["file"]), cv2.IMREAD_GRAYSCALE)
             if drawing is None or drawing.shape != (r, r):
                 raise ValueError(f"sketches: {Path(collection) / record['file']} is not a {r} px image "
                                  f"of the collection; ingest at --resolution {r}")
-            if not add_pair(drawing, {"split": record["split"], "source": "collection"}):
-                dropped += 1
+            partial_drawings = {}
+            n = order.strokes(record.get("source", "")) if order else 0
+            if n and partial_share:
+                partial_drawings = {f"{k}/{n}": order.first_strokes(record["source"], k, r,
+                                                                    dataset["settings"].get("fit", "crop"))
+                                    for k in stroke_counts(n, partial_share, rng)}
+            add_drawing(drawing, {"split": record["split"], "source": "collection"}, partial_drawings)
+    if codes:
+        np.save(out / CODES, np.stack(codes))
     manifest = {"format": PAIRS_FORMAT, "format_version": 1, "generator": str(run / GENERATOR),
-                "resolution": r, "count": len(entries), "dropped_blank": dropped,
-                "truncation": truncation, "seed": seed,
+                "resolution": r, "count": len(entries), "drawings": counts["drawings"],
+                "partial": counts["partial"], "partial_share_setting": partial_share,
+                "dropped_blank": counts["dropped_blank"], "truncation": truncation, "seed": seed,
                 "collection": str(collection) if collection else None,
                 "from_collection": sum(e["source"] == "collection" for e in entries),
+                "codes": CODES if codes else None,
                 "binarize": params.to_dict(), "sketch": dataclasses.asdict(settings),
                 "provenance": meta, "pairs": entries}
     atomic_write_json(out / MANIFEST, manifest)
-    shown = entries[:32]
-    sheet = contact_sheet([cv2.imread(str(out / e["sketch"]), cv2.IMREAD_GRAYSCALE) for e in shown],
-                          [cv2.imread(str(out / e["drawing"]), cv2.IMREAD_GRAYSCALE) for e in shown])
-    atomic_write_png(out / "contact_sheet.png", sheet)
+    atomic_write_png(out / "contact_sheet.png", pairs_sheet(out, entries))
     return manifest
 
 
+def pairs_sheet(out: Path, entries: list[dict]) -> np.ndarray:
+    """Labelled sheet of some whole and some partial pairs (sketch | drawing)."""
+    read = lambda f: cv2.imread(str(out / f), cv2.IMREAD_GRAYSCALE)  # noqa: E731
+    bands = []
+    for title, shown in (("whole sketch | drawing", [e for e in entries if e["part"] == "whole"][:16]),
+                         ("first strokes | the whole drawing they are taught to give",
+                          [e for e in entries if e["part"] != "whole"][:16])):
+        if shown:
+            bands.append(labelled(contact_sheet([read(e["sketch"]) for e in shown],
+                                                [read(e["drawing"]) for e in shown]), title))
+    width = max(b.shape[1] for b in bands)
+    return np.vstack([np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=160) for b in bands])
+
+
 def load_pairs(pairs: Path, split: str | None = "train") -> tuple[np.ndarray, np.ndarray, dict]:
-    """(sketches, drawings) uint8 [N, R, R] of one split, and the manifest."""
+    """(sketches, drawings) uint8 [N, R, R] of one split, and the manifest (its "pairs"
+    are that split's entries, in the same order)."""
     path = Path(pairs) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -221,5 +272,19 @@ def load_pairs(pairs: Path, split: str | None = "train") -> tuple[np.ndarray, np
         raise ValueError(f"{path}: no {split} pairs")
     read = lambda f: cv2.imread(str(Path(pairs) / f), cv2.IMREAD_GRAYSCALE)  # noqa: E731
     sketches = np.stack([read(e["sketch"]) for e in entries])
-    drawings = np.stack([read(e["drawing"]) for e in entries])
-    return sketches, drawings, manifest
+    cache = {}
+    drawings = np.stack([cache[e["drawing"]] if e["drawing"] in cache else cache.setdefault(e["drawing"], read(e["drawing"]))
+                         for e in entries])
+    return sketches, drawings, {**manifest, "pairs": entries}
+
+
+def load_codes(pairs: Path, manifest: dict) -> tuple[np.ndarray | None, np.ndarray]:
+    """The known W+ code of each pair of `manifest` (zeros where none) and which are known."""
+    entries = manifest["pairs"]
+    known = np.array([e.get("code") is not None for e in entries])
+    if not manifest.get("codes") or not known.any():
+        return None, known
+    stored = np.load(Path(pairs) / manifest["codes"]).astype(np.float32)
+    codes = np.zeros((len(entries), *stored.shape[1:]), np.float32)
+    codes[known] = stored[[e["code"] for e in entries if e.get("code") is not None]]
+    return codes, known

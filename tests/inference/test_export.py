@@ -44,18 +44,40 @@ def test_fp16_export_with_check_through_the_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     diffs = {line.split()[1]: float(line.split("=")[1].split()[0]) for line in out.splitlines()
              if line.startswith("check ")}
-    assert set(diffs) == {"fused", "encoder", "generator", "mapping"}
+    assert set(diffs) == {"encoder", "generator", "mapping"}  # no --fused: no fused graph
     assert 0 < max(diffs.values()) <= 1e-2, diffs  # fp16 rounding is visible but small
     b = Bundle.load(tmp_path / "b16")
     assert b.precision == "fp16" and b.provenance["kimg"] == 1
     assert b.provenance["export_command"].startswith("newsnow export ") and "--fp16" in b.provenance["export_command"]
-    model = onnx.load(str(b.graphs["fused"]))
+    assert "fused" not in b.graphs and not (tmp_path / "b16" / "fused.onnx").exists()
+    model = onnx.load(str(b.graphs["encoder"]))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
     import onnxruntime as ort
-    session = ort.InferenceSession(str(b.graphs["fused"]), providers=["CPUExecutionProvider"])
-    y = session.run(None, {"sketch": np.ones((3, 1, 32, 32), np.float32)})[0]
+    from inference.runtime import open_backend
+    y = open_backend(tmp_path / "b16", threads=1).sketch_to_drawing(np.ones((3, 1, 32, 32), np.float32))
     assert y.shape == (3, 1, 32, 32) and y.dtype == np.float32 and np.abs(y).max() <= 1.0
+
+
+def test_a_bundle_without_the_fused_graph_draws_the_same(tiny_bundle, tmp_path):
+    """The fused graph is optional: without it the table runs the encoder then the
+    generator and gets the same drawing; the weights are in the bundle by default."""
+    import shutil
+    import json
+
+    from inference.runtime import open_backend
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_bundle, bare)
+    meta = json.loads((bare / "bundle.json").read_text())
+    del meta["graphs"]["fused"]
+    (bare / "fused.onnx").unlink()
+    (bare / "bundle.json").write_text(json.dumps(meta))
+    sketch = np.where(np.random.default_rng(0).random((2, 1, 32, 32)) < 0.1, -1, 1).astype(np.float32)
+    with_fused = open_backend(tiny_bundle, threads=1).sketch_to_drawing(sketch)
+    without = open_backend(bare, threads=1)
+    assert "fused" not in without.sessions
+    assert np.abs(without.sketch_to_drawing(sketch) - with_fused).max() < 1e-5
+    assert Bundle.load(bare).weights is not None
 
 
 def test_check_fails_loudly_when_graphs_disagree(tiny_bundle):

@@ -42,6 +42,34 @@ def test_resume_after_stop_repeats_the_same_steps_exactly(tiny_dataset, tmp_path
     for key, value in a["opt_D"]["state"].items():
         assert torch.equal(value["exp_avg"], b["opt_D"]["state"][key]["exp_avg"])
     assert a["ada_p"] == b["ada_p"] and a["step"] == b["step"]
+    # the variety curve continues too: one row a snapshot, the same figures as straight
+    assert (tmp_path / "a" / "variety.csv").read_text() == (tmp_path / "b" / "variety.csv").read_text()
+
+
+def test_every_snapshot_measures_variety_and_keeps_the_best_generator(tiny_dataset, tmp_path):
+    """variety.csv gets a row a snapshot (TensorBoard the scalar), best.json names the most
+    varied snapshot and generator_best.pt is its generator; a resume from an earlier state
+    drops the rows it will redo."""
+    import csv
+    import json
+    import shutil
+
+    train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.048), progress=False)
+    rows = list(csv.DictReader((tmp_path / "variety.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert all(0 <= float(r["variety"]) <= 2 and 0 < float(r["spread"]) for r in rows)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["variety"] == pytest.approx(max(float(r["variety"]) for r in rows), abs=1e-4)
+    saved = torch.load(tmp_path / "generator_best.pt", weights_only=False)
+    assert saved["meta"]["steps"] == best["step"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"gan/variety", "gan/spread"} <= set(events.Tags()["scalars"])
+    shutil.copy(tmp_path / "state.prev.pt", tmp_path / "state.pt")  # back to step 4
+    train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.064), resume=True, progress=False)
+    rows = list(csv.DictReader((tmp_path / "variety.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
 
 
 def test_resume_without_state_and_wrong_resolution_are_clear_errors(tiny_dataset, tmp_path):

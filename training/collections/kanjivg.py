@@ -6,10 +6,13 @@ KanjiVG contributors, http://kanjivg.tagaini.net), one `<path>` per stroke in a
 follows a brush's pressure (a press at the start, a swell, a taper at the end), with a
 little jitter of the whole character and of each stroke, dark ink on white paper.
 The renders are ordinary PNG files: `newsnow train ingest` treats them like scans.
+Beside them, training.partial.STROKE_ORDER records which SVG and random stream each file
+came from, so that training and the report can draw a character's first k strokes again.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -160,7 +163,7 @@ def render_collection(out: Path, size: int = 256, count: int | None = None, seed
     order = rng.permutation(len(files))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, drawings = [], {}
     for index in order:
         if count is not None and len(written) >= count:
             break
@@ -176,6 +179,11 @@ def render_collection(out: Path, size: int = 256, count: int | None = None, seed
         path = out / f"kanjivg_{svg_file.stem}.png"
         cv2.imwrite(str(path), image)
         written.append(path)
+        drawings[path.name] = {"svg": svg_file.stem, "index": int(index), "strokes": len(character)}
         if len(written) % 1000 == 0:
             log.info("rendered %d", len(written))
+    from storage import atomic_write_json
+    from training.partial import STROKE_ORDER
+    atomic_write_json(out / STROKE_ORDER, {"size": size, "seed": seed, "width": list(width), "drawings": drawings},
+                      indent=None)
     return written

@@ -1,0 +1,91 @@
+"""Anti-collapse changes side by side: the variety curve (training.variety, as every GAN
+snapshot measures it) of short `train gan` runs that differ from today's recipe in one
+setting each, at equal kimg, on the same collection and seed.
+
+    python benchmarks/bench_anticollapse.py --dataset ds64 --kimg 12 --every 4 \
+        [--variants baseline lr-low gamma-high ...] [--out DIR] [--json FILE]
+
+Each variant is a real `train gan` run (ADA, path length, R1, EMA as users run it) on
+one thread; the table printed at the end has one row a variant, its variety at each
+snapshot, and the seconds it took (a variant that costs more is not free). Short runs
+only say which changes delay the collapse seen at 6-12 kimg, not where a long run ends.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# The recipe of the long demo run (cpu-demo preset, batch 32, minibatch-std group 8,
+# R1 gamma 0.2) and one change each.
+BASELINE = dict(batch=32, mbstd_group=8, r1_gamma=0.2)
+VARIANTS = {
+    "baseline": {},
+    "lr-low": dict(lr=0.001),                       # G and D both 2.5x slower
+    "gamma-high": dict(r1_gamma=1.0),
+    "gamma-low": dict(r1_gamma=0.05),
+    "mbstd-batch": dict(mbstd_group=32),            # D compares the whole batch
+    "d-wide": dict(d_channel_base=2048, d_channel_max=512),  # D 2x wider at every resolution
+    "no-mixing": dict(style_mixing=0.0),
+    "ada-0.4": dict(ada_target=0.4),
+    "batch-64": dict(batch=64, mbstd_group=16),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, required=True, help="an ingested 64 px collection (train ingest)")
+    parser.add_argument("--kimg", type=float, default=12.0)
+    parser.add_argument("--every", type=float, default=4.0, help="kimg between variety measurements")
+    parser.add_argument("--variants", nargs="+", default=["baseline", "lr-low", "gamma-high", "mbstd-batch", "d-wide"],
+                        choices=sorted(VARIANTS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import dataclasses
+
+    from training.config import GanConfig, config_from
+    from training.gan import VARIETY_CSV, train_gan
+
+    fields = {f.name for f in dataclasses.fields(GanConfig)}
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.out or Path(tmp)
+        for name in args.variants:
+            change = {k: v for k, v in VARIANTS[name].items() if k in fields}
+            skipped = sorted(set(VARIANTS[name]) - fields)
+            if skipped:
+                print(f"{name}: the config has no {', '.join(skipped)}; skipped", flush=True)
+                continue
+            cfg = config_from("cpu-demo", **{**BASELINE, **change}, kimg=args.kimg, snapshot_kimg=args.every,
+                              threads=args.threads)
+            start = time.perf_counter()
+            train_gan(args.dataset, root / name, cfg, progress=False, force=True)
+            seconds = time.perf_counter() - start
+            rows = list(csv.DictReader((root / name / VARIETY_CSV).open()))
+            curve = {float(r["kimg"]): float(r["variety"]) for r in rows}
+            results.append({"variant": name, "change": change, "seconds": round(seconds), "variety": curve})
+            print(f"{name:12s} " + "  ".join(f"{k:5.1f} kimg {v:.2f}" for k, v in curve.items())
+                  + f"  ({seconds / 60:.1f} min)", flush=True)
+    print("\nvariety (of the collection's) against kimg, one thread each:")
+    kimgs = sorted({k for r in results for k in r["variety"]})
+    print("| variant | " + " | ".join(f"{k:g}" for k in kimgs) + " | min |")
+    print("|---" * (len(kimgs) + 2) + "|")
+    for r in results:
+        print(f"| {r['variant']} | " + " | ".join(f"{r['variety'].get(k, float('nan')):.2f}" for k in kimgs)
+              + f" | {r['seconds'] / 60:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
