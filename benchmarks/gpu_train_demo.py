@@ -49,6 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
+T0 = time.time()  # the call's budget counts from here: importing torch and CUDA's start are in it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("gpu_train_demo")
@@ -183,9 +184,9 @@ def burst(args) -> dict:
     import torch
     from training.gan import GanRun
     from training.stopping import StopRequest
-    start = time.time()
+    start = T0
     deadline = start + args.budget_s
-    timings = {}
+    timings = {"imports_s": time.time() - start}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # scratch outside OUT: a device call brings back only 8 files from its OUT
@@ -199,7 +200,7 @@ def burst(args) -> dict:
     dataset = Path(args.dataset) if args.dataset else work / "ds64"
     if not (dataset / "manifest.json").is_file():
         make_dataset(dataset, args.dry_run)
-    timings["dataset_s"] = time.time() - start
+    timings["dataset_s"] = time.time() - start - timings["imports_s"]
 
     source = Path(args.from_run) if args.from_run else None
     cpu = cpu_config(source)
@@ -230,9 +231,11 @@ def burst(args) -> dict:
 
     # Train until the budget, leaving room for one more step, the last snapshot and the packing
     # (measured as they happen, with a margin).
-    train_until = min(deadline, start + timings["dataset_s"] + timings["setup_s"] + args.minutes * 60)
+    train_until = min(deadline, time.time() + args.minutes * 60)
     every = args.minutes * 60 / SNAPSHOTS
-    step_s, snapshot_s, pack_s = timings["first_step_s"], 0.0, 10.0 if not args.dry_run else 1.0
+    # guesses until measured: a snapshot writes ~50 MB and measures 256 drawings
+    snapshot_s, pack_s = (0.5, 1.0) if args.dry_run else (15.0, 10.0)
+    step_s = timings["first_step_s"]
     steps0, images0, t_train = run.step, run.step * batch, time.time()
     last_snapshot = time.time()
     with StopRequest() as stop:
