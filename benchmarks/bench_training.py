@@ -32,9 +32,10 @@ def main() -> int:
     parser.add_argument("--encoder-steps", type=int, default=100)
     parser.add_argument("--dataset", type=Path, default=None, help="an ingested dataset (default: render one)")
     parser.add_argument("--no-channels-last", action="store_true", help="NCHW tensors (the old layout)")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--mbstd-group", type=int, default=8)
-    parser.add_argument("--r1-gamma", type=float, default=0.2)
+    # default: the demo run's settings at cpu-demo, the preset's own otherwise
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--mbstd-group", type=int, default=None)
+    parser.add_argument("--r1-gamma", type=float, default=None)
     parser.add_argument("--ada-p", type=float, default=0.25, help="ADA's p at the start")
     parser.add_argument("--skip-encoder", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
@@ -50,11 +51,13 @@ def main() -> int:
     from training.sketches import make_pairs
 
     layout = dict(channels_last=not args.no_channels_last)
+    demo_run = dict(batch=32, mbstd_group=8, r1_gamma=0.2) if args.preset == "cpu-demo" else {}
+    settings = {**demo_run, **{k: v for k, v in dict(batch=args.batch, mbstd_group=args.mbstd_group,
+                                                     r1_gamma=args.r1_gamma).items() if v is not None}}
     results = {"machine": machine(), "preset": args.preset, **layout, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        gan_cfg = config_from(args.preset, kimg=args.gan_kimg, snapshot_kimg=args.gan_kimg, batch=args.batch,
-                              mbstd_group=args.mbstd_group, r1_gamma=args.r1_gamma, **layout)
+        gan_cfg = config_from(args.preset, kimg=args.gan_kimg, snapshot_kimg=args.gan_kimg, **settings, **layout)
         dataset = args.dataset
         if dataset is None:
             from training.collections.kanjivg import render_collection
