@@ -42,6 +42,7 @@ from training.config import GAN_CHANGEABLE, GanConfig, config_from, resumed_sett
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.state import load_state, prepare_run_folder, previous_of, save_state
+from training.speed import keep_freed_memory
 from training.stopping import StopRequest
 from storage import atomic_write, atomic_write_json, atomic_write_png
 from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
@@ -217,6 +218,7 @@ class GanRun:
             torch.cuda.set_device(self.device)
         else:
             self.device = torch.device("cpu")
+            keep_freed_memory()  # fewer page faults a step; computes the same
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if cfg.batch % self.world:
