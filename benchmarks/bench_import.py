@@ -102,7 +102,7 @@ def measure(work: Path, small: bool, runs: int, threads: int | None, providers: 
     for provider in providers or ["CPUExecutionProvider"]:
         try:
             backend = OrtBackend(bundle, providers=[provider], threads=threads)
-            used = backend.sessions["fused"].get_providers()[0]
+            used = backend.sessions["encoder"].get_providers()[0]
             report["latency"][provider] = {**time_stages(backend, runs=runs, warmup=2), "provider_used": used,
                                            "threads": threads}
         except Exception as exc:  # a provider that cannot build its engine is a finding, not a crash

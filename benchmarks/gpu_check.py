@@ -5,7 +5,7 @@
    whether any loss or weight became NaN/inf.
 2. Export of a full-width 256 px bundle (random weights: they do not change the cost) in
    fp32 and fp16, and the fp16 graphs' parity against the PyTorch fp32 networks.
-3. Latency of the fused graph (batch 1) on the TensorRT and CUDA providers, fp32 and
+3. Latency of sketch -> drawing (the table's path: encoder then generator; batch 1) on the TensorRT and CUDA providers, fp32 and
    fp16: median and p95.
 4. (`--parts import`) An imported pSp sketch model of the published sizes (IR-SE50
    encoder, 256 px decoder; `benchmarks/bench_import.py`) as an fp16 bundle: its parity on

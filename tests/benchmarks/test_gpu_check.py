@@ -19,12 +19,12 @@ def test_dry_run_trains_exports_fp16_and_times_the_fused_graph(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["training"]["finite"] and report["training"]["kimg_per_hour"] > 0
-    assert report["export"]["fp32"]["parity_max_abs"]["fused"] < 1e-4
-    assert report["export"]["fp16"]["parity_max_abs"]["fused"] < 1e-2
+    assert max(report["export"]["fp32"]["parity_max_abs"].values()) < 1e-4
+    assert max(report["export"]["fp16"]["parity_max_abs"].values()) < 1e-2
     for precision in ("fp32", "fp16"):
         assert report["latency"][f"CPUExecutionProvider/{precision}"]["median_ms"] > 0
     imported = json.loads((tmp_path / "gpu_check_import.json").read_text())["imported_psp"]
-    assert imported["precision"] == "fp16" and imported["parity_max_abs"]["fused"] < 1e-2
+    assert imported["precision"] == "fp16" and max(imported["parity_max_abs"].values()) < 1e-2
     assert imported["latency"]["CPUExecutionProvider"]["fused"]["median_ms"] > 0
 
 
