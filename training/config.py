@@ -126,7 +126,9 @@ class EncoderConfig:
     l2_lambda: float = 1.0         # pSp sketch recipe: l2 1, lpips 0.8, w_norm 0.005
     perceptual_lambda: float = 0.8
     w_norm_lambda: float = 0.005
-    latent_lambda: float = 1.0     # squared error to the target's known W+ code (generated pairs)
+    latent_lambda: float = 1.0     # squared error to the target's W+ code, where known (see below)
+    latent_from_whole: bool = True  # partial pairs without a code: the encoder's own (detached)
+                                   # code of the whole sketch of the same drawing
     delta_lambda: float = 0.001    # e4e: W+ styles kept near the first one, so codes stay W-like
     val_every: int = 2000          # validation + reconstructions + checkpoint
     log_every: int = 50

@@ -4,13 +4,17 @@ The generator from the GAN run stays frozen; the encoder predicts W+ offsets fro
 x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it), and
 
     loss = l2 * ||x - x_hat||^2 + perceptual * P(x, x_hat) + w_norm * ||E(sketch)||
-           + latent * ||E(sketch) + w_avg - w_x||^2   (pairs whose code w_x is known)
+           + latent * ||E(sketch) + w_avg - w_x||^2   (pairs whose target code w_x is known)
            + delta * sum_i ||E_i - E_0||              (e4e's delta regularisation)
 
 (pSp's sketch recipe 1 / 0.8 / 0.005 for the first three). Many pairs' sketches are only
 the first strokes of their drawing (training.partial), so one sketch has many right
 answers. The latent term pulls the code to the mean of the codes of those answers (cheap:
-no generator pass), and averaging codes, not pixels, keeps the answer a drawing; the
+no generator pass), and averaging codes, not pixels, keeps the answer a drawing. w_x is the
+generated drawing's own code, or, for the partial sketch of a collection drawing (whose
+code nobody knows: W+ optimisation of every drawing costs hours on a CPU), the encoder's
+own code of that drawing's WHOLE sketch, taken without gradient: the first strokes are
+taught to give what the whole sketch gives, which the image terms teach to trace. The
 delta term keeps it W-like, near the mapping's distribution, as e4e does. The encoder is
 deterministic: it picks that drawing for the strokes, and each new stroke moves it. P is LPIPS when a TorchScript LPIPS file is given
 (`--lpips PATH`, called as lpips(x, y) on [B, C, R, R] in [-1, 1]); otherwise a feature
@@ -113,6 +117,33 @@ def losses_of(encoder, generator, perceptual, sketch, drawing, cfg: EncoderConfi
             "recon": recon}
 
 
+def whole_pair_index(entries: list[dict]) -> np.ndarray:
+    """For each pair, the index of the whole-sketch pair of the same drawing (-1: none)."""
+    whole = {e["drawing"]: i for i, e in enumerate(entries) if e.get("part", "whole") == "whole"}
+    return np.array([whole.get(e["drawing"], -1) if e.get("part", "whole") != "whole" else -1 for e in entries])
+
+
+@torch.no_grad()
+def target_codes(encoder, generator, sketches: np.ndarray, index: np.ndarray, codes: np.ndarray | None,
+                 known: np.ndarray, whole_of: np.ndarray | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The latent term's targets for a batch and where there is one: a known code, else for a
+    partial pair the encoder's current code of its drawing's whole sketch (no gradient)."""
+    code = torch.from_numpy(codes[index]) if codes is not None else None
+    has = torch.from_numpy(known[index]) if codes is not None else torch.zeros(len(index), dtype=torch.bool)
+    if whole_of is not None:
+        borrow = (whole_of[index] >= 0) & ~has.numpy()
+        if borrow.any():
+            was_training = encoder.training
+            encoder.eval()
+            whole = encoder(_tensor(sketches[whole_of[index][borrow]])) + generator.w_avg
+            encoder.train(was_training)
+            if code is None:
+                code = torch.zeros(len(index), *whole.shape[1:])
+            code[torch.from_numpy(borrow)] = whole
+            has = has | torch.from_numpy(borrow)
+    return (code, has) if code is not None else (None, None)
+
+
 def _tensor(images: np.ndarray) -> torch.Tensor:
     return from_uint8(torch.from_numpy(images))[:, None]
 
@@ -179,6 +210,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     generator.requires_grad_(False)
     sketches, drawings, manifest = load_pairs(pairs, "train")
     codes, known = load_codes(pairs, manifest)
+    whole_of = whole_pair_index(manifest["pairs"]) if cfg.latent_from_whole else None
     val_sketches, val_drawings, _ = load_pairs(pairs, "validation")
     if sketches.shape[1] != generator.resolution:
         raise ValueError(f"encoder: pairs in {pairs} are {sketches.shape[1]} px but the generator "
@@ -211,9 +243,9 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     with StopRequest() as stop, around_bar():
         while step < cfg.steps and not stop.signal:
             index = torch.randint(len(sketches), (cfg.batch,)).numpy()
+            code, code_known = target_codes(encoder, generator, sketches, index, codes, known, whole_of)
             terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index]), _tensor(drawings[index]), cfg,
-                              *((torch.from_numpy(codes[index]), torch.from_numpy(known[index]))
-                                if codes is not None else ()))
+                              code, code_known)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

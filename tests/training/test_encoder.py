@@ -82,3 +82,33 @@ def test_fid_kid_with_a_local_feature_network(tmp_path):
     assert "skipped" in gan_metrics(tmp_path / "none.pt", real, real)
     f = rng.normal(size=(300, 8))
     assert fid(f, f) == pytest.approx(0, abs=1e-6) and kid(f, f + 3, subsets=5) > kid(f, f, subsets=5)
+
+
+def test_partial_pairs_borrow_the_code_of_their_whole_sketch(tiny_pipeline):
+    """A partial pair with no known code gets as its latent target the encoder's own code
+    of its drawing's whole sketch (no gradient, the encoder's mode kept); a known code wins."""
+    import torch
+
+    from inference.checkpoint import load_model_checkpoint
+    from training.encoder import target_codes, whole_pair_index, _tensor
+
+    entries = [{"drawing": "d/0.png", "part": "whole"}, {"drawing": "d/0.png", "part": "1/3"},
+               {"drawing": "d/1.png", "part": "2/4"}, {"drawing": "d/1.png", "part": "whole"},
+               {"drawing": "d/2.png", "part": "1/2"}]
+    whole_of = whole_pair_index(entries)
+    assert whole_of.tolist() == [-1, 0, 3, -1, -1]
+    generator, encoder, _ = load_model_checkpoint(tiny_pipeline / "encoder" / "model.pt")
+    encoder.train()
+    sketches = np.stack([np.full((32, 32), 255, np.uint8)] * 5)
+    sketches[0, 8:24, 15:17] = 0
+    sketches[3, 15:17, 8:24] = 0
+    known = np.array([False, False, True, False, False])
+    codes = np.zeros((5, generator.num_ws, generator.w_dim), np.float32)
+    codes[2] = 7.0
+    index = np.array([1, 2, 4, 0])
+    code, has = target_codes(encoder, generator, sketches, index, codes, known, whole_of)
+    assert has.tolist() == [True, True, False, False] and encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        want = encoder(_tensor(sketches[[0]])) + generator.w_avg
+    assert torch.allclose(code[0], want[0]) and torch.all(code[1] == 7.0)
