@@ -18,7 +18,9 @@ import gpu_train_demo  # noqa: E402
 
 
 def burst(out: Path, *options: str) -> dict:
-    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_train_demo.sh"), str(out), "1", "--dry-run",
+    # 5 minutes of "training", so that --max-steps, not a slow first step on a loaded
+    # machine, ends the dry run
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_train_demo.sh"), str(out), "5", "--dry-run",
                           *options], capture_output=True, text=True, timeout=240,
                          env={**os.environ, "PYTHON": sys.executable})
     assert run.returncode == 0, run.stderr[-3000:]
