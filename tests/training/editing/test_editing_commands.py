@@ -81,27 +81,6 @@ def test_grid_on_the_demo_bundle(tmp_path):
     assert grid is not None and grid.shape[0] * 3 == grid.shape[1] * 2
 
 
-@pytest.mark.slow
-def test_sefa_and_the_torch_backend_run_on_the_demo_bundle(tmp_path):
-    """The demo bundle carries its weights within 20 MB: SeFa (which reads the style
-    affines) runs on it with no --bundle given, and the torch backend draws what ONNX
-    Runtime draws."""
-    from inference.bundle import DEMO_BUNDLE
-    from inference.runtime import open_backend
-
-    if not (DEMO_BUNDLE / "bundle.json").is_file():
-        pytest.skip("the demo bundle is not in this checkout")
-    assert sum(f.stat().st_size for f in DEMO_BUNDLE.iterdir()) < 20e6
-    npz = tmp_path / "sefa.npz"
-    assert main(["edit", "directions", "--method", "sefa", "--out", str(npz), "--k", "3"]) == 0
-    assert Directions.load(npz).directions.shape[0] == 3
-    sketch = np.ones((1, 1, 64, 64), np.float32)
-    sketch[0, 0, 20:44, 30:33] = -1
-    ort_drawing = open_backend(DEMO_BUNDLE, threads=1).sketch_to_drawing(sketch)
-    torch_drawing = open_backend(DEMO_BUNDLE, kind="torch").sketch_to_drawing(sketch)
-    assert np.abs(ort_drawing - torch_drawing).max() < 1e-3
-
-
 def test_directions_and_grid_on_a_stylegan2_checkpoint(tmp_path):
     """`edit directions --generator x.pt` (a rosinality g_ema) and its grid: RGB tiles of the
     checkpoint's resolution, labelled with the file's direction names."""
