@@ -400,7 +400,7 @@ def held_out_first_strokes(data: Path, count: int, resolution: int, seed: int) -
     held = [r for r in manifest["images"] if r["split"] == "validation"]
     # a seeded choice, not the first ones: the manifest's order is the files' names, and the
     # first KanjiVG names are Latin letters and kana, not kanji
-    pick = np.sort(np.random.default_rng(seed).choice(len(held), min(count, len(held)), replace=False))
+    pick = np.random.default_rng(seed).choice(len(held), min(count, len(held)), replace=False)
     for record in [held[i] for i in pick]:
         drawing = cv2.imread(str(Path(data) / record["file"]), cv2.IMREAD_GRAYSCALE)
         n = order.strokes(record.get("source", "")) if order else 0
@@ -466,8 +466,8 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
         say(f"report: the encoder on {min(settings.held_out, len(held))} held-out drawings, and "
             f"{settings.inversion_steps} steps of W+ optimisation for comparison")
         # a seeded choice (the first held-out files by name are letters and kana, not kanji)
-        targets = held[np.sort(np.random.default_rng(settings.seed).choice(
-            len(held), min(settings.held_out, len(held)), replace=False))]
+        targets = held[np.random.default_rng(settings.seed).choice(
+            len(held), min(settings.held_out, len(held)), replace=False)]
         sketches = np.stack([sketch_of(d) for d in targets])
         encoded, codes = _encode(generator, encoder, sketches)
         optimum, _ = optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
