@@ -220,15 +220,23 @@ def completion(sketches: np.ndarray, drawings: np.ndarray, meter, real_ink: floa
     share of the sketch's lines the drawing covers; `distinct` of the collection's spread."""
     ink = ink_of(drawings).mean(axis=(1, 2)) / max(real_ink, 1e-8)
     near_collection = meter.nearest(drawings)
-    kept = np.array(following(sketches, drawings)["kept"])
+    follow = following(sketches, drawings)
+    kept = np.array(follow["kept"])
+    # "keeps_shuffled": lines another sketch's drawing covers; a dense drawing that covers
+    # any strokes by chance keeps them as well as the strokes it was given
     return {"sketches": len(sketches), "ink": float(np.median(ink)), "near": float(np.median(near_collection)),
             "keeps": float(np.median(kept)), "keeps_mean": float(kept.mean()),
-            "distinct": meter.distinct(drawings)}
+            "keeps_shuffled": follow["follow_shuffled"], "distinct": meter.distinct(drawings)}
+
+
+def keeps_strokes(c: dict) -> bool:
+    return (c["keeps"] >= TARGETS["completion_keeps"]
+            and c["keeps_mean"] - c.get("keeps_shuffled", 0.0) >= TARGETS["follow_gain"])
 
 
 def completes(c: dict) -> bool:
     return (c["ink"] >= TARGETS["completion_ink"] and c["near"] <= TARGETS["completion_near"]
-            and c["keeps"] >= TARGETS["completion_keeps"] and c["distinct"] >= TARGETS["distinct"])
+            and keeps_strokes(c) and c["distinct"] >= TARGETS["distinct"])
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -334,15 +342,16 @@ def verdicts(report: dict) -> list[str]:
         figures = (f"its drawings hold {c['ink']:.0%} of a drawing's ink (target {TARGETS['completion_ink']:.0%}), "
                    f"lie {c['near']:.2f}x the collection's nearest-other distance from a collection drawing "
                    f"(target {TARGETS['completion_near']:g}x), keep {c['keeps']:.0%} of the lines (target "
-                   f"{TARGETS['completion_keeps']:.0%}), distinct {c['distinct']:.2f} (target {TARGETS['distinct']})")
+                   f"{TARGETS['completion_keeps']:.0%}; another sketch's drawing {c.get('keeps_shuffled', 0):.0%}, "
+                   f"target +{TARGETS['follow_gain']:.0%}), distinct {c['distinct']:.2f} (target {TARGETS['distinct']})")
         if completes(c):
             say(True, f"completes {what}: {figures}")
         elif c["ink"] < TARGETS["completion_ink"]:
             say(False, f"traces {what} instead of completing them: {figures}")
         elif c["near"] > TARGETS["completion_near"]:
             say(False, f"answers {what} with drawings unlike the collection's: {figures}")
-        elif c["keeps"] < TARGETS["completion_keeps"]:
-            say(False, f"drops the strokes of {what}: {figures}")
+        elif not keeps_strokes(c):
+            say(False, f"drops or ignores the strokes of {what}: {figures}")
         else:
             say(False, f"answers different {what} with similar drawings: {figures}")
     for group, f in report["following"].items():
