@@ -24,13 +24,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def run(bundle: Path | None = None, phase_s: float = 10.0, rounds: int = 3, rate: float = 4.0) -> list[dict]:
+def simulated_kiosk(bundle: Path | None):
+    """(kiosk, parts): a started kiosk, headless, on the simulated pen camera, its health
+    server on a free port; tables are attached by the caller (`open_table(parts)`)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     from config import Config
-    from kiosk.kiosk import Kiosk
-    from kiosk.run import model_info
+    from kiosk.kiosk import Kiosk, model_info
     from kiosk.notify import Notifier
-    from table.assemble import open_table, prepare
+    from table.assemble import prepare
 
     config = Config.from_dict({"camera": {"source": "simulated"}, "display": {"mode": "headless"},
                                "stats": {"log_every_s": 0}, "idle": {"after_s": 600}, "health": {"port": 0}})
@@ -38,6 +39,13 @@ def run(bundle: Path | None = None, phase_s: float = 10.0, rounds: int = 3, rate
     kiosk = Kiosk(config, notifier=Notifier({}))
     kiosk.parts, kiosk.model = parts, model_info(parts)
     kiosk.start()
+    return kiosk, parts
+
+
+def run(bundle: Path | None = None, phase_s: float = 10.0, rounds: int = 3, rate: float = 4.0) -> list[dict]:
+    from table.assemble import open_table
+
+    kiosk, parts = simulated_kiosk(bundle)
     view = kiosk.health.url + "/view.jpg"
     rows = []
     print(f"bundle {parts.bundle.path}, backend {parts.backend.name}, {os.cpu_count()} CPUs, "

@@ -80,18 +80,10 @@ for s in silent: s.close()
 
 def run(bundle: Path | None, phase_s: float, rounds: int, idle: int, probers: int, reloads: int,
         rate: float = 0.0) -> dict:
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    from config import Config
-    from kiosk.kiosk import Kiosk, model_info
-    from kiosk.notify import Notifier
-    from table.assemble import open_table, prepare
+    from benchmarks.bench_console import simulated_kiosk
+    from table.assemble import open_table
 
-    config = Config.from_dict({"camera": {"source": "simulated"}, "display": {"mode": "headless"},
-                               "stats": {"log_every_s": 0}, "idle": {"after_s": 600}, "health": {"port": 0}})
-    parts = prepare(config, bundle=bundle)
-    kiosk = Kiosk(config, notifier=Notifier({}))
-    kiosk.parts, kiosk.model = parts, model_info(parts)
-    kiosk.start()
+    kiosk, parts = simulated_kiosk(bundle)
     port = kiosk.health.port
     print(f"bundle {parts.bundle.path}, backend {parts.backend.name}, {os.cpu_count()} CPUs "
           f"(affinity {sorted(os.sched_getaffinity(0))}), phases of {phase_s:g} s, {idle} idle connections, "
