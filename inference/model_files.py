@@ -58,6 +58,16 @@ def _size(path: Path) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size} bytes"
 
 
+# what `sniff` found, where it is not a checkpoint at all
+_NOT_A_CHECKPOINT = {
+    "bundle": "a model bundle folder (what the table loads), not a checkpoint",
+    "folder": "a folder, not a file",
+    "safetensors": "a safetensors file (bare tensors without the network's description)",
+    "onnx": "an ONNX graph (an exported model, not a checkpoint)",
+    "unknown": "not a checkpoint (neither a torch file nor a pickle: its first bytes are not either's)",
+}
+
+
 def check_file(path: str | os.PathLike, wanted: str) -> tuple[Path, str]:
     """(path, kind) of a file that may hold a checkpoint; else ModelFileError.
 
@@ -67,21 +77,10 @@ def check_file(path: str | os.PathLike, wanted: str) -> tuple[Path, str]:
     if not path.exists():
         raise ModelFileError(f"{path}: no such file; pass {wanted}")
     kind = sniff(path)
-    if kind == "bundle":
-        raise ModelFileError(f"{path}: a model bundle folder (what the table loads), not a checkpoint; "
-                             f"pass {wanted}")
-    if kind == "folder":
-        raise ModelFileError(f"{path}: a folder, not a file; pass {wanted}")
     if kind == "empty":
         raise ModelFileError(f"{path}: an empty file (0 bytes): the copy failed; copy the checkpoint again")
-    if kind == "safetensors":
-        raise ModelFileError(f"{path}: a safetensors file (bare tensors without the network's description); "
-                             f"pass {wanted}")
-    if kind == "onnx":
-        raise ModelFileError(f"{path}: an ONNX graph (an exported model, not a checkpoint); pass {wanted}")
-    if kind == "unknown":
-        raise ModelFileError(f"{path}: not a checkpoint (neither a torch file nor a pickle: its first bytes "
-                             f"are not either's); pass {wanted}")
+    if kind in _NOT_A_CHECKPOINT:
+        raise ModelFileError(f"{path}: {_NOT_A_CHECKPOINT[kind]}; pass {wanted}")
     if kind == "torch" and not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: an incomplete torch file ({_size(path)}; the archive's directory, which "
                              f"torch writes last, is missing): the download or copy was cut short; copy it again")
