@@ -309,7 +309,7 @@ def cmd_evaluate(args) -> int:
 def cmd_idle_codes(args) -> int:
     from training.idle_codes import add_to_bundle, collection_codes
     from training.report import load_networks
-    generator, encoder, _, what = load_networks(Path(args.model))
+    generator, encoder, _, _ = load_networks(Path(args.model))
     codes, error = collection_codes(generator, encoder, Path(args.dataset), args.count, args.steps, seed=args.seed)
     path = add_to_bundle(Path(args.bundle), codes, {
         "source": f"W+ optimisation ({args.steps} steps from the encoder's codes) of {len(codes)} drawings of "
