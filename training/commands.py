@@ -319,6 +319,22 @@ def cmd_idle_codes(args) -> int:
     return 0
 
 
+def cmd_pair_codes(args) -> int:
+    from training.pair_codes import find_pair_codes
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    summary = find_pair_codes(Path(args.pairs), Path(args.model), args.count, args.steps, args.lr, seed=args.seed,
+                              progress=print)
+    if not summary["found"]:
+        print(f"{args.pairs}: every collection drawing of the training split already has a code")
+        return 0
+    print(f"codes for {summary['found']} more drawings in {Path(args.pairs) / 'codes.npy'} (MSE "
+          f"{summary['mse']:.3f}, {summary['seconds'] / 60:.0f} min); {summary['left']} still without one. "
+          f"`newsnow train encoder {args.pairs} ...` now teaches their pairs these codes")
+    return 0
+
+
 def _encoder_flags_all(args) -> dict:
     """`train all`'s encoder flags (named --encoder-*, beside the GAN's own)."""
     values = dict(steps=args.encoder_steps, lr=args.encoder_lr, batch=args.encoder_batch, threads=args.threads)
@@ -454,6 +470,23 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=200, help="W+ optimisation steps (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of which drawings are taken")
     p.set_defaults(handler=_plain_errors(cmd_idle_codes))
+
+    p = steps.add_parser("pair-codes", help="find by W+ optimisation the codes of the collection's drawings in a "
+                                           "pairs folder (the encoder's latent term then teaches them)",
+                         description="W+ optimisation of collection drawings of a pairs folder, started from the "
+                                     "encoder's code of each whole sketch (else w_avg), stored in its codes.npy "
+                                     "for every pair of that drawing, whole or first strokes. Written after each "
+                                     "batch: run it again to continue or to add more.")
+    p.add_argument("pairs", help="the folder `newsnow train sketches` wrote")
+    p.add_argument("--model", required=True, help="the generator the encoder trains against: a GAN run, or an "
+                                                  "encoder run / checkpoint / bundle (its encoder starts the search)")
+    p.add_argument("--count", type=int, default=1024, help="how many more drawings (default %(default)s; about "
+                                                           "0.6 s each at 64 px on one thread)")
+    p.add_argument("--steps", type=int, default=60, help="W+ optimisation steps (default %(default)s)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam's step size (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of which drawings are taken")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(handler=_plain_errors(cmd_pair_codes))
 
     p = steps.add_parser("all", help="ingest -> gan -> sketches -> encoder -> export --check -> report -> model card",
                          description="Every step from a folder of scans to a checked bundle with its model report "

@@ -260,9 +260,8 @@ def pairs_sheet(out: Path, entries: list[dict]) -> np.ndarray:
     return np.vstack([np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=160) for b in bands])
 
 
-def load_pairs(pairs: Path, split: str | None = "train") -> tuple[np.ndarray, np.ndarray, dict]:
-    """(sketches, drawings) uint8 [N, R, R] of one split, and the manifest (its "pairs"
-    are that split's entries, in the same order)."""
+def load_manifest_file(pairs: Path) -> dict:
+    """The pairs folder's whole manifest, refused with what to do when it is not one."""
     path = Path(pairs) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -271,9 +270,16 @@ def load_pairs(pairs: Path, split: str | None = "train") -> tuple[np.ndarray, np
                          f"`newsnow train sketches`") from exc
     if manifest.get("format") != PAIRS_FORMAT:
         raise ValueError(f"{path}: not a New Snow pairs manifest")
+    return manifest
+
+
+def load_pairs(pairs: Path, split: str | None = "train") -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sketches, drawings) uint8 [N, R, R] of one split, and the manifest (its "pairs"
+    are that split's entries, in the same order)."""
+    manifest = load_manifest_file(pairs)
     entries = [e for e in manifest["pairs"] if split is None or e["split"] == split]
     if not entries:
-        raise ValueError(f"{path}: no {split} pairs")
+        raise ValueError(f"{Path(pairs) / MANIFEST}: no {split} pairs")
     read = lambda f: cv2.imread(str(Path(pairs) / f), cv2.IMREAD_GRAYSCALE)  # noqa: E731
     sketches = np.stack([read(e["sketch"]) for e in entries])
     cache = {}
