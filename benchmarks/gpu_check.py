@@ -85,8 +85,8 @@ def export_and_time(work: Path, dry_run: bool, runs: int) -> dict:
             try:
                 backend = OrtBackend(bundle, providers=[provider])
                 used = backend.sessions["encoder"].get_providers()[0]
-                fused = time_stages(backend, runs=runs, warmup=10)["fused"]
-                out["latency"][f"{provider}/{precision}"] = {**fused, "provider_used": used}
+                answer = time_stages(backend, runs=runs, warmup=10)["sketch_to_drawing"]
+                out["latency"][f"{provider}/{precision}"] = {**answer, "provider_used": used}
             except Exception as exc:  # a provider that fails to build its engine is a finding
                 out["latency"][f"{provider}/{precision}"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     return out

@@ -1,4 +1,6 @@
-"""`newsnow bench`: latency per stage (encoder, generator, fused) and per backend, batch 1.
+"""`newsnow bench`: latency per stage (encoder, generator, and sketch_to_drawing: the whole
+answer, through the fused graph where the bundle has one, else encoder then generator) and
+per backend, batch 1.
 
 Figures are medians and 95th percentiles of wall-clock time after warm-up, with the
 machine, providers and threads named, and the PyTorch-eager / ONNX Runtime ratio when both
@@ -16,7 +18,7 @@ import numpy as np
 
 from inference.bundle import DEMO_BUNDLE, Bundle
 
-STAGES = ("encoder", "generator", "fused")
+STAGES = ("encoder", "generator", "sketch_to_drawing")
 
 
 def machine() -> dict:
@@ -50,7 +52,7 @@ def time_stages(backend, runs: int = 50, warmup: int = 5) -> dict[str, dict[str,
     sketch = example_sketch(backend.bundle.resolution)
     wplus = backend.encode(sketch)
     calls = {"encoder": (backend.encode, sketch), "generator": (backend.generate, wplus),
-             "fused": (backend.sketch_to_drawing, sketch)}
+             "sketch_to_drawing": (backend.sketch_to_drawing, sketch)}
     figures = {}
     for stage in STAGES:
         fn, x = calls[stage]
@@ -99,7 +101,7 @@ def format_report(report: dict) -> str:
         extra = f", providers {entry['providers']}" if "providers" in entry else ""
         lines.append(f"{entry['name']} (threads {entry['threads']}{extra}):")
         for stage, f in entry["stages"].items():
-            lines.append(f"  {stage:9s} median {f['median_ms']:8.2f} ms   p95 {f['p95_ms']:8.2f} ms   ({f['runs']} runs)")
+            lines.append(f"  {stage:17s} median {f['median_ms']:8.2f} ms   p95 {f['p95_ms']:8.2f} ms   ({f['runs']} runs)")
     if "torch_over_onnxruntime" in report:
         ratios = ", ".join(f"{s} {r:.2f}x" for s, r in report["torch_over_onnxruntime"].items())
         lines.append(f"torch eager / onnxruntime (median): {ratios}")

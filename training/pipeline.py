@@ -73,10 +73,11 @@ def held_out_sheet(bundle: Path, pairs: Path, dataset: Path, out_png: Path) -> P
     r = backend.bundle.resolution
     val_sketches, _, _ = load_pairs(pairs, "validation")
     real = load_images(dataset, "validation")
+    real = real[np.random.default_rng(0).choice(len(real), min(8, len(real)), replace=False)]  # not the first names
     params = default_binarize(r)
-    groups = [("validation pairs (generated): sketch | drawing", list(val_sketches[:8])),
+    groups = [("validation pairs: sketch | drawing", list(val_sketches[:8])),
               ("held-out collection drawings, never trained on: their sketch | drawing",
-               [make_sketch(d, SketchSettings(), params) for d in real[:8]]),
+               [make_sketch(d, SketchSettings(), params) for d in real]),
               ("fixed test strokes (visitor-like): sketch | drawing", strokes_like_a_visitor(r, 8))]
     parts = []
     for title, sketches in groups:

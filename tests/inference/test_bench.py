@@ -9,17 +9,17 @@ from installation.cli import main
 
 
 def test_bench_reports_every_stage_and_the_ratio(tiny_bundle):
-    """Both backends give median <= p95 for encoder, generator and fused, and a ratio per stage."""
+    """Both backends give median <= p95 for encoder, generator and sketch_to_drawing, and a ratio per stage."""
     pytest.importorskip("torch")
     report = bench.bench(Bundle.load(tiny_bundle), ["onnxruntime", "torch"], runs=3, threads=1)
     assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
     for kind in ("onnxruntime", "torch"):
         stages = report["backends"][kind]["stages"]
-        assert set(stages) == {"encoder", "generator", "fused"}
+        assert set(stages) == {"encoder", "generator", "sketch_to_drawing"}
         for f in stages.values():
             assert 0 < f["median_ms"] <= f["p95_ms"]
     assert report["backends"]["onnxruntime"]["providers"] == ["CPUExecutionProvider"]
-    assert set(report["torch_over_onnxruntime"]) == {"encoder", "generator", "fused"}
+    assert set(report["torch_over_onnxruntime"]) == {"encoder", "generator", "sketch_to_drawing"}
     text = bench.format_report(report)
     assert "torch eager / onnxruntime" in text and "onnxruntime/CPUExecutionProvider" in text
 
