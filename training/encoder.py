@@ -43,7 +43,7 @@ from training.gan import load_discriminator, rng_states, set_rng_states, to_uint
 from training.imports.generators import NoPerceptual, generator_source
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.provenance import software
-from training.sketches import contact_sheet, load_codes, load_pairs
+from training.sketches import check_codes_generator, contact_sheet, load_codes, load_pairs
 from training.state import load_state, prepare_run_folder, save_state
 from training.stopping import StopRequest
 from storage import atomic_write_json, atomic_write_png
@@ -209,6 +209,7 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     generator, gan_meta = source.generator, source.meta
     generator.requires_grad_(False)
     sketches, drawings, manifest = load_pairs(pairs, "train")
+    check_codes_generator(pairs, manifest, generator)
     codes, known = load_codes(pairs, manifest)
     whole_of = whole_pair_index(manifest["pairs"]) if cfg.latent_from_whole else None
     val_sketches, val_drawings, _ = load_pairs(pairs, "validation")

@@ -48,11 +48,12 @@ def find_pair_codes(pairs: Path, model: Path, count: int, steps: int = 60, lr: f
 
     from inference.tensors import from_uint8
     from training.report import load_networks, optimise_wplus
-    from training.sketches import CODES, MANIFEST, load_manifest_file
+    from training.sketches import CODES, MANIFEST, check_codes_generator, generator_fingerprint, load_manifest_file
 
     pairs = Path(pairs)
     manifest = load_manifest_file(pairs)
     generator, encoder, _, described = load_networks(Path(model))
+    check_codes_generator(pairs, manifest, generator)
     todo = drawings_without_code(manifest)
     rng = np.random.default_rng(seed)
     chosen = [todo[i] for i in sorted(rng.choice(len(todo), min(count, len(todo)), replace=False))] if todo else []
@@ -80,6 +81,7 @@ def find_pair_codes(pairs: Path, model: Path, count: int, steps: int = 60, lr: f
         # codes first, then the manifest that points into them: a kill in between loses a batch, never the pairs
         atomic_write(codes_path, lambda f: np.save(f, np.stack(stored)))
         manifest["codes"] = CODES
+        manifest["codes_generator"] = generator_fingerprint(generator)
         manifest["found_codes"] = {"model": described, "steps": steps, "lr": lr,
                                    "drawings": len({e["drawing"] for e in manifest["pairs"]
                                                     if e.get("source") == "collection" and e.get("code") is not None}),

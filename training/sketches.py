@@ -32,8 +32,27 @@ from storage import atomic_write_json, atomic_write_png
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-CODES = "codes.npy"   # W+ codes of the generated drawings, float16 [N, num_ws, w_dim]
+CODES = "codes.npy"   # W+ codes of the pairs' drawings (generated, or found), float16 [N, num_ws, w_dim]
 PAIRS_FORMAT = "newsnow-pairs"
+
+
+def generator_fingerprint(generator) -> str:
+    """A short hash of the synthesis weights: W+ codes mean something for one generator only."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name, tensor in sorted(generator.synthesis.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_codes_generator(pairs: Path, manifest: dict, generator) -> None:
+    """Refuse to teach codes found for another generator (manifests that name none pass)."""
+    made_for = manifest.get("codes_generator")
+    if manifest.get("codes") and made_for and made_for != generator_fingerprint(generator):
+        raise ValueError(f"{Path(pairs) / MANIFEST}: its W+ codes (codes.npy) belong to another generator than "
+                         f"the one given; train the encoder with the generator the pairs were made with "
+                         f"({manifest.get('generator')}), or make the pairs and codes again for this one")
 
 
 @dataclass(frozen=True)
@@ -239,6 +258,7 @@ def make_pairs(run: Path, out: Path, count: int, settings: SketchSettings = Sket
                 "collection": str(collection) if collection else None,
                 "from_collection": sum(e["source"] == "collection" for e in entries),
                 "codes": CODES if codes else None,
+                "codes_generator": generator_fingerprint(generator) if codes else None,
                 "binarize": params.to_dict(), "sketch": dataclasses.asdict(settings),
                 "provenance": meta, "pairs": entries}
     atomic_write_json(out / MANIFEST, manifest)

@@ -49,3 +49,26 @@ def test_pair_codes_serve_every_pair_of_a_drawing_and_continue_where_they_stoppe
     assert known2[train].all() and not known2[~train].any()  # held-out drawings stay unseen
     assert np.array_equal(codes2[rows], codes[rows])
     assert again["found_codes"]["drawings"] == len(todo)
+
+
+def test_codes_of_another_generator_are_refused(tiny_pipeline, tmp_path):
+    """Codes are found for one generator: training against another is refused with what to
+    do, the same generator passes."""
+    import pytest
+    import torch
+
+    from training.pair_codes import find_pair_codes
+    from training.report import load_networks
+    from training.sketches import check_codes_generator, load_manifest_file, make_pairs
+
+    pairs = tmp_path / "pairs"
+    make_pairs(tiny_pipeline / "gan", pairs, 0, collection=tiny_pipeline / "dataset", collection_count=4,
+               partial_share=0.5)
+    find_pair_codes(pairs, tiny_pipeline / "gan", count=1, steps=1)
+    manifest = load_manifest_file(pairs)
+    generator, _, _, _ = load_networks(tiny_pipeline / "gan")
+    check_codes_generator(pairs, manifest, generator)
+    with torch.no_grad():
+        next(generator.synthesis.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="belong to another generator"):
+        check_codes_generator(pairs, manifest, generator)

@@ -81,6 +81,31 @@ def test_grid_on_the_demo_bundle(tmp_path):
     assert grid is not None and grid.shape[0] * 3 == grid.shape[1] * 2
 
 
+@pytest.mark.slow
+def test_sefa_and_inversion_on_the_demo_bundle(tmp_path):
+    """The demo bundle carries its torch weights: SeFa reads its style affines, and W+
+    optimisation (inversion) of a drawing it made finds a code that draws it again."""
+    import torch
+
+    from inference.bundle import DEMO_BUNDLE
+    from training.report import load_networks, optimise_wplus
+
+    npz = tmp_path / "sefa.npz"
+    assert main(["edit", "directions", "--method", "sefa", "--out", str(npz), "--k", "3"]) == 0
+    d = Directions.load(npz)
+    assert d.directions.shape[0] == 3 and np.all(d.std > 0)
+    generator, _, _, _ = load_networks(DEMO_BUNDLE)
+    with torch.no_grad():
+        w = generator.mapping(torch.randn(2, generator.z_dim, generator=torch.Generator().manual_seed(1)))
+        target = generator.synthesis(w, noise_mode="const")
+    target = np.clip((target[:, 0].numpy() + 1) * 127.5, 0, 255).astype(np.uint8)
+    start = generator.w_avg.expand(2, generator.num_ws, -1).clone()
+    before, _ = optimise_wplus(generator, target, start, 0, 0.05)
+    after, _ = optimise_wplus(generator, target, start, 60, 0.05)
+    err = lambda x: np.mean((x.astype(float) - target) ** 2)  # noqa: E731
+    assert err(after) < 0.5 * err(before)
+
+
 def test_directions_and_grid_on_a_stylegan2_checkpoint(tmp_path):
     """`edit directions --generator x.pt` (a rosinality g_ema) and its grid: RGB tiles of the
     checkpoint's resolution, labelled with the file's direction names."""
