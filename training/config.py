@@ -130,6 +130,7 @@ class EncoderConfig:
     latent_from_whole: bool = True  # partial pairs without a code: the encoder's own (detached)
                                    # code of the whole sketch of the same drawing
     delta_lambda: float = 0.001    # e4e: W+ styles kept near the first one, so codes stay W-like
+    code_steps: int = 0            # first steps on the pairs with a known code, latent term alone
     val_every: int = 2000          # validation + reconstructions + checkpoint
     log_every: int = 50
     seed: int = 0
@@ -139,6 +140,8 @@ class EncoderConfig:
     def validate(self) -> "EncoderConfig":
         if self.batch < 1 or self.steps < 1 or self.val_every < 1:
             raise ValueError("encoder: batch, steps and val_every must be positive")
+        if self.code_steps < 0:
+            raise ValueError("encoder: code_steps must not be negative")
         if min(self.l2_lambda, self.perceptual_lambda, self.w_norm_lambda, self.latent_lambda,
                self.delta_lambda) < 0:
             raise ValueError("encoder: loss weights must not be negative")

@@ -7,6 +7,11 @@ x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it
            + latent * ||E(sketch) + w_avg - w_x||^2   (pairs whose target code w_x is known)
            + delta * sum_i ||E_i - E_0||              (e4e's delta regularisation)
 
+With `code_steps` the first steps take only pairs whose code is known and drop the image
+terms: no generator pass (several times faster), and a plain regression onto real
+drawings' codes, which the image terms alone, on mostly partial sketches, do not teach
+(their encoder answered every sketch with one template).
+
 (pSp's sketch recipe 1 / 0.8 / 0.005 for the first three). Many pairs' sketches are only
 the first strokes of their drawing (training.partial), so one sketch has many right
 answers. The latent term pulls the code to the mean of the codes of those answers (cheap:
@@ -98,14 +103,15 @@ def build_encoder(cfg: EncoderConfig, generator) -> PSPEncoder:
 
 
 def losses_of(encoder, generator, perceptual, sketch, drawing, cfg: EncoderConfig,
-              code: torch.Tensor | None = None, known: torch.Tensor | None = None) -> dict:
+              code: torch.Tensor | None = None, known: torch.Tensor | None = None, images: bool = True) -> dict:
     """The loss terms for one batch (tensors in [-1, 1]; `code` the targets' W+ where
-    `known`); 'loss' is the weighted sum."""
+    `known`); 'loss' is the weighted sum. Without `images` no generator pass: the image
+    terms are zero and 'recon' is None."""
     offsets = encoder(sketch)
     ws = offsets + generator.w_avg
-    recon = generator.synthesis(ws, noise_mode="const")
-    l2 = F.mse_loss(recon, drawing)
-    perc = perceptual(recon, drawing).mean()
+    recon = generator.synthesis(ws, noise_mode="const") if images else None
+    l2 = F.mse_loss(recon, drawing) if images else offsets.new_zeros(())
+    perc = perceptual(recon, drawing).mean() if images else offsets.new_zeros(())
     w_norm = offsets.norm(2, dim=(1, 2)).mean()
     delta = (offsets[:, 1:] - offsets[:, :1]).norm(2, dim=2).sum(1).mean()
     latent = offsets.new_zeros(())
@@ -213,6 +219,10 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     codes, known = load_codes(pairs, manifest)
     whole_of = whole_pair_index(manifest["pairs"]) if cfg.latent_from_whole else None
     val_sketches, val_drawings, _ = load_pairs(pairs, "validation")
+    coded = np.flatnonzero(known)
+    if cfg.code_steps and not len(coded):
+        raise ValueError(f"encoder: --code-steps {cfg.code_steps} needs pairs with known W+ codes, and {pairs} has "
+                         f"none; find them with `newsnow train pair-codes {pairs} --model RUN`")
     if sketches.shape[1] != generator.resolution:
         raise ValueError(f"encoder: pairs in {pairs} are {sketches.shape[1]} px but the generator "
                          f"makes {generator.resolution} px; make the pairs from this GAN run")
@@ -243,10 +253,12 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
     terms = {}
     with StopRequest() as stop, around_bar():
         while step < cfg.steps and not stop.signal:
-            index = torch.randint(len(sketches), (cfg.batch,)).numpy()
+            codes_only = step < cfg.code_steps  # known codes first: cheap, and one answer per sketch
+            index = (coded[torch.randint(len(coded), (cfg.batch,)).numpy()] if codes_only
+                     else torch.randint(len(sketches), (cfg.batch,)).numpy())
             code, code_known = target_codes(encoder, generator, sketches, index, codes, known, whole_of)
             terms = losses_of(encoder, generator, perceptual, _tensor(sketches[index]), _tensor(drawings[index]), cfg,
-                              code, code_known)
+                              code, code_known, images=not codes_only)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

@@ -112,3 +112,36 @@ def test_partial_pairs_borrow_the_code_of_their_whole_sketch(tiny_pipeline):
     with torch.no_grad():
         want = encoder(_tensor(sketches[[0]])) + generator.w_avg
     assert torch.allclose(code[0], want[0]) and torch.all(code[1] == 7.0)
+
+
+def test_code_steps_teach_the_known_codes_without_the_generator(tiny_pipeline, tmp_path):
+    """With --code-steps the run's first steps regress the known codes alone (no image
+    terms, no generator pass), and the codes' error falls; pairs without codes are refused."""
+    from training.config import encoder_config_from
+    from training.encoder import train_encoder
+    from training.sketches import load_codes, make_pairs
+
+    pairs = tmp_path / "pairs"
+    make_pairs(tiny_pipeline / "gan", pairs, 24, partial_share=0.5)
+    s, _, manifest = load_pairs(pairs, "train")
+    codes, known = load_codes(pairs, manifest)
+    cfg = encoder_config_from("tiny", code_steps=40, steps=40, val_every=40, lr=3e-3)
+    summary = train_encoder(pairs, tiny_pipeline / "gan", tmp_path / "run", cfg, progress=False)
+    assert summary["train"]["l2"] == 0 and summary["train"]["perceptual"] == 0
+
+    generator, trained, _ = load_model_checkpoint(tmp_path / "run" / "model.pt")
+    torch.manual_seed(cfg.seed)
+    untrained = build_encoder(cfg, generator).eval()
+    x = torch.from_numpy(s)[:, None].float() / 127.5 - 1
+    with torch.no_grad():
+        error = [float(((e(x) + generator.w_avg - torch.from_numpy(codes)) ** 2).mean()) for e in (untrained, trained)]
+    assert error[1] < 0.85 * error[0]
+
+    (pairs / "codes.npy").unlink()
+    import json
+    m = json.loads((pairs / "manifest.json").read_text())
+    for e in m["pairs"]:
+        e["code"] = None
+    (pairs / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="train pair-codes"):
+        train_encoder(pairs, tiny_pipeline / "gan", tmp_path / "run2", cfg, progress=False)
