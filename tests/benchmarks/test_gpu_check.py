@@ -10,9 +10,9 @@ pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_dry_run_trains_exports_fp16_and_times_the_fused_graph(tmp_path):
+def test_dry_run_trains_exports_fp16_and_times_the_answer(tmp_path):
     """`gpu_check.sh OUT --dry-run` trains a burst without NaN, exports fp32 and fp16 bundles
-    with their parity, times the fused graph, and writes gpu_check.json; then imports a
+    with their parity, times sketch to drawing, and writes gpu_check.json; then imports a
     pSp-format model as fp16 and writes its parity and latency to gpu_check_import.json."""
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path), "--dry-run"],
                          capture_output=True, text=True, timeout=300)
@@ -25,7 +25,7 @@ def test_dry_run_trains_exports_fp16_and_times_the_fused_graph(tmp_path):
         assert report["latency"][f"CPUExecutionProvider/{precision}"]["median_ms"] > 0
     imported = json.loads((tmp_path / "gpu_check_import.json").read_text())["imported_psp"]
     assert imported["precision"] == "fp16" and max(imported["parity_max_abs"].values()) < 1e-2
-    assert imported["latency"]["CPUExecutionProvider"]["fused"]["median_ms"] > 0
+    assert imported["latency"]["CPUExecutionProvider"]["sketch_to_drawing"]["median_ms"] > 0
 
 
 def test_without_a_gpu_the_real_run_refuses_and_says_how_to_dry_run(tmp_path):
