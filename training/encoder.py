@@ -8,9 +8,10 @@ x_hat = G.synthesis(E(sketch) + w_avg) with constant noise (as the table runs it
            + delta * sum_i ||E_i - E_0||              (e4e's delta regularisation)
 
 With `code_steps` the first steps take only pairs whose code is known and drop the image
-terms: no generator pass (several times faster), and a plain regression onto real
-drawings' codes, which the image terms alone, on mostly partial sketches, do not teach
-(their encoder answered every sketch with one template).
+terms: no generator pass (3x the steps per second), a plain regression onto real
+drawings' codes. On the demo's collapsed generator it learned little more than the codes'
+mean, which that generator draws as its template (docs/training.md, "The bundled demo
+model"); it is there for a generator whose codes a sketch predicts better.
 
 (pSp's sketch recipe 1 / 0.8 / 0.005 for the first three). Many pairs' sketches are only
 the first strokes of their drawing (training.partial), so one sketch has many right
