@@ -38,11 +38,15 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from inference.tensors import from_uint8
+
+if TYPE_CHECKING:  # torch is imported where it is used: `newsnow train evaluate --help` stays light
+    import torch
 from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
@@ -287,7 +291,7 @@ def find_dataset(source: Path, dataset: Path | None) -> Path:
 # The report.
 
 
-def optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> tuple[np.ndarray, "torch.Tensor"]:
+def optimise_wplus(generator, targets: np.ndarray, init, steps: int, lr: float) -> tuple[np.ndarray, torch.Tensor]:
     """W+ codes minimising the L2 to `targets` (uint8), all at once by Adam: their images
     (uint8) and the codes."""
     import torch
@@ -379,7 +383,7 @@ def fit_for_table(report: dict) -> bool:
                 and all(follows(g) and g["distinct"] >= TARGETS["distinct"] for g in f.values()))
 
 
-def _encode(generator, encoder, sketches: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:
+def _encode(generator, encoder, sketches: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     """The drawings (uint8) and W+ codes the model gives `sketches`, as the table runs it."""
     import torch
 
