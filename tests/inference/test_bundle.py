@@ -83,8 +83,8 @@ def test_the_verdict_travels_with_the_bundle(bundle_copy):
     assert fit_for_table(fit) is True and fitness_warning(fit) is None
     # the demo model carries its own report's verdict: unfit, so the demo warns
     demo = Bundle.load(DEMO_BUNDLE, check_graphs=False)
-    assert fit_for_table(demo) is False and "one template" in fitness_warning(demo)
-    assert fitness_warning(demo).endswith("(4 of 7 targets missed; MODEL_CARD.md has the verdict)")
+    assert fit_for_table(demo) is False and "unfit for the table" in fitness_warning(demo)
+    assert fitness_warning(demo).endswith("(6 of 9 targets missed; MODEL_CARD.md has the verdict)")
 
 
 def test_missing_files_are_refused(bundle_copy, tmp_path):
