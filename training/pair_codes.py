@@ -16,15 +16,12 @@ and `--count` can grow over several runs.
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
 from storage import atomic_write, atomic_write_json
-
-log = logging.getLogger(__name__)
 
 
 def drawings_without_code(manifest: dict) -> list[str]:

@@ -44,10 +44,10 @@ import cv2
 import numpy as np
 
 from inference.tensors import from_uint8
+from storage import atomic_write_json, atomic_write_png
 
 if TYPE_CHECKING:  # torch is imported where it is used: `newsnow train evaluate --help` stays light
     import torch
-from storage import atomic_write_json, atomic_write_png
 
 log = logging.getLogger(__name__)
 
