@@ -170,7 +170,8 @@ def cmd_gan(args) -> int:
     _quiet_other_ranks()
     cfg = _gan_config(args, _saved_config(args.out) if args.resume else None)
     with run_log(Path(args.out)):
-        summary = train_gan(Path(args.dataset), Path(args.out), cfg, resume=args.resume, force=args.force)
+        summary = train_gan(Path(args.dataset), Path(args.out), cfg, resume=args.resume, force=args.force,
+                            init_generator=args.init_generator)
     if not is_main_process():
         return summary.get("exit_code", 0)
     print(json.dumps(summary, indent=1))
@@ -403,6 +404,8 @@ def register(subparsers) -> None:
                                      "ingested dataset. Every setting below is the preset's unless given.")
     p.add_argument("dataset", help="the folder `newsnow train ingest` wrote")
     p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, train.log)")
+    p.add_argument("--init-generator", type=Path, default=None, metavar="MODEL",
+                   help="start G from this bundle's or checkpoint's generator (same widths), D new")
     _run_flags(p)
     _preset_flags(p, "gan")
     _gan_flags(p)

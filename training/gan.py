@@ -75,6 +75,24 @@ def build_networks(cfg: GanConfig, channels: int = 1, mixed_precision: bool = Fa
     return G, D
 
 
+def start_from_generator(G: Generator, source: Path) -> None:
+    """Load the weights (and w_avg) of a bundle's or checkpoint's generator into `G`; refuses
+    one of other widths, naming the first tensor that differs."""
+    from training.editing.generator import open_generator, torch_generator
+
+    if not source.exists():
+        raise FileNotFoundError(f"gan: --init-generator {source}: no such bundle or checkpoint")
+    weights = torch_generator(open_generator(source)).state_dict()
+    own = G.state_dict()
+    for name, tensor in own.items():
+        if name not in weights or weights[name].shape != tensor.shape:
+            found = tuple(weights[name].shape) if name in weights else "missing"
+            raise ValueError(f"gan: --init-generator {source}: {name} is {found}, this run's is "
+                             f"{tuple(tensor.shape)}; give the settings (or preset) it was trained with")
+    G.load_state_dict({name: weights[name] for name in own})
+    log.info("G and its EMA start from %s (D starts new)", source)
+
+
 def lazy_adam(params, cfg: GanConfig, interval: int) -> torch.optim.Adam:
     """Adam for a player whose regulariser runs every `interval` steps: lr and betas scaled
     by interval / (interval + 1), as the reference does for lazy regularisation."""
@@ -204,8 +222,10 @@ class GanRun:
     they draw: a resumed run continues exactly."""
 
     def __init__(self, dataset: Path, out: Path, cfg: GanConfig, resume: bool, force: bool,
-                 meta: dict | None, progress: bool):
+                 meta: dict | None, progress: bool, init_generator: Path | None = None):
         self.dataset, self.out, self.cfg, self.meta = dataset, out, cfg, meta
+        if init_generator is not None and resume:
+            raise ValueError("gan: --init-generator starts a new run; a resumed run already has its generator")
         cfg.validate()
         self.state_path = out / STATE
         prepare_run_folder(out, self.state_path, resume, force, "GAN")
@@ -235,6 +255,8 @@ class GanRun:
 
         torch.manual_seed(cfg.seed)  # same initial networks on every rank
         G, D = build_networks(cfg, mixed_precision=mixed)
+        if init_generator is not None:
+            start_from_generator(G, Path(init_generator))
         self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.G = G.to(self.device, memory_format=self.layout).train()
         self.D = D.to(self.device, memory_format=self.layout).train()
@@ -427,6 +449,11 @@ class GanRun:
             dist.all_reduce(mean)
             losses = {n: float(v) / self.world for n, v in zip(names, mean)}
             losses["ada_p"] = self.ada_p  # the same on every rank
+        if self.world > 1:
+            # every rank waits for the others, then closes its transport: a rank that exits
+            # with gloo's threads alive aborts ("terminate called without an active exception")
+            dist.barrier()
+            dist.destroy_process_group()
         summary = {"steps": self.step, "kimg": self.kimg(), "ada_p": self.ada_p,
                    "seconds": time.time() - self.started, "kimg_per_hour": self.kimg_per_hour(),
                    "processes": self.world, **losses}
@@ -440,14 +467,19 @@ class GanRun:
 
 
 def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
-              progress: bool = True, meta: dict | None = None, force: bool = False) -> dict:
+              progress: bool = True, meta: dict | None = None, force: bool = False,
+              init_generator: Path | None = None) -> dict:
     """Train (or resume) a StyleGAN2 on `dataset`; writes RUN = `out`. Returns a summary.
+
+    `init_generator` (a bundle folder or a generator checkpoint of the same widths) starts a
+    new run's G and its EMA from those weights, with a new D: a run whose machine did not
+    come back goes on from the shipped generator instead of from noise.
 
     A resume refuses settings that differ from the run's (GAN_CHANGEABLE excepted); an
     `out` that holds a run needs `resume` or `force`. Ctrl-C or SIGTERM finishes the step,
     saves the state and returns the summary with `stopped_by`.
     """
-    run = GanRun(Path(dataset), Path(out), cfg, resume, force, meta, progress)
+    run = GanRun(Path(dataset), Path(out), cfg, resume, force, meta, progress, init_generator)
     with StopRequest() as stop, around_bar():
         while run.step < cfg.total_steps and not stop.signal:
             run.train_step()

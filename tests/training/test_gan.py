@@ -166,3 +166,24 @@ def test_ctrl_c_saves_the_state_and_says_how_to_resume(tiny_dataset, tmp_path, s
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(run / STATE, weights_only=False)["step"] == state["step"] + 2
+
+
+def test_a_new_run_can_start_from_a_trained_generator_and_refuses_other_widths(tiny_dataset, tmp_path):
+    """--init-generator: G takes the given generator's weights (w_avg included), D starts
+    new; a generator of other widths and a resume with it are refused, saying why."""
+    from training.gan import build_networks, start_from_generator
+
+    train_gan(tiny_dataset, tmp_path / "a", tiny_gan_config(kimg=0.016), progress=False)
+    trained = torch.load(tmp_path / "a" / STATE, weights_only=False)["G_ema"]
+    G, _ = build_networks(tiny_gan_config())
+    start_from_generator(G, tmp_path / "a" / GENERATOR)
+    assert all(torch.equal(value, trained[name]) for name, value in G.state_dict().items())
+    wider, _ = build_networks(tiny_gan_config(channel_base=2 * tiny_gan_config().channel_base))
+    with pytest.raises(ValueError, match="give the settings"):
+        start_from_generator(wider, tmp_path / "a" / GENERATOR)
+    summary = train_gan(tiny_dataset, tmp_path / "b", tiny_gan_config(kimg=0.016), progress=False,
+                        init_generator=tmp_path / "a" / GENERATOR)
+    assert summary["steps"] == 2
+    with pytest.raises(ValueError, match="starts a new run"):
+        train_gan(tiny_dataset, tmp_path / "b", tiny_gan_config(), resume=True, progress=False,
+                  init_generator=tmp_path / "a" / GENERATOR)
