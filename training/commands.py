@@ -230,7 +230,7 @@ def cmd_encoder(args) -> int:
     with run_log(Path(args.out)):
         summary = train_encoder(Path(args.pairs), Path(args.gan or args.generator), Path(args.out), cfg,
                                 resume=args.resume, lpips=Path(args.lpips) if args.lpips else None, force=args.force,
-                                mapping_lr_multiplier=args.mapping_lr_multiplier)
+                                mapping_lr_multiplier=args.mapping_lr_multiplier, init_encoder=args.init_encoder)
     print(json.dumps(summary, indent=1))
     return _stopped(summary, f"at step {summary['steps']}", Path(args.out))
 
@@ -442,6 +442,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run folder (model.pt, validation sheets, train.log)")
     _run_flags(p)
     p.add_argument("--lpips", default=None, help="a TorchScript LPIPS file (default: D's features)")
+    p.add_argument("--init-encoder", type=Path, default=None, metavar="MODEL",
+                   help="start from this encoder run's (or bundle's) weights, same widths")
     _preset_flags(p, "encoder")
     _encoder_flags(p)
     p.set_defaults(handler=_plain_errors(cmd_encoder))

@@ -199,14 +199,45 @@ def validation_sheet(sketches, drawings, recons) -> np.ndarray:
     return np.vstack([sheet, target])
 
 
+def start_from_encoder(encoder: torch.nn.Module, source: Path) -> None:
+    """Load the weights of another run's (or a bundle's) encoder into `encoder`; refuses one
+    of other widths, naming the first tensor that differs."""
+    from inference.checkpoint import load_model_checkpoint
+
+    if (source / "bundle.json").is_file():
+        from inference.bundle import Bundle
+        from inference.runtime import open_backend
+
+        trained = open_backend(Bundle.load(source), kind="torch").encoder
+    elif source.exists():
+        trained = load_model_checkpoint(source / MODEL if source.is_dir() else source)[1]
+        if trained is None:
+            raise ValueError(f"encoder: --init-encoder {source} holds a generator only; give an encoder run")
+    else:
+        raise FileNotFoundError(f"encoder: --init-encoder {source}: no such encoder run, checkpoint or bundle")
+    weights, own = trained.state_dict(), encoder.state_dict()
+    for name, tensor in own.items():
+        if name not in weights or weights[name].shape != tensor.shape:
+            found = tuple(weights[name].shape) if name in weights else "missing"
+            raise ValueError(f"encoder: --init-encoder {source}: {name} is {found}, this run's is "
+                             f"{tuple(tensor.shape)}; give the settings (or preset) it was trained with")
+    encoder.load_state_dict({name: weights[name] for name in own})
+    log.info("encoder starts from %s", source)
+
+
 def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, resume: bool = False,
                   lpips: Path | None = None, progress: bool = True, force: bool = False,
-                  meta: dict | None = None, mapping_lr_multiplier: float | None = None) -> dict:
+                  meta: dict | None = None, mapping_lr_multiplier: float | None = None,
+                  init_encoder: Path | None = None) -> dict:
     """Train (or resume) a pSp encoder for the GAN run's frozen generator. A resume refuses
     settings that differ from the run's (ENCODER_CHANGEABLE excepted); an `out` that holds
-    a run needs `resume` or `force`."""
+    a run needs `resume` or `force`. `init_encoder` (an encoder run, its model.pt or a
+    bundle with weights, same widths) starts a new run from that encoder's weights: new
+    pairs or losses without learning to trace again."""
     pairs, gan_run, out = Path(pairs), Path(gan_run), Path(out)
     cfg.validate()
+    if init_encoder is not None and resume:
+        raise ValueError("encoder: --init-encoder starts a new run; a resumed run already has its weights")
     state_path = out / STATE
     prepare_run_folder(out, state_path, resume, force, "encoder")
     if cfg.threads:
@@ -232,6 +263,8 @@ def train_encoder(pairs: Path, gan_run: Path, out: Path, cfg: EncoderConfig, res
                   else NoPerceptual())
     torch.manual_seed(cfg.seed)
     encoder = build_encoder(cfg, generator).train()
+    if init_encoder is not None:
+        start_from_encoder(encoder, Path(init_encoder))
     if cfg.channels_last:
         encoder, generator = (net.to(memory_format=torch.channels_last) for net in (encoder, generator))
     optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)

@@ -145,3 +145,24 @@ def test_code_steps_teach_the_known_codes_without_the_generator(tiny_pipeline, t
     (pairs / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="train pair-codes"):
         train_encoder(pairs, tiny_pipeline / "gan", tmp_path / "run2", cfg, progress=False)
+
+
+def test_a_new_encoder_run_can_start_from_a_trained_encoder(tiny_pipeline, tmp_path):
+    """--init-encoder: the new run's encoder has the given run's weights (from the run folder
+    or its bundle); other widths and a resume with it are refused, saying why."""
+    from training.encoder import start_from_encoder, train_encoder
+
+    generator, trained, _ = load_model_checkpoint(tiny_pipeline / "encoder" / "model.pt")
+    cfg = encoder_config_from("tiny", steps=2, val_every=2)
+    for source in (tiny_pipeline / "encoder", tiny_pipeline / "bundle"):
+        encoder = build_encoder(cfg, generator)
+        start_from_encoder(encoder, source)
+        assert all(torch.equal(v, trained.state_dict()[k]) for k, v in encoder.state_dict().items())
+    with pytest.raises(ValueError, match="give the settings"):
+        start_from_encoder(build_encoder(encoder_config_from("cpu-demo"), generator), tiny_pipeline / "encoder")
+    summary = train_encoder(tiny_pipeline / "pairs", tiny_pipeline / "gan", tmp_path / "run", cfg, progress=False,
+                            init_encoder=tiny_pipeline / "encoder")
+    assert summary["steps"] == 2
+    with pytest.raises(ValueError, match="starts a new run"):
+        train_encoder(tiny_pipeline / "pairs", tiny_pipeline / "gan", tmp_path / "run", cfg, resume=True,
+                      progress=False, init_encoder=tiny_pipeline / "encoder")
