@@ -3,7 +3,7 @@ snapshot measures it) of short `train gan` runs that differ from today's recipe 
 setting each, at equal kimg, on the same collection and seed.
 
     python benchmarks/bench_anticollapse.py --dataset ds64 --kimg 12 --every 4 \
-        [--variants baseline lr-low gamma-high ...] [--out DIR] [--json FILE]
+        [--variants baseline lr-low gamma-high ...] [--init-generator MODEL] [--out DIR] [--json FILE]
 
 Each variant is a real `train gan` run (ADA, path length, R1, EMA as users run it) on
 one thread; the table printed at the end has one row a variant, its variety at each
@@ -35,6 +35,7 @@ VARIANTS = {
     "no-mixing": dict(style_mixing=0.0),
     "ada-0.4": dict(ada_target=0.4),
     "batch-64": dict(batch=64, mbstd_group=16),
+    "mode-seeking": dict(mode_seeking=1.0),         # MSGAN's diversity term, its paper's weight
 }
 
 
@@ -48,6 +49,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--init-generator", type=Path, default=None, metavar="MODEL",
+                        help="every variant starts G from this bundle or checkpoint (D new), as a long run "
+                             "that continues the shipped generator does")
     args = parser.parse_args()
 
     import dataclasses
@@ -68,7 +72,7 @@ def main() -> int:
             cfg = config_from("cpu-demo", **{**BASELINE, **change}, kimg=args.kimg, snapshot_kimg=args.every,
                               threads=args.threads)
             start = time.perf_counter()
-            train_gan(args.dataset, root / name, cfg, progress=False, force=True)
+            train_gan(args.dataset, root / name, cfg, progress=False, force=True, init_generator=args.init_generator)
             seconds = time.perf_counter() - start
             rows = list(csv.DictReader((root / name / VARIETY_CSV).open()))
             curve = {float(r["kimg"]): float(r["variety"]) for r in rows}

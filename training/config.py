@@ -34,6 +34,7 @@ class GanConfig:
     pl_batch_shrink: int = 2       # on batch / this many images
     pl_decay: float = 0.01         # of the running mean path length
     style_mixing: float = 0.9
+    mode_seeking: float = 0.0      # MSGAN's diversity term in G's loss (0: off; Mao et al. 2019 use 1)
     ema_kimg: float = 10.0         # EMA half-life, thousands of images (scaled by batch / 32)
     ema_rampup: float = 0.05
     mapping_lr_multiplier: float = 0.01
@@ -65,6 +66,8 @@ class GanConfig:
             raise ValueError(f"gan: ada_target {self.ada_target} must be in [0, 1]")
         if self.r1_gamma is not None and self.r1_gamma < 0:
             raise ValueError(f"gan: r1_gamma {self.r1_gamma} must not be negative")
+        if self.mode_seeking < 0:
+            raise ValueError(f"gan: mode_seeking {self.mode_seeking} must not be negative")
         if self.pl_weight < 0 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
             raise ValueError("gan: pl_weight must not be negative, pl_interval and pl_batch_shrink positive")
         return self

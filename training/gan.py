@@ -244,6 +244,9 @@ class GanRun:
         if cfg.batch % self.world:
             raise ValueError(f"gan: batch {cfg.batch} does not split over {self.world} processes")
         self.batch = cfg.batch // self.world
+        if cfg.mode_seeking and self.batch < 2:
+            raise ValueError(f"gan: mode_seeking pairs a process's samples, and {self.world} processes leave "
+                             f"{self.batch} each of batch {cfg.batch}; raise --batch")
         mixed = cfg.amp and self.device.type == "cuda"
 
         self.manifest = load_manifest(dataset)
@@ -328,7 +331,7 @@ class GanRun:
         """G's main loss, then (lazily) its path-length penalty."""
         cfg, G = self.cfg, self.G
         G.requires_grad_(True), self.D.requires_grad_(False)
-        loss_G = generator_loss(G, self.disc, self.latents(), cfg.style_mixing)
+        loss_G = generator_loss(G, self.disc, self.latents(), cfg.style_mixing, cfg.mode_seeking)
         self.optimise(loss_G, G, self.opt_G, self.scaler_G)
         if cfg.pl_weight and self.step % cfg.pl_interval == 0:
             penalty, self.pl_mean, self.losses["pl_length"] = path_length_loss(

@@ -1,6 +1,7 @@
 """StyleGAN2's losses (stylegan2-ada-pytorch's `StyleGAN2Loss`), one function a phase.
 
-- G main: non-saturating logistic loss, softplus(-D(aug(G(z)))).
+- G main: non-saturating logistic loss, softplus(-D(aug(G(z)))); optionally MSGAN's
+  mode-seeking term, which rewards two z far apart for drawings far apart.
 - G path length (lazy, every `pl_interval` steps): the Jacobian of the image with
   respect to W, probed with random image-space noise, should have one length everywhere;
   its running mean `pl_mean` is part of the training state.
@@ -29,10 +30,24 @@ def mapped_ws(G: Generator, z: torch.Tensor, mixing: float) -> torch.Tensor:
     return ws
 
 
-def generator_loss(G: Generator, disc: Callable, z: torch.Tensor, mixing: float) -> torch.Tensor:
-    """Make D call the fakes real."""
+def generator_loss(G: Generator, disc: Callable, z: torch.Tensor, mixing: float,
+                   mode_seeking: float = 0.0) -> torch.Tensor:
+    """Make D call the fakes real (and, with `mode_seeking`, tell them apart)."""
     fake = G.synthesis(mapped_ws(G, z, mixing))
-    return F.softplus(-disc(fake)).mean()
+    loss = F.softplus(-disc(fake)).mean()
+    if mode_seeking > 0:
+        loss = loss + mode_seeking * mode_seeking_penalty(fake, z)
+    return loss
+
+
+def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN (Mao et al. 2019): 1 / (|G(z1) - G(z2)| / |z1 - z2|) over the batch's two
+    halves, paired: small when different latents give different drawings, large when the
+    generator draws one template for all of them."""
+    half = z.shape[0] // 2
+    images = (fake[:half] - fake[half:2 * half]).abs().mean(dim=(1, 2, 3))
+    latents = (z[:half] - z[half:2 * half]).abs().mean(dim=1)
+    return (1 / (images / latents + 1e-5)).mean()
 
 
 def path_length_loss(G: Generator, z: torch.Tensor, mixing: float, pl_mean: torch.Tensor,

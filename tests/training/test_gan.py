@@ -187,3 +187,23 @@ def test_a_new_run_can_start_from_a_trained_generator_and_refuses_other_widths(t
     with pytest.raises(ValueError, match="starts a new run"):
         train_gan(tiny_dataset, tmp_path / "b", tiny_gan_config(), resume=True, progress=False,
                   init_generator=tmp_path / "a" / GENERATOR)
+
+
+def test_mode_seeking_penalises_one_template_and_trains(tiny_dataset, tmp_path):
+    """MSGAN's term: one drawing for every z costs far more than different drawings, its
+    gradient moves paired drawings apart, and a run with it trains to finite losses."""
+    from training.loss import mode_seeking_penalty
+
+    torch.manual_seed(0)
+    z = torch.randn(8, 16)
+    template = torch.rand(1, 1, 8, 8).expand(8, 1, 8, 8) + 0.01 * torch.randn(8, 1, 8, 8)
+    varied = torch.rand(8, 1, 8, 8) * 2 - 1
+    assert mode_seeking_penalty(template, z) > 10 * mode_seeking_penalty(varied, z)
+    fake = template.clone().requires_grad_(True)
+    mode_seeking_penalty(fake, z).backward()
+    moved = fake.detach() - 0.01 * fake.grad
+    assert (moved[:4] - moved[4:]).abs().mean() > (fake[:4] - fake[4:]).abs().mean()
+    summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(mode_seeking=1.0), progress=False)
+    assert math.isfinite(summary["loss_G"])
+    with pytest.raises(ValueError, match="mode_seeking"):
+        tiny_gan_config(mode_seeking=-1.0)
