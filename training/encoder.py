@@ -50,7 +50,7 @@ from training.imports.generators import NoPerceptual, generator_source
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.provenance import software
 from training.sketches import check_codes_generator, contact_sheet, load_codes, load_pairs
-from training.state import load_state, prepare_run_folder, save_state
+from training.state import load_same_widths, load_state, prepare_run_folder, save_state
 from training.stopping import StopRequest
 from storage import atomic_write_json, atomic_write_png
 
@@ -215,13 +215,7 @@ def start_from_encoder(encoder: torch.nn.Module, source: Path) -> None:
             raise ValueError(f"encoder: --init-encoder {source} holds a generator only; give an encoder run")
     else:
         raise FileNotFoundError(f"encoder: --init-encoder {source}: no such encoder run, checkpoint or bundle")
-    weights, own = trained.state_dict(), encoder.state_dict()
-    for name, tensor in own.items():
-        if name not in weights or weights[name].shape != tensor.shape:
-            found = tuple(weights[name].shape) if name in weights else "missing"
-            raise ValueError(f"encoder: --init-encoder {source}: {name} is {found}, this run's is "
-                             f"{tuple(tensor.shape)}; give the settings (or preset) it was trained with")
-    encoder.load_state_dict({name: weights[name] for name in own})
+    load_same_widths(encoder, trained.state_dict(), f"encoder: --init-encoder {source}")
     log.info("encoder starts from %s", source)
 
 

@@ -41,7 +41,7 @@ from inference.networks import Discriminator, Generator, count_parameters
 from training.config import GAN_CHANGEABLE, GanConfig, config_from, resumed_settings  # noqa: F401
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.progress import ProgressLines, around_bar, stage_bar
-from training.state import load_state, prepare_run_folder, previous_of, save_state
+from training.state import load_same_widths, load_state, prepare_run_folder, previous_of, save_state
 from training.speed import keep_freed_memory
 from training.stopping import StopRequest
 from storage import atomic_write, atomic_write_json, atomic_write_png
@@ -82,14 +82,7 @@ def start_from_generator(G: Generator, source: Path) -> None:
 
     if not source.exists():
         raise FileNotFoundError(f"gan: --init-generator {source}: no such bundle or checkpoint")
-    weights = torch_generator(open_generator(source)).state_dict()
-    own = G.state_dict()
-    for name, tensor in own.items():
-        if name not in weights or weights[name].shape != tensor.shape:
-            found = tuple(weights[name].shape) if name in weights else "missing"
-            raise ValueError(f"gan: --init-generator {source}: {name} is {found}, this run's is "
-                             f"{tuple(tensor.shape)}; give the settings (or preset) it was trained with")
-    G.load_state_dict({name: weights[name] for name in own})
+    load_same_widths(G, torch_generator(open_generator(source)).state_dict(), f"gan: --init-generator {source}")
     log.info("G and its EMA start from %s (D starts new)", source)
 
 

@@ -76,3 +76,14 @@ def prepare_run_folder(out: Path, state: Path, resume: bool, force: bool, what: 
         for p in held + [state.with_name(state.name + ".damaged")]:
             p.unlink(missing_ok=True)
         log.info("--force: %s starts again from scratch", out)
+
+
+def load_same_widths(net: torch.nn.Module, weights: dict, what: str) -> None:
+    """A new run starting from trained weights (`--init-generator`, `--init-encoder`): load
+    `weights` into `net`, refusing any of other names or shapes before changing anything."""
+    for name, tensor in net.state_dict().items():
+        if name not in weights or weights[name].shape != tensor.shape:
+            found = tuple(weights[name].shape) if name in weights else "missing"
+            raise ValueError(f"{what}: {name} is {found}, this run's is {tuple(tensor.shape)}; give the "
+                             f"settings (or preset) it was trained with")
+    net.load_state_dict({name: weights[name] for name in net.state_dict()})
