@@ -76,13 +76,16 @@ def build_networks(cfg: GanConfig, channels: int = 1, mixed_precision: bool = Fa
 
 
 def start_from_generator(G: Generator, source: Path) -> None:
-    """Load the weights (and w_avg) of a bundle's or checkpoint's generator into `G`; refuses
-    one of other widths, naming the first tensor that differs."""
-    from training.editing.generator import open_generator, torch_generator
+    """Load the weights (and w_avg) of a bundle's, GAN run's or checkpoint's generator into
+    `G`; refuses one of other widths, naming the first tensor that differs."""
+    from training.editing.generator import load_generator
+    from training.imports.generators import generator_source
 
     if not source.exists():
-        raise FileNotFoundError(f"gan: --init-generator {source}: no such bundle or checkpoint")
-    load_same_widths(G, torch_generator(open_generator(source)).state_dict(), f"gan: --init-generator {source}")
+        raise FileNotFoundError(f"gan: --init-generator {source}: no such bundle, GAN run or checkpoint")
+    # a bundle's torch weights directly: its ONNX graphs are not needed to train
+    trained = load_generator(source) if (source / "bundle.json").is_file() else generator_source(source).generator
+    load_same_widths(G, trained.state_dict(), f"gan: --init-generator {source}")
     log.info("G and its EMA start from %s (D starts new)", source)
 
 
