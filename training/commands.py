@@ -405,7 +405,7 @@ def register(subparsers) -> None:
     p.add_argument("dataset", help="the folder `newsnow train ingest` wrote")
     p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, train.log)")
     p.add_argument("--init-generator", type=Path, default=None, metavar="MODEL",
-                   help="start G from this bundle's or checkpoint's generator (same widths), D new")
+                   help="start G from this bundle's, GAN run's or checkpoint's generator (same widths), D new")
     _run_flags(p)
     _preset_flags(p, "gan")
     _gan_flags(p)
