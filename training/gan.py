@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 
 from inference import tensors
-from inference.checkpoint import save_model_checkpoint
+from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
 from training.config import GAN_CHANGEABLE, GanConfig, config_from, resumed_settings  # noqa: F401
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
@@ -78,13 +78,17 @@ def build_networks(cfg: GanConfig, channels: int = 1, mixed_precision: bool = Fa
 def start_from_generator(G: Generator, source: Path) -> None:
     """Load the weights (and w_avg) of a bundle's, GAN run's or checkpoint's generator into
     `G`; refuses one of other widths, naming the first tensor that differs."""
+    from training.editing.checkpoints import load_stylegan
     from training.editing.generator import load_generator
-    from training.imports.generators import generator_source
 
     if not source.exists():
         raise FileNotFoundError(f"gan: --init-generator {source}: no such bundle, GAN run or checkpoint")
-    # a bundle's torch weights directly: its ONNX graphs are not needed to train
-    trained = load_generator(source) if (source / "bundle.json").is_file() else generator_source(source).generator
+    if (source / "bundle.json").is_file():
+        trained = load_generator(source)  # its torch weights alone: no ONNX sessions to train
+    elif source.is_dir():
+        trained = load_model_checkpoint(source / GENERATOR)[0]
+    else:
+        trained = load_stylegan(source).generator
     load_same_widths(G, trained.state_dict(), f"gan: --init-generator {source}")
     log.info("G and its EMA start from %s (D starts new)", source)
 
