@@ -38,7 +38,7 @@ import torch.distributed as dist
 from inference import tensors
 from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
-from training.config import GAN_CHANGEABLE, GanConfig, config_from, resumed_settings  # noqa: F401
+from training.config import GAN_CHANGEABLE, GAN_SCHEDULE, GanConfig, config_from, resumed_settings  # noqa: F401
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.state import load_same_widths, load_state, prepare_run_folder, previous_of, save_state
@@ -272,7 +272,7 @@ class GanRun:
         self.spec = dataclasses.replace(ADA_SPEC if cfg.ada else DIFFAUGMENT_SPEC, rotate90=cfg.rotate90)
         self.stateful = dict(G=self.G, D=self.D, G_ema=self.G_ema, opt_G=self.opt_G, opt_D=self.opt_D,
                              scaler_G=self.scaler_G, scaler_D=self.scaler_D)
-        self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0)
+        self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0, changes=[])
         torch.manual_seed(cfg.seed + 1 + self.rank)  # different batches and z on every rank
 
         out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,8 @@ class GanRun:
         self.writer = None
         if self.rank == 0:
             # read back by --resume: never half written
-            atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma})
+            atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "r1_gamma_used": cfg.gamma,
+                                                    "changes": self.counters["changes"]})
             log.info("G %d params, D %d params, %d training images, %d steps of batch %d, R1 gamma %.4g",
                      count_parameters(self.G), count_parameters(self.D), len(self.reals), cfg.total_steps,
                      cfg.batch, cfg.gamma)
@@ -501,11 +502,19 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
     """Restore what `save_training_state` wrote into `stateful`; returns the counters."""
     state, path = load_state(path, device)
     _, changes = resumed_settings("gan", state["config"], dataclasses.asdict(cfg), changeable=GAN_CHANGEABLE)
-    for change in changes:
-        log.info("resume: %s (applied)", change)
+    saved_gamma = GanConfig(**state["config"]).gamma
+    if (saved_gamma == 0) != (cfg.gamma == 0):
+        # D's Adam is set up for lazy R1 or for none (lazy_adam): it cannot switch mid-run
+        raise ValueError(f"gan: --resume can change R1 gamma but not turn R1 on or off (the run has "
+                         f"{saved_gamma:g}); start a new run with --init-generator")
     for name, obj in stateful.items():
         obj.load_state_dict(state[name])
     restored = {key: state.get(key, default) for key, default in counters.items()}
+    kimg = restored["step"] * cfg.batch / 1000
+    for change in changes:
+        log.info("resume: %s (applied)", change)
+        if change.split()[0] not in GAN_SCHEDULE:  # a new recipe from here: the curve's reader needs it
+            restored["changes"] = [*restored["changes"], {"kimg": kimg, "change": change}]
     if world == 1:
         set_rng_states(state["rng"])  # exact continuation
     else:  # the saved RNG is rank 0's: give each rank its own stream again

@@ -80,6 +80,26 @@ def test_resume_without_state_and_wrong_resolution_are_clear_errors(tiny_dataset
         train_gan(tiny_dataset, tmp_path, tiny_gan_config(resolution=64), progress=False)
 
 
+def test_resume_may_change_r1_gamma_and_the_run_keeps_the_change(tiny_dataset, tmp_path):
+    """A long run that levels off is tuned by its regulariser: --resume with a new R1 gamma
+    continues D, optimisers and ADA p, and config.json lists the change with its kimg; any
+    other new setting, or turning R1 off, is refused."""
+    import json
+    train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.016, r1_gamma=0.2), progress=False)
+    with pytest.raises(ValueError, match="not turn R1 on or off"):
+        train_gan(tiny_dataset, tmp_path, tiny_gan_config(r1_gamma=0.0), resume=True, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        train_gan(tiny_dataset, tmp_path, tiny_gan_config(r1_gamma=1.0, lr=0.001), resume=True, progress=False)
+    summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(r1_gamma=1.0), resume=True, progress=False)
+    assert summary["steps"] == 4
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["r1_gamma_used"] == 1.0
+    assert config["changes"] == [{"kimg": 0.016, "change": "r1_gamma 0.2 -> 1.0"}]
+    # the next resume, with the same settings, keeps the history
+    train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.048, r1_gamma=1.0), resume=True, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["changes"] == config["changes"]
+
+
 def test_r1_gamma_follows_the_reference_heuristic_unless_set():
     """gamma = 0.0002 R^2 / batch in every preset (64 px batch 16: 0.0512; 256 px batch 16:
     0.8192); an explicit --r1-gamma wins."""
