@@ -30,6 +30,7 @@ VARIANTS = {
     "lr-low": dict(lr=0.001),                       # G and D both 2.5x slower
     "gamma-high": dict(r1_gamma=1.0),
     "gamma-low": dict(r1_gamma=0.05),
+    "gamma-2": dict(r1_gamma=2.0),
     "mbstd-batch": dict(mbstd_group=32),            # D compares the whole batch
     "d-wide": dict(d_channel_base=2048, d_channel_max=512),  # D 2x wider at every resolution
     "no-mixing": dict(style_mixing=0.0),
@@ -52,7 +53,11 @@ def main() -> int:
     parser.add_argument("--init-generator", type=Path, default=None, metavar="MODEL",
                         help="every variant starts G from this bundle or checkpoint (D new), as a long run "
                              "that continues the shipped generator does")
+    parser.add_argument("--r1-gamma", type=float, default=None,
+                        help="the baseline's R1 gamma for every variant (default: the long run's first, "
+                             f"{BASELINE['r1_gamma']}); 1.0 is what the long run has trained with since 358 kimg")
     args = parser.parse_args()
+    baseline = {**BASELINE, **({"r1_gamma": args.r1_gamma} if args.r1_gamma is not None else {})}
 
     import dataclasses
 
@@ -69,7 +74,7 @@ def main() -> int:
             if skipped:
                 print(f"{name}: the config has no {', '.join(skipped)}; skipped", flush=True)
                 continue
-            cfg = config_from("cpu-demo", **{**BASELINE, **change}, kimg=args.kimg, snapshot_kimg=args.every,
+            cfg = config_from("cpu-demo", **{**baseline, **change}, kimg=args.kimg, snapshot_kimg=args.every,
                               threads=args.threads)
             start = time.perf_counter()
             train_gan(args.dataset, root / name, cfg, progress=False, force=True, init_generator=args.init_generator)

@@ -10,6 +10,12 @@ benchmark would hardly augment). CPU img/s (images per CPU-second of this proces
 printed beside wall-clock img/s: on a machine shared with other work it is the steadier
 figure for one thread.
 
+It also counts the GAN step's floating-point work (convolutions and matrix products,
+forward, backward and the regularisers' double backward at their intervals, by PyTorch's
+FlopCounterMode) and prints GFLOP per image, the GFLOP/s the timed steps reached, and what
+one large convolution reaches on this machine at the same threads: how far the step is
+from what the cores can do, the ceiling of any speed-up that keeps the networks.
+
     python benchmarks/bench_training.py [--preset cpu-demo] [--threads 1 2] [--no-channels-last]
 """
 from __future__ import annotations
@@ -67,16 +73,24 @@ def main() -> int:
             dataset = work / "dataset"
         for threads in args.threads:
             torch.set_num_threads(threads)
+            if threads == args.threads[0]:
+                results["gan_gflop_per_image"] = gflop_per_image(dataset, work / "flops", gan_cfg, args.ada_p,
+                                                                 GanRun)
             gan = train_gan_from(dataset, work / f"gan{threads}", gan_cfg, args.ada_p, GanRun, StopRequest)
-            run = {"threads": threads, "gan_images_per_s": gan["kimg"] * 1000 / gan["seconds"],
+            images_per_s = gan["kimg"] * 1000 / gan["seconds"]
+            run = {"threads": threads, "gan_images_per_s": images_per_s,
                    "gan_images_per_cpu_s": gan["kimg"] * 1000 / gan["cpu_seconds"],
                    "gan_kimg_per_h": gan["kimg"] / gan["seconds"] * 3600,
-                   "gan_snapshot_seconds": gan["snapshot_seconds"]}
+                   "gan_snapshot_seconds": gan["snapshot_seconds"],
+                   "gan_gflops": images_per_s * results["gan_gflop_per_image"],
+                   "large_conv_gflops": large_conv_gflops(torch, gan_cfg.channels_last)}
             results["runs"].append(run)
             line = (f"{args.preset}, {threads} thread(s), channels_last={layout['channels_last']}, batch "
                     f"{gan_cfg.batch}, ADA p {args.ada_p}: gan {run['gan_images_per_s']:.1f} img/s "
                     f"({run['gan_kimg_per_h']:.0f} kimg/h), {run['gan_images_per_cpu_s']:.1f} img/CPU-s; "
-                    f"snapshot {run['gan_snapshot_seconds']:.1f} s")
+                    f"snapshot {run['gan_snapshot_seconds']:.1f} s; {results['gan_gflop_per_image']:.2f} GFLOP "
+                    f"an image at {run['gan_gflops']:.0f} GFLOP/s (one large conv: "
+                    f"{run['large_conv_gflops']:.0f} GFLOP/s)")
             if args.skip_encoder:
                 print(line, flush=True)
                 continue
@@ -116,6 +130,38 @@ def train_gan_from(dataset, out, cfg, ada_p, GanRun, StopRequest) -> dict:
     summary = run.finish(stop)
     return {**summary, **steps, "kimg": run.step * cfg.batch / 1000,
             "snapshot_seconds": time.perf_counter() - wall - steps["seconds"]}
+
+
+def gflop_per_image(dataset, out, cfg, ada_p, GanRun) -> float:
+    """Convolution and matrix-product GFLOP an image of the GAN step as users run it: the
+    real steps of one whole regularisation cycle (R1 and path length each at its interval),
+    counted by FlopCounterMode; element-wise work is not counted."""
+    import math
+
+    from torch.utils.flop_counter import FlopCounterMode
+    run = GanRun(dataset, out, cfg, resume=False, force=False, meta=None, progress=False)
+    run.ada_p = ada_p
+    cycle = math.lcm(cfg.r1_interval if cfg.gamma else 1, cfg.pl_interval if cfg.pl_weight else 1)
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(cycle):
+            run.train_step()
+    return counter.get_total_flops() / (cycle * cfg.batch) / 1e9
+
+
+def large_conv_gflops(torch, channels_last: bool) -> float:
+    """What this machine's convolution reaches at the current threads on a layer large
+    enough to run at the kernels' best (3x3, 64 -> 64 channels, 32 px, batch 32, forward)."""
+    import torch.nn.functional as F
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(32, 64, 32, 32).contiguous(memory_format=layout)
+    w = torch.randn(64, 64, 3, 3).contiguous(memory_format=layout)
+    with torch.no_grad():
+        F.conv2d(x, w, padding=1)
+        start = time.perf_counter()
+        for _ in range(10):
+            F.conv2d(x, w, padding=1)
+        seconds = (time.perf_counter() - start) / 10
+    return 2 * 32 * 64 * 64 * 9 * 32 * 32 / seconds / 1e9
 
 
 if __name__ == "__main__":

@@ -17,6 +17,13 @@ def test_prints_gan_and_encoder_speed(tmp_path):
                           "--json", str(tmp_path / "speed.json")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert re.search(r"tiny, 1 thread\(s\), channels_last=True, batch 8, ADA p 0.25: gan [\d.]+ img/s "
-                     r"\([\d.]+ kimg/h\), [\d.]+ img/CPU-s; snapshot [\d.]+ s; encoder [\d.]+ img/s", run.stdout)
-    speed = json.loads((tmp_path / "speed.json").read_text())["runs"][0]
+                     r"\([\d.]+ kimg/h\), [\d.]+ img/CPU-s; snapshot [\d.]+ s; [\d.]+ GFLOP an image at [\d.]+ "
+                     r"GFLOP/s \(one large conv: [\d.]+ GFLOP/s\); encoder [\d.]+ img/s", run.stdout)
+    results = json.loads((tmp_path / "speed.json").read_text())
+    speed = results["runs"][0]
     assert speed["gan_images_per_s"] > 0 and speed["gan_images_per_cpu_s"] > 0 and speed["encoder_images_per_s"] > 0
+    # the counted work of a tiny GAN step: G's forward alone is 0.04 GFLOP an image at 32 px,
+    # and a step runs it, its backward, D on fakes and reals and their backward
+    assert 0.2 < results["gan_gflop_per_image"] < 2
+    assert speed["gan_gflops"] == pytest.approx(speed["gan_images_per_s"] * results["gan_gflop_per_image"])
+    assert speed["large_conv_gflops"] > 0
