@@ -37,6 +37,7 @@ VARIANTS = {
     "ada-0.4": dict(ada_target=0.4),
     "batch-64": dict(batch=64, mbstd_group=16),
     "mode-seeking": dict(mode_seeking=1.0),         # MSGAN's diversity term, its paper's weight
+    "pacgan-2": dict(d_pack=2),                     # PacGAN: D scores pairs of drawings
 }
 
 

@@ -553,25 +553,33 @@ class Discriminator(nn.Module):
 
     `features(img)` returns the activations after each block, usable as a perceptual feature
     loss (no pretrained LPIPS network can be downloaded here).
+
+    `pack` > 1 makes it a packing discriminator (PacGAN, Lin et al. 2018): it scores packs of
+    that many drawings stacked as channels, [B, C, R, R] -> [B / pack, 1], so that a
+    generator drawing one template is told apart from the collection by the packs' sameness.
+    `features` of one drawing then sees it `pack` times.
     """
 
     def __init__(self, resolution: int, channels: int = 1, channel_base: int = 32768,
                  channel_max: int = 512, mbstd_group: int = 4, mbstd_channels: int = 1,
-                 conv_clamp: float | None = None, num_fp16_res: int = 0):
+                 conv_clamp: float | None = None, num_fp16_res: int = 0, pack: int = 1):
         super().__init__()
         self.init_kwargs = dict(resolution=int(resolution), channels=int(channels),
                                 channel_base=int(channel_base), channel_max=int(channel_max),
                                 mbstd_group=int(mbstd_group), mbstd_channels=int(mbstd_channels),
-                                conv_clamp=conv_clamp, num_fp16_res=int(num_fp16_res))
+                                conv_clamp=conv_clamp, num_fp16_res=int(num_fp16_res), pack=int(pack))
         self.resolution = _check_resolution(resolution, "discriminator")
         self.channels = _check_channels(channels, "discriminator")
+        if pack < 1:
+            raise ValueError(f"discriminator: pack {pack} must be at least 1")
+        self.pack = int(pack)
         resolutions = [2 ** i for i in range(int(math.log2(resolution)), 2, -1)]  # R ... 8
         half = fp16_resolutions(resolution, num_fp16_res)
         self.blocks = nn.ModuleList()
         for i, res in enumerate(resolutions):
             self.blocks.append(DiscriminatorBlock(_channels_at(res, channel_base, channel_max),
                                                   _channels_at(res // 2, channel_base, channel_max),
-                                                  channels if i == 0 else None, conv_clamp,
+                                                  channels * pack if i == 0 else None, conv_clamp,
                                                   use_fp16=res in half))
         ch4 = _channels_at(4, channel_base, channel_max)
         self.mbstd = MinibatchStd(mbstd_group, mbstd_channels)
@@ -580,15 +588,22 @@ class Discriminator(nn.Module):
         self.out = FullyConnected(ch4, 1)
 
     def features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        return self._features(img.repeat(1, self.pack, 1, 1) if self.pack > 1 else img)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
-        x = img
         for block in self.blocks:
             x = block(x)
             feats.append(x)
         return feats
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        x = self.features(img)[-1].float()  # the epilogue runs in fp32
+        if self.pack > 1:
+            n, c, h, w = img.shape
+            if n % self.pack:
+                raise ValueError(f"discriminator: a batch of {n} does not split into packs of {self.pack}")
+            img = img.reshape(n // self.pack, self.pack * c, h, w)  # consecutive drawings as channels
+        x = self._features(img)[-1].float()  # the epilogue runs in fp32
         x = self.conv(self.mbstd(x))
         return self.out(self.fc(x.flatten(1)))
 

@@ -22,6 +22,7 @@ class GanConfig:
     d_channel_base: int = 16384
     d_channel_max: int = 512
     mbstd_group: int = 4           # D's minibatch-std group (how many samples it compares)
+    d_pack: int = 1                # PacGAN: D scores packs of this many drawings (1: one each)
     # optimisation
     batch: int = 16                # total over all processes
     kimg: float = 10000.0          # length of training, thousands of real images shown
@@ -66,6 +67,8 @@ class GanConfig:
             raise ValueError(f"gan: ada_target {self.ada_target} must be in [0, 1]")
         if self.r1_gamma is not None and self.r1_gamma < 0:
             raise ValueError(f"gan: r1_gamma {self.r1_gamma} must not be negative")
+        if self.d_pack < 1 or self.batch % self.d_pack:
+            raise ValueError(f"gan: d_pack {self.d_pack} must be at least 1 and divide batch {self.batch}")
         if self.mode_seeking < 0:
             raise ValueError(f"gan: mode_seeking {self.mode_seeking} must not be negative")
         if self.pl_weight < 0 or self.pl_interval < 1 or self.pl_batch_shrink < 1:

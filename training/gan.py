@@ -71,7 +71,7 @@ def build_networks(cfg: GanConfig, channels: int = 1, mixed_precision: bool = Fa
                   mapping_layers=cfg.mapping_layers, channel_base=cfg.channel_base,
                   channel_max=cfg.channel_max, mapping_lr_multiplier=cfg.mapping_lr_multiplier, **fp16)
     D = Discriminator(cfg.resolution, channels, channel_base=cfg.d_channel_base,
-                      channel_max=cfg.d_channel_max, mbstd_group=cfg.mbstd_group, **fp16)
+                      channel_max=cfg.d_channel_max, mbstd_group=cfg.mbstd_group, pack=cfg.d_pack, **fp16)
     return G, D
 
 
@@ -244,6 +244,9 @@ class GanRun:
         if cfg.batch % self.world:
             raise ValueError(f"gan: batch {cfg.batch} does not split over {self.world} processes")
         self.batch = cfg.batch // self.world
+        if self.batch % cfg.d_pack:
+            raise ValueError(f"gan: {self.world} processes leave batch {self.batch} each, which D's packs of "
+                             f"{cfg.d_pack} do not divide")
         if cfg.mode_seeking and self.batch < 2:
             raise ValueError(f"gan: mode_seeking pairs a process's samples, and {self.world} processes leave "
                              f"{self.batch} each of batch {cfg.batch}; raise --batch")
@@ -358,7 +361,7 @@ class GanRun:
         """Steer the augmentation probability by the sign of D on reals."""
         cfg, counters = self.cfg, self.counters
         counters["ada_sum"] += float(logits_real.sign().sum())
-        counters["ada_count"] += self.batch
+        counters["ada_count"] += logits_real.numel()  # one score a pack of drawings
         if cfg.ada and (self.step + 1) % cfg.ada_interval == 0:
             stats = torch.tensor([counters["ada_sum"], counters["ada_count"]], dtype=torch.float64,
                                  device=self.device)

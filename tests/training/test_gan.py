@@ -209,6 +209,32 @@ def test_a_new_run_can_start_from_a_trained_generator_and_refuses_other_widths(t
                   init_generator=tmp_path / "a" / GENERATOR)
 
 
+def test_a_packing_discriminator_judges_drawings_together_and_trains(tiny_dataset, tmp_path):
+    """PacGAN: D with pack 4 gives one score per 4 consecutive drawings, each depending on
+    all four and on no other; its features still take one drawing (the encoder's loss); a
+    run with --d-pack 2 trains, and its D is read back for those features."""
+    from inference.networks import Discriminator
+    from training.gan import load_discriminator
+
+    torch.manual_seed(0)
+    D = Discriminator(32, 1, channel_base=256, channel_max=32, mbstd_group=1, pack=4)
+    images = torch.randn(8, 1, 32, 32)
+    scores = D(images)
+    assert scores.shape == (2, 1)
+    changed = images.clone()
+    changed[6] = torch.randn(1, 32, 32)  # the second pack's third drawing
+    again = D(changed)
+    assert torch.equal(again[0], scores[0]) and not torch.equal(again[1], scores[1])
+    assert [f.shape[0] for f in D.features(images[:3])] == [3] * len(D.blocks)
+    with pytest.raises(ValueError, match="packs of 4"):
+        D(images[:6])
+    with pytest.raises(ValueError, match="d_pack 3"):
+        tiny_gan_config(d_pack=3)  # batch 8
+    summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(d_pack=2), progress=False)
+    assert math.isfinite(summary["loss_G"]) and math.isfinite(summary["loss_D"])
+    assert load_discriminator(tmp_path).pack == 2
+
+
 def test_mode_seeking_penalises_one_template_and_trains(tiny_dataset, tmp_path):
     """MSGAN's term: one drawing for every z costs far more than different drawings, its
     gradient moves paired drawings apart, and a run with it trains to finite losses."""
