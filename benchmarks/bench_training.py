@@ -83,7 +83,7 @@ def main() -> int:
                    "gan_kimg_per_h": gan["kimg"] / gan["seconds"] * 3600,
                    "gan_snapshot_seconds": gan["snapshot_seconds"],
                    "gan_gflops": images_per_s * results["gan_gflop_per_image"],
-                   "large_conv_gflops": large_conv_gflops(torch, gan_cfg.channels_last)}
+                   "large_conv_gflops": large_conv_gflops(gan_cfg.channels_last)}
             results["runs"].append(run)
             line = (f"{args.preset}, {threads} thread(s), channels_last={layout['channels_last']}, batch "
                     f"{gan_cfg.batch}, ADA p {args.ada_p}: gan {run['gan_images_per_s']:.1f} img/s "
@@ -148,9 +148,10 @@ def gflop_per_image(dataset, out, cfg, ada_p, GanRun) -> float:
     return counter.get_total_flops() / (cycle * cfg.batch) / 1e9
 
 
-def large_conv_gflops(torch, channels_last: bool) -> float:
+def large_conv_gflops(channels_last: bool) -> float:
     """What this machine's convolution reaches at the current threads on a layer large
     enough to run at the kernels' best (3x3, 64 -> 64 channels, 32 px, batch 32, forward)."""
+    import torch
     import torch.nn.functional as F
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(32, 64, 32, 32).contiguous(memory_format=layout)
