@@ -28,6 +28,8 @@ BASELINE = dict(batch=32, mbstd_group=8, r1_gamma=0.2)
 VARIANTS = {
     "baseline": {},
     "lr-low": dict(lr=0.001),                       # G and D both 2.5x slower
+    "d-lr-low": dict(d_lr=0.001),                   # D alone 2.5x slower
+    "g-lr-low": dict(lr=0.001, d_lr=0.0025),        # G alone 2.5x slower
     "gamma-high": dict(r1_gamma=1.0),
     "gamma-low": dict(r1_gamma=0.05),
     "gamma-2": dict(r1_gamma=2.0),

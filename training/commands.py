@@ -68,7 +68,7 @@ def _gan_flags(parser: argparse.ArgumentParser) -> None:
                                 help=f"Adam's betas (default {' '.join(map(str, field.default))})")
         else:
             kind = int if isinstance(field.default, int) else float
-            default = "0.0002 R^2 / batch" if field.name == "r1_gamma" else field.default
+            default = {"r1_gamma": "0.0002 R^2 / batch", "d_lr": "--lr"}.get(field.name, field.default)
             parser.add_argument(flag, dest=field.name, type=kind, default=None,
                                 help=_default_help(field.name, default, PRESETS))
 

@@ -27,6 +27,7 @@ class GanConfig:
     batch: int = 16                # total over all processes
     kimg: float = 10000.0          # length of training, thousands of real images shown
     lr: float = 0.0025
+    d_lr: float | None = None      # D's own learning rate (None: lr, as G's)
     betas: tuple[float, float] = (0.0, 0.99)
     r1_gamma: float | None = None  # None: the reference heuristic 0.0002 R^2 / batch
     r1_interval: int = 16          # lazy regularisation
@@ -67,6 +68,8 @@ class GanConfig:
             raise ValueError(f"gan: ada_target {self.ada_target} must be in [0, 1]")
         if self.r1_gamma is not None and self.r1_gamma < 0:
             raise ValueError(f"gan: r1_gamma {self.r1_gamma} must not be negative")
+        if self.lr <= 0 or (self.d_lr is not None and self.d_lr <= 0):
+            raise ValueError(f"gan: learning rates must be positive (lr {self.lr}, d_lr {self.d_lr})")
         if self.d_pack < 1 or self.batch % self.d_pack:
             raise ValueError(f"gan: d_pack {self.d_pack} must be at least 1 and divide batch {self.batch}")
         if self.mode_seeking < 0:

@@ -93,11 +93,11 @@ def start_from_generator(G: Generator, source: Path) -> None:
     log.info("G and its EMA start from %s (D starts new)", source)
 
 
-def lazy_adam(params, cfg: GanConfig, interval: int) -> torch.optim.Adam:
+def lazy_adam(params, cfg: GanConfig, interval: int, lr: float) -> torch.optim.Adam:
     """Adam for a player whose regulariser runs every `interval` steps: lr and betas scaled
     by interval / (interval + 1), as the reference does for lazy regularisation."""
     ratio = interval / (interval + 1) if interval else 1.0
-    return torch.optim.Adam(params, lr=cfg.lr * ratio, betas=(cfg.betas[0] ** ratio, cfg.betas[1] ** ratio),
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(cfg.betas[0] ** ratio, cfg.betas[1] ** ratio),
                             eps=1e-8)
 
 
@@ -267,8 +267,9 @@ class GanRun:
         self.G = G.to(self.device, memory_format=self.layout).train()
         self.D = D.to(self.device, memory_format=self.layout).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_G = lazy_adam(self.G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0)
-        self.opt_D = lazy_adam(self.D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0)
+        self.opt_G = lazy_adam(self.G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0, cfg.lr)
+        self.opt_D = lazy_adam(self.D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0,
+                               cfg.lr if cfg.d_lr is None else cfg.d_lr)
         # fp32 weights, fp16 activations in some blocks: loss scaling keeps small gradients.
         self.scaler_G = torch.amp.GradScaler("cuda", enabled=mixed)
         self.scaler_D = torch.amp.GradScaler("cuda", enabled=mixed)

@@ -209,6 +209,22 @@ def test_a_new_run_can_start_from_a_trained_generator_and_refuses_other_widths(t
                   init_generator=tmp_path / "a" / GENERATOR)
 
 
+def test_d_may_learn_at_its_own_rate(tiny_dataset, tmp_path):
+    """--d-lr gives D's Adam its own learning rate (lazily scaled like G's); unset, D learns
+    at --lr; a rate that is not positive is refused."""
+    from training.gan import GanRun
+    run = GanRun(tiny_dataset, tmp_path / "a", tiny_gan_config(lr=0.002, d_lr=0.0005), resume=False, force=False,
+                 meta=None, progress=False)
+    ratio = run.cfg.r1_interval / (run.cfg.r1_interval + 1)
+    assert run.opt_D.param_groups[0]["lr"] == pytest.approx(0.0005 * ratio)
+    assert run.opt_G.param_groups[0]["lr"] != pytest.approx(0.0005 * ratio)
+    same = GanRun(tiny_dataset, tmp_path / "b", tiny_gan_config(lr=0.002), resume=False, force=False,
+                  meta=None, progress=False)
+    assert same.opt_D.param_groups[0]["lr"] == pytest.approx(0.002 * ratio)
+    with pytest.raises(ValueError, match="d_lr 0"):
+        tiny_gan_config(d_lr=0.0)
+
+
 def test_a_packing_discriminator_judges_drawings_together_and_trains(tiny_dataset, tmp_path):
     """PacGAN: D with pack 4 gives one score per 4 consecutive drawings, each depending on
     all four and on no other; its features still take one drawing (the encoder's loss); a
