@@ -79,6 +79,11 @@ class GanConfig:
         return self
 
     @property
+    def lr_D(self) -> float:
+        """D's learning rate: its own if set, else G's."""
+        return self.lr if self.d_lr is None else self.d_lr
+
+    @property
     def gamma(self) -> float:
         """R1 weight: as set, else stylegan2-ada-pytorch's heuristic 0.0002 R^2 / batch."""
         return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.resolution ** 2 / self.batch

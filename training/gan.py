@@ -268,8 +268,7 @@ class GanRun:
         self.D = D.to(self.device, memory_format=self.layout).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = lazy_adam(self.G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight else 0, cfg.lr)
-        self.opt_D = lazy_adam(self.D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0,
-                               cfg.lr if cfg.d_lr is None else cfg.d_lr)
+        self.opt_D = lazy_adam(self.D.parameters(), cfg, cfg.r1_interval if cfg.gamma else 0, cfg.lr_D)
         # fp32 weights, fp16 activations in some blocks: loss scaling keeps small gradients.
         self.scaler_G = torch.amp.GradScaler("cuda", enabled=mixed)
         self.scaler_D = torch.amp.GradScaler("cuda", enabled=mixed)
