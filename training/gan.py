@@ -504,6 +504,8 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
                         cfg: GanConfig) -> dict:
     """Restore what `save_training_state` wrote into `stateful`; returns the counters."""
     state, path = load_state(path, device)
+    fresh_lrs = {opt: [group["lr"] for group in opt.param_groups]  # the resumed command's (GAN_CHANGEABLE)
+                 for opt in stateful.values() if isinstance(opt, torch.optim.Optimizer)}
     _, changes = resumed_settings("gan", state["config"], dataclasses.asdict(cfg), changeable=GAN_CHANGEABLE)
     saved_gamma = GanConfig(**state["config"]).gamma
     if (saved_gamma == 0) != (cfg.gamma == 0):
@@ -512,6 +514,9 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
                          f"{saved_gamma:g}); start a new run with --init-generator")
     for name, obj in stateful.items():
         obj.load_state_dict(state[name])
+    for opt in (obj for obj in stateful.values() if isinstance(obj, torch.optim.Optimizer)):
+        for group, lr in zip(opt.param_groups, fresh_lrs[opt]):  # the saved lr is the old one
+            group["lr"] = lr
     restored = {key: state.get(key, default) for key, default in counters.items()}
     kimg = restored["step"] * cfg.batch / 1000
     for change in changes:
