@@ -40,6 +40,7 @@ VARIANTS = {
     "batch-64": dict(batch=64, mbstd_group=16),
     "mode-seeking": dict(mode_seeking=1.0),         # MSGAN's diversity term, its paper's weight
     "pacgan-2": dict(d_pack=2),                     # PacGAN: D scores pairs of drawings
+    "mirror": dict(mirror=True),                    # x-flips double the drawings D sees (ADA's --mirror)
 }
 
 

@@ -76,6 +76,9 @@ def main() -> int:
             if threads == args.threads[0]:
                 results["gan_gflop_per_image"] = gflop_per_image(dataset, work / "flops", gan_cfg, args.ada_p,
                                                                  GanRun)
+                results["gan_step_ms"] = step_ms(dataset, work / "phases", gan_cfg, args.ada_p, GanRun)
+                print("gan step at {} thread(s): {}".format(threads, ", ".join(
+                    f"{name} {ms:.0f} ms" for name, ms in results["gan_step_ms"].items())), flush=True)
             gan = train_gan_from(dataset, work / f"gan{threads}", gan_cfg, args.ada_p, GanRun, StopRequest)
             images_per_s = gan["kimg"] * 1000 / gan["seconds"]
             run = {"threads": threads, "gan_images_per_s": images_per_s,
@@ -136,16 +139,61 @@ def gflop_per_image(dataset, out, cfg, ada_p, GanRun) -> float:
     """Convolution and matrix-product GFLOP an image of the GAN step as users run it: the
     real steps of one whole regularisation cycle (R1 and path length each at its interval),
     counted by FlopCounterMode; element-wise work is not counted."""
-    import math
-
     from torch.utils.flop_counter import FlopCounterMode
     run = GanRun(dataset, out, cfg, resume=False, force=False, meta=None, progress=False)
     run.ada_p = ada_p
-    cycle = math.lcm(cfg.r1_interval if cfg.gamma else 1, cfg.pl_interval if cfg.pl_weight else 1)
+    cycle = regularisation_cycle(cfg)
     with FlopCounterMode(display=False) as counter:
         for _ in range(cycle):
             run.train_step()
     return counter.get_total_flops() / (cycle * cfg.batch) / 1e9
+
+
+def regularisation_cycle(cfg) -> int:
+    """Steps after which R1 and path length have each run at their intervals."""
+    import math
+    return math.lcm(cfg.r1_interval if cfg.gamma else 1, cfg.pl_interval if cfg.pl_weight else 1)
+
+
+def step_ms(dataset, out, cfg, ada_p, GanRun, cycles: int = 2) -> dict:
+    """Where a step's time goes, in ms a step of the real `train_step` over whole
+    regularisation cycles: G's main phase, its path-length penalty (spread over its
+    interval), D's main phase (G drawing the fakes included), R1 (spread likewise), and the
+    rest (ADA, EMA). What a faster regulariser could win is its share, no more."""
+    from collections import defaultdict
+    run = GanRun(dataset, out, cfg, resume=False, force=False, meta=None, progress=False)
+    run.ada_p = ada_p
+    spent = defaultdict(list)
+
+    def timed(phase, regularised):
+        def wrapper():
+            kind = f"{phase} regularised" if regularised(run.step) else phase
+            start = time.perf_counter()
+            result = real()
+            spent[kind].append(time.perf_counter() - start)
+            return result
+        real = getattr(run, f"{phase}_phase")
+        return wrapper
+
+    run.train_step()  # the first step allocates and picks oneDNN's kernels
+    run.generator_phase = timed("generator", lambda step: cfg.pl_weight and step % cfg.pl_interval == 0)
+    run.discriminator_phase = timed("discriminator", lambda step: cfg.gamma and step % cfg.r1_interval == 0)
+    steps = cycles * regularisation_cycle(cfg)
+    start = time.perf_counter()
+    for _ in range(steps):
+        run.train_step()
+    total = (time.perf_counter() - start) / steps
+
+    def mean(kind):
+        return sum(spent[kind]) / len(spent[kind]) if spent[kind] else 0.0
+
+    def extra(phase, interval):  # the regularised steps' excess, spread over the interval
+        return (mean(f"{phase} regularised") - mean(phase)) / interval if spent[f"{phase} regularised"] else 0.0
+
+    ms = {"G": mean("generator"), "path length": extra("generator", cfg.pl_interval),
+          "D": mean("discriminator"), "R1": extra("discriminator", cfg.r1_interval)}
+    ms["rest"] = total - sum(ms.values())
+    return {name: seconds * 1000 for name, seconds in {"step": total, **ms}.items()}
 
 
 def large_conv_gflops(channels_last: bool) -> float:

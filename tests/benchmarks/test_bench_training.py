@@ -27,3 +27,9 @@ def test_prints_gan_and_encoder_speed(tmp_path):
     assert 0.2 < results["gan_gflop_per_image"] < 2
     assert speed["gan_gflops"] == pytest.approx(speed["gan_images_per_s"] * results["gan_gflop_per_image"])
     assert speed["large_conv_gflops"] > 0
+    # where a step's time goes: the phases add up to the step, each regulariser spread over its interval
+    assert re.search(r"gan step at 1 thread\(s\): step [\d.]+ ms, G [\d.]+ ms, path length -?[\d.]+ ms, D [\d.]+ ms, "
+                     r"R1 -?[\d.]+ ms, rest [\d.]+ ms", run.stdout)
+    ms = results["gan_step_ms"]
+    assert ms["G"] > 0 and ms["D"] > 0 and ms["rest"] >= 0
+    assert sum(v for k, v in ms.items() if k != "step") == pytest.approx(ms["step"])
