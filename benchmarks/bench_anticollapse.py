@@ -9,6 +9,12 @@ Each variant is a real `train gan` run (ADA, path length, R1, EMA as users run i
 one thread; the table printed at the end has one row a variant, its variety at each
 snapshot, and the seconds it took (a variant that costs more is not free). Short runs
 only say which changes delay the collapse seen at 6-12 kimg, not where a long run ends.
+
+`--continue RUN` forks a long run instead: each variant copies RUN's state (G, D, Adam,
+ADA's p at hundreds of kimg: the regime where the curve levels off and D overfits, which
+a run from scratch or from a generator with a new D does not reach in 36 kimg) and resumes
+it for --kimg more with its change on the run's own settings. Only what a resume may change
+can be tried that way (GAN_CHANGEABLE); the baseline is the run's own continuation.
 """
 from __future__ import annotations
 
@@ -57,6 +63,8 @@ def main() -> int:
     parser.add_argument("--init-generator", type=Path, default=None, metavar="MODEL",
                         help="every variant starts G from this bundle or checkpoint (D new), as a long run "
                              "that continues the shipped generator does")
+    parser.add_argument("--continue", dest="from_run", type=Path, default=None, metavar="RUN",
+                        help="fork this GAN run's newest state for every variant (see above)")
     parser.add_argument("--r1-gamma", type=float, default=None,
                         help="the baseline's R1 gamma for every variant (default: the long run's first, "
                              f"{BASELINE['r1_gamma']}); 1.0 is what the long run has trained with since 358 kimg")
@@ -78,10 +86,20 @@ def main() -> int:
             if skipped:
                 print(f"{name}: the config has no {', '.join(skipped)}; skipped", flush=True)
                 continue
-            cfg = config_from("cpu-demo", **{**baseline, **change}, kimg=args.kimg, snapshot_kimg=args.every,
-                              threads=args.threads)
             start = time.perf_counter()
-            train_gan(args.dataset, root / name, cfg, progress=False, force=True, init_generator=args.init_generator)
+            if args.from_run:
+                first, settings = fork(args.from_run, root / name)
+                cfg = dataclasses.replace(GanConfig(**settings), **change, kimg=first + args.kimg, snapshot_kimg=args.every, threads=args.threads)
+                try:
+                    train_gan(args.dataset, root / name, cfg, resume=True, progress=False)
+                except ValueError as refused:  # not a setting a resume may change
+                    print(f"{name}: {refused}; skipped", flush=True)
+                    continue
+            else:
+                cfg = config_from("cpu-demo", **{**baseline, **change}, kimg=args.kimg, snapshot_kimg=args.every,
+                                  threads=args.threads)
+                train_gan(args.dataset, root / name, cfg, progress=False, force=True,
+                          init_generator=args.init_generator)
             seconds = time.perf_counter() - start
             rows = list(csv.DictReader((root / name / VARIETY_CSV).open()))
             curve = {float(r["kimg"]): float(r["variety"]) for r in rows}
@@ -98,6 +116,19 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def fork(run: Path, out: Path) -> tuple[float, dict]:
+    """A copy of `run`'s newest state in `out` (a fresh folder) to resume: its kimg and settings."""
+    import shutil
+
+    from training.gan import STATE
+    from training.state import load_state
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    state, path = load_state(run / STATE)  # falls back to the previous state when the newest is damaged
+    shutil.copyfile(path, out / STATE)
+    return state["step"] * state["config"]["batch"] / 1000, state["config"]
 
 
 if __name__ == "__main__":

@@ -185,12 +185,13 @@ def encoder_config_from(preset: str | None, **overrides) -> EncoderConfig:
 
 
 # Settings a resumed run may change: how long it runs and how often it reports, not what a
-# step computes, so the continuation stays exact up to the old end. R1's gamma and the
-# learning rates are the exceptions: a long run that levels off is tuned by them without
-# losing D, Adam's moments and ADA's p (as the reference's resume takes new settings); the
-# run keeps each such change with its kimg (config.json "changes").
+# step computes, so the continuation stays exact up to the old end. R1's gamma, the
+# learning rates and x-flips of the reals are the exceptions: a long run that levels off,
+# its D overfitting, is tuned by them without losing D, Adam's moments and ADA's p (as the
+# reference's resume takes new settings); the run keeps each such change with its kimg
+# (config.json "changes").
 GAN_SCHEDULE = frozenset({"kimg", "snapshot_kimg", "log_every", "threads"})
-GAN_CHANGEABLE = GAN_SCHEDULE | {"r1_gamma", "lr", "d_lr"}
+GAN_CHANGEABLE = GAN_SCHEDULE | {"r1_gamma", "lr", "d_lr", "mirror"}
 ENCODER_CHANGEABLE = frozenset({"steps", "val_every", "log_every", "threads"})
 
 

@@ -22,9 +22,9 @@ def test_resume_keeps_the_runs_settings_unless_changed_on_purpose(tiny_dataset, 
     assert json.loads((run / "summary.json").read_text())["steps"] == 8
     assert "resume: kimg 0.048 -> 0.064 (applied)" in (run / "train.log").read_text()
     capsys.readouterr()
-    assert _gan(tiny_dataset, run, "--tiny", "--resume", "--style-mixing", "0.5", "--mirror") == 2
+    assert _gan(tiny_dataset, run, "--tiny", "--resume", "--style-mixing", "0.5", "--rotate90") == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "style_mixing 0.5 (the run has 0.9); mirror True (the run has False)" in err
+    assert "\n" not in err and "style_mixing 0.5 (the run has 0.9); rotate90 True (the run has False)" in err
     assert _gan(tiny_dataset, run, "--tiny") == 2  # the same command again: not silently over the run
     assert "already holds a GAN run (state.pt); continue it with --resume" in capsys.readouterr().err
 
@@ -69,8 +69,8 @@ def test_train_all_resume_takes_the_runs_settings_and_names_a_changed_one(tiny_c
     argv = ["train", "all", str(tiny_collection), "--out", str(tiny_pipeline), "--resume"]
     assert main(argv) == 0
     assert f"bundle: {tiny_pipeline / 'bundle'}" in capsys.readouterr().out
-    assert main(argv + ["--mirror"]) == 2
-    assert "train all (gan settings): --resume with settings the run was not made with: mirror True (the run has " \
+    assert main(argv + ["--rotate90"]) == 2
+    assert "train all (gan settings): --resume with settings the run was not made with: rotate90 True (the run has " \
            "False)" in capsys.readouterr().err
     assert main(argv + ["--fit", "pad", "--encoder-steps", "9"]) == 2
     assert "fit 'pad' (the run has 'crop')" in capsys.readouterr().err

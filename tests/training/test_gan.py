@@ -100,17 +100,19 @@ def test_resume_may_change_r1_gamma_and_the_run_keeps_the_change(tiny_dataset, t
     assert json.loads((tmp_path / "config.json").read_text())["changes"] == config["changes"]
 
 
-def test_resume_may_change_the_learning_rates_and_adam_takes_them(tiny_dataset, tmp_path):
-    """--resume --lr / --d-lr: Adam keeps its moments but steps at the new rate (its saved
-    state carries the old one), lazily scaled as at the start; config.json lists the change."""
+def test_resume_may_change_the_learning_rates_and_mirror_and_adam_takes_them(tiny_dataset, tmp_path):
+    """--resume --lr / --d-lr / --mirror: Adam keeps its moments but steps at the new rate
+    (its saved state carries the old one), lazily scaled as at the start; config.json lists
+    the changes."""
     import json
     from training.state import load_state
     train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.016, r1_gamma=0.2), progress=False)
-    train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.032, r1_gamma=0.2, lr=0.001, d_lr=0.002),
+    train_gan(tiny_dataset, tmp_path, tiny_gan_config(kimg=0.032, r1_gamma=0.2, lr=0.001, d_lr=0.002, mirror=True),
               resume=True, progress=False)
     config = json.loads((tmp_path / "config.json").read_text())
     cfg = tiny_gan_config()
-    assert [c["change"] for c in config["changes"]] == [f"lr {cfg.lr} -> 0.001", "d_lr None -> 0.002"]
+    assert [c["change"] for c in config["changes"]] == [f"lr {cfg.lr} -> 0.001", "d_lr None -> 0.002",
+                                                        "mirror False -> True"]
     state, _ = load_state(tmp_path / "state.pt")
     g_ratio = cfg.pl_interval / (cfg.pl_interval + 1) if cfg.pl_weight else 1.0
     d_ratio = cfg.r1_interval / (cfg.r1_interval + 1)
