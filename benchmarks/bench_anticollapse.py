@@ -89,7 +89,8 @@ def main() -> int:
             start = time.perf_counter()
             if args.from_run:
                 first, settings = fork(args.from_run, root / name)
-                cfg = dataclasses.replace(GanConfig(**settings), **change, kimg=first + args.kimg, snapshot_kimg=args.every, threads=args.threads)
+                cfg = dataclasses.replace(GanConfig(**settings), **change, kimg=first + args.kimg,
+                                          snapshot_kimg=args.every, threads=args.threads)
                 try:
                     train_gan(args.dataset, root / name, cfg, resume=True, progress=False)
                 except ValueError as refused:  # not a setting a resume may change

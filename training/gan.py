@@ -514,8 +514,8 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
                          f"{saved_gamma:g}); start a new run with --init-generator")
     for name, obj in stateful.items():
         obj.load_state_dict(state[name])
-    for opt in (obj for obj in stateful.values() if isinstance(obj, torch.optim.Optimizer)):
-        for group, lr in zip(opt.param_groups, fresh_lrs[opt]):  # the saved lr is the old one
+    for opt, lrs in fresh_lrs.items():  # Adam's saved state carries the run's old lr
+        for group, lr in zip(opt.param_groups, lrs):
             group["lr"] = lr
     restored = {key: state.get(key, default) for key, default in counters.items()}
     kimg = restored["step"] * cfg.batch / 1000
