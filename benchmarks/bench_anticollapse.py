@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -80,6 +81,8 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
+        if args.from_run:  # one copy: the run goes on training while the variants take their turns
+            start_state, first, settings = freeze(args.from_run, root)
         for name in args.variants:
             change = {k: v for k, v in VARIANTS[name].items() if k in fields}
             skipped = sorted(set(VARIANTS[name]) - fields)
@@ -88,7 +91,7 @@ def main() -> int:
                 continue
             start = time.perf_counter()
             if args.from_run:
-                first, settings = fork(args.from_run, root / name)
+                fork(start_state, root / name)
                 cfg = dataclasses.replace(GanConfig(**settings), **change, kimg=first + args.kimg,
                                           snapshot_kimg=args.every, threads=args.threads)
                 try:
@@ -119,17 +122,24 @@ def main() -> int:
     return 0
 
 
-def fork(run: Path, out: Path) -> tuple[float, dict]:
-    """A copy of `run`'s newest state in `out` (a fresh folder) to resume: its kimg and settings."""
-    import shutil
-
+def freeze(run: Path, root: Path) -> tuple[Path, float, dict]:
+    """A copy of `run`'s newest state in `root` that every variant starts from: its path,
+    kimg and settings."""
     from training.gan import STATE
     from training.state import load_state
+    state, path = load_state(run / STATE)  # the previous state when the newest is damaged
+    root.mkdir(parents=True, exist_ok=True)
+    copy = root / f"start-{STATE}"
+    shutil.copyfile(path, copy)
+    return copy, state["step"] * state["config"]["batch"] / 1000, state["config"]
+
+
+def fork(start_state: Path, out: Path) -> None:
+    """`out`, a fresh folder, holding `start_state` to resume."""
+    from training.gan import STATE
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    state, path = load_state(run / STATE)  # falls back to the previous state when the newest is damaged
-    shutil.copyfile(path, out / STATE)
-    return state["step"] * state["config"]["batch"] / 1000, state["config"]
+    shutil.copyfile(start_state, out / STATE)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ def test_continue_forks_the_run_for_each_variant_and_skips_what_a_resume_cannot_
     before = (tmp_path / "run" / "state.pt").read_bytes()
     bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_anticollapse.py"), "--dataset",
                             str(tmp_path / "ds"), "--continue", str(tmp_path / "run"), "--kimg", "0.016",
-                            "--every", "0.008", "--variants", "mirror", "batch-64", "--out", str(tmp_path / "forks"),
+                            "--every", "0.008", "--variants", "mirror", "batch-64", "gamma-2", "--out", str(tmp_path / "forks"),
                             "--json", str(tmp_path / "forks.json")], capture_output=True, text=True, timeout=300)
     assert bench.returncode == 0, bench.stderr[-2000:]
     assert "batch-64: gan: --resume with settings the run was not made with: mbstd_group 16 (the run has 4); " \
            "batch 64 (the run has 8)" in bench.stdout
-    [mirror] = json.loads((tmp_path / "forks.json").read_text())
-    assert mirror["variant"] == "mirror" and list(mirror["variety"]) == ["0.024", "0.032"]
+    mirror, gamma = json.loads((tmp_path / "forks.json").read_text())
+    # every variant from the same state (one copy: a live run moves on meanwhile)
+    assert list(mirror["variety"]) == list(gamma["variety"]) == ["0.024", "0.032"]
     changes = json.loads((tmp_path / "forks" / "mirror" / "config.json").read_text())["changes"]
     assert changes == [{"kimg": 0.016, "change": "mirror False -> True"}]
     assert (tmp_path / "run" / "state.pt").read_bytes() == before  # the forked run is untouched
