@@ -132,9 +132,9 @@ def test_train_all_refuses_an_existing_run_and_a_resume_with_other_settings(tiny
     before = (tiny_pipeline / "run.json").read_text()
     with pytest.raises(FileExistsError, match=r"already holds a run \(dataset, gan, .*--resume.*--force"):
         _train_all_like_the_fixture(tiny_collection, tiny_pipeline)
-    with pytest.raises(ValueError, match=r"gan settings.*lr 0.01 \(the run has 0.0025\).*--force"):
+    with pytest.raises(ValueError, match=r"gan settings.*style_mixing 0.5 \(the run has 0.9\).*--force"):
         _train_all_like_the_fixture(tiny_collection, tiny_pipeline, resume=True,
-                                    gan_cfg=tiny_gan_config(kimg=0.064, snapshot_kimg=0.064, lr=0.01))
+                                    gan_cfg=tiny_gan_config(kimg=0.064, snapshot_kimg=0.064, style_mixing=0.5))
     with pytest.raises(ValueError, match=r"fit 'pad' \(the run has 'crop'\)"):
         _train_all_like_the_fixture(tiny_collection, tiny_pipeline, resume=True, fit="pad")
     assert (tiny_pipeline / "run.json").read_text() == before
