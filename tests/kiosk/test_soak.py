@@ -188,6 +188,11 @@ def test_soak_ten_simulated_minutes_with_random_faults(tiny_bundle):
                     if "warm" not in rss and t >= 60:
                         rss["warm"] = rss_bytes()
                     if t >= SIM_SECONDS:
+                        # The last replug may come seconds of simulated time before the end: give
+                        # the link the wall time a real one takes to answer HELLO again.
+                        until = time.monotonic() + 5.0
+                        while not kiosk.snapshot()["serial"]["device"] and time.monotonic() < until:
+                            time.sleep(0.02)
                         rss["end"] = rss_bytes()
                         final.update(kiosk.snapshot())  # while the table and the serial link still run
                         stop.set()
