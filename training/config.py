@@ -189,9 +189,10 @@ def encoder_config_from(preset: str | None, **overrides) -> EncoderConfig:
 # learning rates and x-flips of the reals are the exceptions: a long run that levels off,
 # its D overfitting, is tuned by them without losing D, Adam's moments and ADA's p (as the
 # reference's resume takes new settings); the run keeps each such change with its kimg
-# (config.json "changes").
+# (config.json "changes"). The EMA's half-life changes only the averaged copy that is drawn
+# from and measured, never what G and D train on.
 GAN_SCHEDULE = frozenset({"kimg", "snapshot_kimg", "log_every", "threads"})
-GAN_CHANGEABLE = GAN_SCHEDULE | {"r1_gamma", "lr", "d_lr", "mirror"}
+GAN_CHANGEABLE = GAN_SCHEDULE | {"r1_gamma", "lr", "d_lr", "mirror", "ema_kimg", "ema_rampup"}
 ENCODER_CHANGEABLE = frozenset({"steps", "val_every", "log_every", "threads"})
 
 

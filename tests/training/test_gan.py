@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import pytest
 import torch
@@ -119,6 +120,24 @@ def test_resume_may_change_the_learning_rates_and_mirror_and_adam_takes_them(tin
     assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.001 * g_ratio)
     assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.002 * d_ratio)
     assert state["opt_G"]["state"], "Adam's moments were kept"
+
+
+def test_resume_may_change_the_ema_and_g_and_d_train_the_same(tiny_dataset, tmp_path):
+    """--resume --ema-kimg / --ema-rampup: only the averaged copy differs from a run resumed
+    without them; G and D, Adam and ADA are those of the plain continuation, bit for bit."""
+    from training.state import load_state
+    first = tiny_gan_config(kimg=0.016)
+    train_gan(tiny_dataset, tmp_path / "plain", first, progress=False)
+    shutil.copytree(tmp_path / "plain", tmp_path / "slow-ema")
+    train_gan(tiny_dataset, tmp_path / "plain", tiny_gan_config(kimg=0.032), resume=True, progress=False)
+    train_gan(tiny_dataset, tmp_path / "slow-ema", tiny_gan_config(kimg=0.032, ema_kimg=40.0, ema_rampup=0.0),
+              resume=True, progress=False)
+    plain, _ = load_state(tmp_path / "plain" / "state.pt")
+    slow, _ = load_state(tmp_path / "slow-ema" / "state.pt")
+    for net in ("G", "D"):
+        assert all(torch.equal(plain[net][k], slow[net][k]) for k in plain[net]), net
+    assert plain["ada_p"] == slow["ada_p"]
+    assert any(not torch.equal(plain["G_ema"][k], slow["G_ema"][k]) for k in plain["G_ema"])
 
 
 def test_r1_gamma_follows_the_reference_heuristic_unless_set():
