@@ -235,7 +235,8 @@ class TableController:
     def status(self) -> dict:
         return {
             "port": self.config.port,
-            "connected": self.connected,
+            # the device answered HELLO on this link: an open port with a silent board is not connected
+            "connected": self.connected and self.synced,
             "device": self.device,
             "led": self.led,
             "projector": None if self.projector is None else ("on" if self.projector else "off"),

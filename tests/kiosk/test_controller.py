@@ -152,6 +152,24 @@ def test_unplug_and_replug_reconnects_and_reapplies_state(link):
     assert status["connects"] == 2 and status["disconnects"] == 1
 
 
+def test_an_open_port_whose_device_is_silent_is_not_connected(link):
+    """Status says connected only once the device has answered HELLO on the link: a board
+    that comes back on the bus but stays silent is what the operator must hear about."""
+    sim, controller, _ = link
+    connects = controller.connects
+    sim.drop_replies(10_000)
+    sim.unplug()
+    time.sleep(0.3)
+    sim.replug()
+    assert wait_for(lambda: controller.connects > connects, 5.0)  # the port is open again
+    time.sleep(0.5)  # HELLO tried and unanswered
+    status = controller.status()
+    assert not status["connected"] and status["device"] == ""
+    sim.heal()
+    assert wait_for(lambda: controller.status()["connected"], 5.0), controller.last_error
+    assert controller.status()["device"]
+
+
 def test_device_reboot_is_resynced(link):
     """A `! BOOT` event (the board reset on its own) makes the controller send LED and projector again."""
     sim, controller, _ = link
