@@ -73,6 +73,8 @@ def format_status(s: dict) -> str:
         temperature = serial.get("temperature_c")
         link = f"{'connected' if serial.get('connected') else 'DISCONNECTED'} {serial.get('port', '')}".rstrip()
         serial_line = link + (f", {temperature:.1f} °C" if isinstance(temperature, (int, float)) else "")
+        if not serial.get("connected") and serial.get("last_error"):
+            serial_line += f" ({serial['last_error']})"
     else:
         serial_line = "not used"
     lines = [

@@ -294,6 +294,7 @@ class TableController:
                 delay = 0.0
                 pending = b""
                 self.connects += 1
+                self.last_error = "port open; waiting for the device to answer HELLO"
                 log.info("event=serial_connected port=%s connects=%d", self.config.port, self.connects)
                 self._resync.set()
                 continue

@@ -162,9 +162,12 @@ def test_an_open_port_whose_device_is_silent_is_not_connected(link):
     time.sleep(0.3)
     sim.replug()
     assert wait_for(lambda: controller.connects > connects, 5.0)  # the port is open again
-    time.sleep(0.5)  # HELLO tried and unanswered
+    time.sleep(1.0)  # HELLO's three tries of 0.25 s, unanswered
     status = controller.status()
     assert not status["connected"] and status["device"] == ""
+    from kiosk.commands import format_status
+    line = next(l for l in format_status({"serial": status}).splitlines() if sim.path in l)
+    assert "DISCONNECTED" in line and "HELLO failed after 3 tries" in line, line  # what `newsnow status` prints
     sim.heal()
     assert wait_for(lambda: controller.status()["connected"], 5.0), controller.last_error
     assert controller.status()["device"]
