@@ -49,7 +49,8 @@ VARIANTS = {
     "pacgan-2": dict(d_pack=2),                     # PacGAN: D scores pairs of drawings
     "mirror": dict(mirror=True),                    # x-flips double the drawings D sees (ADA's --mirror)
     # A slower EMA averages G over more of its wandering between characters (Yazici et al. 2019);
-    # no ramp-up, which would cap a forked run's half-life at 5% of its images.
+    # no ramp-up, which would cap a forked run's half-life at 5% of its images. Both read below the
+    # run's own EMA (docs/training.md): they lag, and an average of characters draws fewer.
     "ema-20": dict(ema_kimg=20.0, ema_rampup=0.0),
     "ema-40": dict(ema_kimg=40.0, ema_rampup=0.0),
 }
