@@ -124,7 +124,7 @@ def test_resume_may_change_the_learning_rates_and_mirror_and_adam_takes_them(tin
 
 def test_resume_may_change_the_ema_and_g_and_d_train_the_same(tiny_dataset, tmp_path):
     """--resume --ema-kimg / --ema-rampup: only the averaged copy differs from a run resumed
-    without them; G and D, Adam and ADA are those of the plain continuation, bit for bit."""
+    without them; G, D and ADA's p are those of the plain continuation, bit for bit."""
     from training.state import load_state
     first = tiny_gan_config(kimg=0.016)
     train_gan(tiny_dataset, tmp_path / "plain", first, progress=False)
