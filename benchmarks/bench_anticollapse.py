@@ -53,6 +53,9 @@ VARIANTS = {
     # run's own EMA (docs/training.md): they lag, and an average of characters draws fewer.
     "ema-20": dict(ema_kimg=20.0, ema_rampup=0.0),
     "ema-40": dict(ema_kimg=40.0, ema_rampup=0.0),
+    # IMLE's pull (Li & Malik 2018): each real drawing pulls its nearest of 4 samples towards it
+    "imle-1": dict(imle=1.0),
+    "imle-10": dict(imle=10.0),
 }
 
 

@@ -88,7 +88,9 @@ def _settings(args, kind: str, cls, build, presets: dict, changeable, saved: dic
         return build(args.preset, **explicit)
     names = {f.name for f in dataclasses.fields(cls)}
     what = f"train all ({kind} settings)" if args.step == "all" else kind
-    values, _ = resumed_settings(what, {k: v for k, v in saved.items() if k in names}, explicit,
+    # a setting newer than the run was, as its default, until the command line changes it
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    values, _ = resumed_settings(what, {**defaults, **{k: v for k, v in saved.items() if k in names}}, explicit,
                                  presets.get(args.preset), changeable)
     return build(None, **values)
 

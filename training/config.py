@@ -37,6 +37,9 @@ class GanConfig:
     pl_decay: float = 0.01         # of the running mean path length
     style_mixing: float = 0.9
     mode_seeking: float = 0.0      # MSGAN's diversity term in G's loss (0: off; Mao et al. 2019 use 1)
+    imle: float = 0.0              # IMLE's pull of the nearest sample towards each real drawing (0: off)
+    imle_candidates: int = 4       # samples drawn a real drawing to find its nearest
+    imle_interval: int = 4         # lazy, every this many G steps
     ema_kimg: float = 10.0         # EMA half-life, thousands of images (scaled by batch / 32)
     ema_rampup: float = 0.05
     mapping_lr_multiplier: float = 0.01
@@ -74,6 +77,8 @@ class GanConfig:
             raise ValueError(f"gan: d_pack {self.d_pack} must be at least 1 and divide batch {self.batch}")
         if self.mode_seeking < 0:
             raise ValueError(f"gan: mode_seeking {self.mode_seeking} must not be negative")
+        if self.imle < 0 or self.imle_candidates < 1 or self.imle_interval < 1:
+            raise ValueError("gan: imle must not be negative, imle_candidates and imle_interval positive")
         if self.pl_weight < 0 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
             raise ValueError("gan: pl_weight must not be negative, pl_interval and pl_batch_shrink positive")
         return self
@@ -192,7 +197,8 @@ def encoder_config_from(preset: str | None, **overrides) -> EncoderConfig:
 # (config.json "changes"). The EMA's half-life changes only the averaged copy that is drawn
 # from and measured, never what G and D train on.
 GAN_SCHEDULE = frozenset({"kimg", "snapshot_kimg", "log_every", "threads"})
-GAN_CHANGEABLE = GAN_SCHEDULE | {"r1_gamma", "lr", "d_lr", "mirror", "ema_kimg", "ema_rampup"}
+GAN_CHANGEABLE = GAN_SCHEDULE | {"r1_gamma", "lr", "d_lr", "mirror", "ema_kimg", "ema_rampup", "imle",
+                                  "imle_candidates", "imle_interval"}
 ENCODER_CHANGEABLE = frozenset({"steps", "val_every", "log_every", "threads"})
 
 

@@ -45,7 +45,7 @@ from training.state import load_same_widths, load_state, prepare_run_folder, pre
 from training.speed import keep_freed_memory
 from training.stopping import StopRequest
 from storage import atomic_write, atomic_write_json, atomic_write_png
-from training.loss import discriminator_loss, generator_loss, mapped_ws, path_length_loss
+from training.loss import imle_penalty, discriminator_loss, generator_loss, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 from training.variety import K_NEAREST, VarietyMeter
 
@@ -342,6 +342,10 @@ class GanRun:
                 G, self.latents(max(1, self.batch // cfg.pl_batch_shrink)), cfg.style_mixing, self.pl_mean,
                 cfg.pl_weight, cfg.pl_decay)
             self.optimise(penalty * cfg.pl_interval, G, self.opt_G, self.scaler_G)
+        if cfg.imle and self.step % cfg.imle_interval == 0:
+            pull = imle_penalty(G, self.real_batch(), cfg.imle_candidates)
+            self.losses["imle"] = float(pull.detach())
+            self.optimise(pull * cfg.imle * cfg.imle_interval, G, self.opt_G, self.scaler_G)
         return loss_G
 
     def discriminator_phase(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -506,8 +510,9 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
     state, path = load_state(path, device)
     fresh_lrs = {opt: [group["lr"] for group in opt.param_groups]  # the resumed command's (GAN_CHANGEABLE)
                  for opt in stateful.values() if isinstance(opt, torch.optim.Optimizer)}
-    _, changes = resumed_settings("gan", state["config"], dataclasses.asdict(cfg), changeable=GAN_CHANGEABLE)
-    saved_gamma = GanConfig(**state["config"]).gamma
+    saved = {**dataclasses.asdict(GanConfig()), **state["config"]}  # a setting newer than the run: its default
+    _, changes = resumed_settings("gan", saved, dataclasses.asdict(cfg), changeable=GAN_CHANGEABLE)
+    saved_gamma = GanConfig(**saved).gamma
     if (saved_gamma == 0) != (cfg.gamma == 0):
         # D's Adam is set up for lazy R1 or for none (lazy_adam): it cannot switch mid-run
         raise ValueError(f"gan: --resume can change R1 gamma but not turn R1 on or off (the run has "

@@ -50,6 +50,23 @@ def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (1 / (images / latents + 1e-5)).mean()
 
 
+def imle_penalty(G: Generator, reals: torch.Tensor, candidates: int) -> torch.Tensor:
+    """IMLE's pull (Li & Malik 2018, "Implicit Maximum Likelihood Estimation"): of
+    `candidates` samples a real drawing, the one nearest each real is drawn again and pulled
+    towards it. The adversarial loss is content with a few characters drawn well; this asks
+    every drawing of the collection to have a sample near it. Distances and the pull are on
+    16x16 averages: the layout of the strokes, whose pixels the adversarial loss keeps sharp."""
+    def layout(images: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(images, 16).flatten(1)
+
+    target = layout(reals)
+    z = torch.randn(len(reals) * candidates, G.z_dim, device=reals.device)
+    with torch.no_grad():  # in batches of the reals' size: the memory of one G step
+        pool = torch.cat([layout(G.synthesis(G.mapping(chunk))) for chunk in z.split(len(reals))])
+        nearest = torch.cdist(target, pool).argmin(dim=1)
+    return (layout(G.synthesis(G.mapping(z[nearest]))) - target).square().mean()
+
+
 def path_length_loss(G: Generator, z: torch.Tensor, mixing: float, pl_mean: torch.Tensor,
                      weight: float, decay: float) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(penalty, new pl_mean, mean path length) for the batch z (already shrunk)."""
