@@ -321,12 +321,15 @@ def verdicts(report: dict) -> list[str]:
     def say(ok: bool, text: str) -> None:
         lines.append(f"{'pass' if ok else 'MISS'}: {text}")
 
-    g = report["generator"]
+    g, e = report["generator"], report.get("encoder")
     v = g["variety"]
     word = "varied" if v >= TARGETS["variety"] else "collapsed" if v < 0.5 else "variety low"
+    # a low variety of samples with a high reach of W+ codes: the single-w space collapsed, not
+    # what the synthesis network can draw for the encoder (docs/training.md)
+    reach = (f"; W+ codes of {e['held_out']} held-out drawings reach {e['reach_optimum']:.2f} of what the "
+             f"drawings do" if e and e.get("reach_optimum") is not None and v < TARGETS["variety"] else "")
     say(v >= TARGETS["variety"], f"generator {word}: variety {v:.2f} of the collection's "
-                                 f"(target {TARGETS['variety']})")
-    e = report.get("encoder")
+                                 f"(target {TARGETS['variety']}){reach}")
     if not e:
         lines.append("MISS: no encoder: the encoder, completion and sketch-following were not measured")
         return lines
@@ -486,8 +489,14 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
         optimum, _ = optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
         mean_image = np.broadcast_to(train.astype(np.float32).mean(0).round().astype(np.uint8), targets.shape)
         enc, base, best = (float(mse(x, targets).mean()) for x in (encoded, mean_image, optimum))
+        # What the held-out drawings reach of the collection, the W+ optima and the answers
+        # reach of that: the synthesis network's range apart from what random samples show.
+        # (None where the few held-out drawings reach none of the reference drawings)
+        held_reach = meter.measure(targets)["coverage"]
+        reach = lambda images: meter.measure(images)["coverage"] / held_reach if held_reach else None  # noqa: E731
         report["encoder"] = {"held_out": len(targets), "mse": enc, "mean_image_mse": base, "optimum_mse": best,
-                             "gain_over_mean": 1 - enc / base, "vs_optimum": enc / max(best, 1e-8)}
+                             "gain_over_mean": 1 - enc / base, "vs_optimum": enc / max(best, 1e-8),
+                             "reach_optimum": reach(optimum), "reach_answers": reach(encoded)}
         rows.append(("held-out drawings: sketch | encoder | W+ optimum | real, two a row",
                      np.stack([im for i in range(min(8, len(targets)))
                                for im in (sketches[i], encoded[i], optimum[i], targets[i])])))

@@ -112,6 +112,9 @@ def test_verdicts_say_in_words_what_misses():
     assert "no better than the collection's mean image" in lines[1] and lines[2].startswith("MISS: encoder 9.30x")
     assert any("do not follow the visitor's letters" in line for line in lines)
     assert not fit_for_table(report)
+    report["encoder"].update(held_out=48, reach_optimum=0.86, reach_answers=0.4)
+    assert verdicts(report)[0].endswith("(target 0.7); W+ codes of 48 held-out drawings reach 0.86 of what the "
+                                        "drawings do")
 
 
 def test_evaluate_writes_report_and_contact_sheet_and_train_all_puts_it_in_the_card(tiny_pipeline, tmp_path):
@@ -136,6 +139,8 @@ def test_evaluate_writes_report_and_contact_sheet_and_train_all_puts_it_in_the_c
         assert set(report["following"]) == {"strokes", "letters"}
         assert set(report["completion"]) == {"held_out", "visitor"} and report["completion"]["visitor"]["sketches"] == 6
         assert report["encoder"]["held_out"] == 2 and report["encoder"]["optimum_mse"] > 0  # the 2 held out
+        reached = [report["encoder"][k] for k in ("reach_answers", "reach_optimum")]
+        assert all(r is None or r >= 0 for r in reached)
         sheet = cv2.imread(str(tmp_path / source.name / "contact_sheet.png"), cv2.IMREAD_GRAYSCALE)
         assert sheet is not None and sheet.shape[1] == 2 * (8 * 33 + 1)
         bands = [y for y in range(sheet.shape[0]) if sheet[y, :4].min() == 255]  # white title bands

@@ -1,0 +1,101 @@
+"""Where a generator's collapse is: how much of the collection one w for every layer (W,
+what the mapping samples) and a w a layer (W+, what the encoder gives) can draw.
+
+    python benchmarks/bench_w_vs_wplus.py --model inference/models/demo --dataset ds64 \
+        [--count 128] [--steps 150] [--json FILE]
+
+Held-out drawings (never trained on) are fitted by Adam on the pixel error from w_avg, once
+in W and once in W+, and each set of fits is measured as the report measures the
+generator's samples (training.variety, against training drawings), beside G(z) samples and
+the held-out drawings themselves. A W+ fit far ahead of W says the synthesis network can
+draw the collection and the single-w space the GAN trains is what collapsed
+(docs/training.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def load_any_generator(model: Path):
+    """A bundle folder, a GAN run folder or a generator checkpoint file."""
+    from inference.checkpoint import load_model_checkpoint
+    from training.editing.generator import load_generator
+    from training.gan import GENERATOR
+    if (model / "bundle.json").is_file():
+        return load_generator(model)
+    return load_model_checkpoint(model / GENERATOR if model.is_dir() else model)[0]
+
+
+def fit(G, targets, per_layer: bool, steps: int, lr: float):
+    """(images uint8, final pixel error) of codes fitted to `targets` (uint8 [N, R, R])."""
+    import torch
+
+    from inference.tensors import from_uint8
+    from training.gan import to_uint8
+    target = torch.from_numpy(from_uint8(targets))[:, None]
+    num_ws = G.mapping.num_ws
+    start = G.mapping.w_avg[None].repeat(len(targets), 1)
+    w = (start[:, None].repeat(1, num_ws, 1) if per_layer else start).requires_grad_(True)
+    codes = (lambda: w) if per_layer else (lambda: w[:, None].expand(-1, num_ws, -1))
+    opt = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        error = (G.synthesis(codes(), noise_mode="const") - target).square().mean()
+        error.backward()
+        opt.step()
+    with torch.no_grad():
+        image = G.synthesis(codes(), noise_mode="const")
+        return to_uint8(image), float((image - target).square().mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a bundle, a GAN run or a generator checkpoint")
+    parser.add_argument("--dataset", type=Path, required=True, help="the collection it was trained on (train ingest)")
+    parser.add_argument("--count", type=int, default=128, help="held-out drawings to fit")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from training.gan import to_uint8
+    from training.ingest import load_images
+    from training.variety import VarietyMeter
+    torch.set_num_threads(args.threads)
+    G = load_any_generator(args.model).eval().requires_grad_(False)
+    meter = VarietyMeter(load_images(args.dataset, "train"))
+    held = load_images(args.dataset, "validation")[:args.count]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        z = torch.randn(256, G.z_dim)
+        samples = np.concatenate([to_uint8(G(z[i:i + 64], noise_mode="const")) for i in range(0, 256, 64)])
+    rows = [("held-out drawings themselves", held, None), ("G(z), 256 samples", samples, None)]
+    for name, per_layer in (("one w for every layer (W)", False), ("a w a layer (W+)", True)):
+        images, error = fit(G, held, per_layer, args.steps, args.lr)
+        rows.append((f"fitted, {name}", images, error))
+    results = []
+    print(f"{len(held)} held-out drawings, {args.steps} steps; variety against the collection:")
+    print("| what draws | pixel error | variety | spread | nearest distinct |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, images, error in rows:
+        f = meter.measure(images)
+        results.append({"what": name, "pixel_error": error, **{k: f[k] for k in ("variety", "spread",
+                                                                                  "nearest_distinct", "count")}})
+        print(f"| {name} | {'-' if error is None else f'{error:.3f}'} | {f['variety']:.2f} | {f['spread']:.2f} | "
+              f"{f['nearest_distinct']} of {f['count']} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
