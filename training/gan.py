@@ -161,7 +161,8 @@ class VarietyWatch:
     the collection, one row a snapshot in RUN/variety.csv (rewritten whole, atomically; a
     resume drops rows past its step), and the most varied snapshot's generator kept."""
 
-    FIELDS = ("kimg", "step", "variety", "spread", "coverage", "nearest_distinct", "ada_p", "loss_G", "loss_D")
+    FIELDS = ("kimg", "step", "variety", "spread", "coverage", "nearest_distinct", "grey", "ada_p", "loss_G",
+              "loss_D")
 
     def __init__(self, out: Path, collection: np.ndarray, z_dim: int, seed: int, step: int):
         self.out = out
@@ -186,7 +187,7 @@ class VarietyWatch:
         figures = self.measure(G)
         row = {"kimg": f"{kimg:.3f}", "step": step, "variety": f"{figures['variety']:.4f}",
                "spread": f"{figures['spread']:.4f}", "coverage": f"{figures['coverage']:.4f}",
-               "nearest_distinct": figures["nearest_distinct"], "ada_p": f"{losses.get('ada_p', 0):.4f}",
+               "nearest_distinct": figures["nearest_distinct"], "grey": f"{figures['grey']:.4f}", "ada_p": f"{losses.get('ada_p', 0):.4f}",
                "loss_G": f"{losses.get('loss_G', 0):.4f}", "loss_D": f"{losses.get('loss_D', 0):.4f}"}
         self.rows = [r for r in self.rows if int(r["step"]) < step] + [row]
         text = io.StringIO()
@@ -442,11 +443,12 @@ class GanRun:
         if self.variety is not None:
             figures = self.variety.record(self.G_ema, self.out / GENERATOR, self.kimg(), self.step,
                                           {**self.losses, "ada_p": self.ada_p})
-            for name in ("variety", "spread", "coverage"):
+            for name in ("variety", "spread", "coverage", "grey"):
                 self.writer.add_scalar(f"gan/{name}", figures[name], self.step * self.cfg.batch)
             log.info("gan %.1f kimg: variety %.2f, spread %.2f of the collection's (%d distinct nearest "
-                     "drawings of %d)%s", self.kimg(), figures["variety"], figures["spread"],
-                     figures["nearest_distinct"], figures["count"], ", the best so far" if figures["best"] else "")
+                     "drawings of %d), grey share %.2f (the collection's %.2f)%s", self.kimg(), figures["variety"],
+                     figures["spread"], figures["nearest_distinct"], figures["count"], figures["grey"],
+                     figures["grey_real"], ", the best so far" if figures["best"] else "")
 
     def finish(self, stop: StopRequest) -> dict:
         if self.bar is not None:

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 # What the table needs (issue-12 targets; the model card repeats them).
 TARGETS = {
     "variety": 0.7,                 # nearest-sample distance, of the collection's
+    "grey": 1.5,                    # samples' grey share of their ink at most this many times the collection's
     "encoder_gain": 0.4,            # held-out MSE at least 40% below the mean image's
     "encoder_vs_optimum": 2.0,      # within 2x of W+ optimisation
     "follow": 0.5,                  # share of the sketch's lines covered by the drawing's ink
@@ -330,6 +331,9 @@ def verdicts(report: dict) -> list[str]:
              f"drawings do" if e and e.get("reach_optimum") is not None and v < TARGETS["variety"] else "")
     say(v >= TARGETS["variety"], f"generator {word}: variety {v:.2f} of the collection's "
                                  f"(target {TARGETS['variety']}){reach}")
+    if "grey" in g:  # (reports written before it lack it)
+        say(crisp(g), f"generator's lines {'clean' if crisp(g) else 'smudged'}: {g['grey']:.0%} of their ink is "
+                      f"grey against the collection's {g['grey_real']:.0%} (target at most {TARGETS['grey']:g}x)")
     if not e:
         lines.append("MISS: no encoder: the encoder, completion and sketch-following were not measured")
         return lines
@@ -377,9 +381,14 @@ def follows(f: dict) -> bool:
     return f["follow"] >= TARGETS["follow"] and f["follow"] - f["follow_shuffled"] >= TARGETS["follow_gain"]
 
 
+def crisp(generator: dict) -> bool:
+    """Its samples drawn in lines, not grey smudges (which skeletons, and so variety, do not see)."""
+    return "grey" not in generator or generator["grey"] <= TARGETS["grey"] * generator["grey_real"]
+
+
 def fit_for_table(report: dict) -> bool:
     e, f = report.get("encoder"), report.get("following")
-    return bool(e and report["generator"]["variety"] >= TARGETS["variety"]
+    return bool(e and report["generator"]["variety"] >= TARGETS["variety"] and crisp(report["generator"])
                 and e["gain_over_mean"] >= TARGETS["encoder_gain"]
                 and e["vs_optimum"] <= TARGETS["encoder_vs_optimum"]
                 and all(completes(c) for c in report.get("completion", {}).values())

@@ -115,6 +115,24 @@ def test_verdicts_say_in_words_what_misses():
     report["encoder"].update(held_out=48, reach_optimum=0.86, reach_answers=0.4)
     assert verdicts(report)[0].endswith("(target 0.7); W+ codes of 48 held-out drawings reach 0.86 of what the "
                                         "drawings do")
+    report["generator"].update(grey=0.99, grey_real=0.4)
+    assert verdicts(report)[1] == ("MISS: generator's lines smudged: 99% of their ink is grey against the "
+                                   "collection's 40% (target at most 1.5x)")
+
+
+def test_grey_share_tells_smudges_from_pen_lines(real_drawings):
+    """Skeletons see a blurred drawing's centre lines where the drawing's are (its variety
+    stays), but nearly all of its ink is grey; the collection's own is mostly ink; a fit
+    generator's report may not have smudged samples."""
+    from training.report import crisp
+    from training.variety import grey_share
+    meter = VarietyMeter(real_drawings, count=len(real_drawings) // 2)
+    smudged = np.stack([cv2.GaussianBlur(d, (0, 0), 1.0) for d in meter.others])
+    clean, blurred = meter.measure(meter.others), meter.measure(smudged)
+    assert clean["grey"] == clean["grey_real"] < 0.7 and blurred["grey"] > 0.9
+    assert blurred["variety"] > 0.5  # what the variety alone would let through
+    assert crisp(clean) and not crisp(blurred)
+    assert grey_share(np.full((2, 8, 8), 255, np.uint8)) == 0  # blank paper: no ink, nothing grey
 
 
 def test_evaluate_writes_report_and_contact_sheet_and_train_all_puts_it_in_the_card(tiny_pipeline, tmp_path):
