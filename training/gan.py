@@ -45,7 +45,7 @@ from training.state import load_same_widths, load_state, prepare_run_folder, pre
 from training.speed import keep_freed_memory
 from training.stopping import StopRequest
 from storage import atomic_write, atomic_write_json, atomic_write_png
-from training.loss import imle_penalty, discriminator_loss, generator_loss, mapped_ws, path_length_loss
+from training.loss import discriminator_loss, generator_loss, imle_penalty, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 from training.variety import K_NEAREST, VarietyMeter
 
@@ -187,8 +187,8 @@ class VarietyWatch:
         figures = self.measure(G)
         row = {"kimg": f"{kimg:.3f}", "step": step, "variety": f"{figures['variety']:.4f}",
                "spread": f"{figures['spread']:.4f}", "coverage": f"{figures['coverage']:.4f}",
-               "nearest_distinct": figures["nearest_distinct"], "grey": f"{figures['grey']:.4f}", "ada_p": f"{losses.get('ada_p', 0):.4f}",
-               "loss_G": f"{losses.get('loss_G', 0):.4f}", "loss_D": f"{losses.get('loss_D', 0):.4f}"}
+               "nearest_distinct": figures["nearest_distinct"], "grey": f"{figures['grey']:.4f}",
+               "ada_p": f"{losses.get('ada_p', 0):.4f}", "loss_G": f"{losses.get('loss_G', 0):.4f}", "loss_D": f"{losses.get('loss_D', 0):.4f}"}
         self.rows = [r for r in self.rows if int(r["step"]) < step] + [row]
         text = io.StringIO()
         writer = csv.DictWriter(text, self.FIELDS)

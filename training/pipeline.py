@@ -249,7 +249,7 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
     from training.ingest import IngestSettings, ingest, load_manifest, scan_files
     from training.progress import run_log, stage_header
     from training.provenance import command_line, software
-    from training.report import TARGETS, ReportSettings, evaluate
+    from training.report import TARGETS, ReportSettings, crisp, evaluate
     from training.sketches import make_pairs
     from training.state import previous_of
     from training.stopping import StopRequest
@@ -381,16 +381,17 @@ def train_all(src: Path, out: Path, gan_cfg: GanConfig, enc_cfg: EncoderConfig, 
         for line in report["verdicts"]:
             log.info("report: %s", line)
         idle_command = None
-        if report["generator"]["variety"] < TARGETS["variety"]:
-            # the generator's samples would make the idle picture one template
+        if report["generator"]["variety"] < TARGETS["variety"] or not crisp(report["generator"]):
+            # the generator's samples would make the idle picture one template (or smudges)
             from training.idle_codes import add_to_bundle, collection_codes
             from training.report import load_networks
             generator, encoder_net, _, _ = load_networks(bundle_dir)
             codes, error = collection_codes(generator, encoder_net, dataset_dir)
             add_to_bundle(bundle_dir, codes, {"source": f"W+ optimisation of {len(codes)} collection drawings",
                                               "mse": round(error, 4)})
-            log.info("idle: the generator's variety is %.2f of the collection's, so the idle wander moves "
-                     "between %d collection drawings' codes (MSE %.3f)", report["generator"]["variety"],
+            log.info("idle: the generator's variety is %.2f of the collection's, grey share %.2f (the "
+                     "collection's %.2f), so the idle wander moves between %d collection drawings' codes (MSE %.3f)",
+                     report["generator"]["variety"], report["generator"]["grey"], report["generator"]["grey_real"],
                      len(codes), error)
             idle_command = f"newsnow train idle-codes {bundle_dir} --dataset {dataset_dir} --bundle {bundle_dir}"
         timings = {name: stages[name]["seconds"] for name in STAGES if name in stages}

@@ -498,11 +498,14 @@ def evaluate(source: Path, out: Path, dataset: Path | None = None, settings: Rep
         optimum, _ = optimise_wplus(generator, targets, codes, settings.inversion_steps, settings.inversion_lr)
         mean_image = np.broadcast_to(train.astype(np.float32).mean(0).round().astype(np.uint8), targets.shape)
         enc, base, best = (float(mse(x, targets).mean()) for x in (encoded, mean_image, optimum))
-        # What the held-out drawings reach of the collection, the W+ optima and the answers
-        # reach of that: the synthesis network's range apart from what random samples show.
-        # (None where the few held-out drawings reach none of the reference drawings)
         held_reach = meter.measure(targets)["coverage"]
-        reach = lambda images: meter.measure(images)["coverage"] / held_reach if held_reach else None  # noqa: E731
+
+        def reach(images: np.ndarray) -> float | None:
+            """Of what the held-out drawings reach of the collection, what `images` reach: the
+            synthesis network's range apart from its random samples (None where the few
+            held-out drawings reach none of the reference drawings)."""
+            return meter.measure(images)["coverage"] / held_reach if held_reach else None
+
         report["encoder"] = {"held_out": len(targets), "mse": enc, "mean_image_mse": base, "optimum_mse": best,
                              "gain_over_mean": 1 - enc / base, "vs_optimum": enc / max(best, 1e-8),
                              "reach_optimum": reach(optimum), "reach_answers": reach(encoded)}
