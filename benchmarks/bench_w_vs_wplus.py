@@ -7,9 +7,9 @@ what the mapping samples) and a w a layer (W+, what the encoder gives) can draw.
 Held-out drawings (never trained on) are fitted by Adam on the pixel error from w_avg, once
 in W and once in W+, and each set of fits is measured as the report measures the
 generator's samples (training.variety, against training drawings), beside G(z) samples and
-the held-out drawings themselves. A W+ fit far ahead of W says the synthesis network can
-draw the collection and the single-w space the GAN trains is what collapsed
-(docs/training.md).
+the held-out drawings themselves. A W+ fit far ahead of W, in lines as clean as the
+drawings' (the grey share), says the synthesis network can draw the collection and the
+single-w space the GAN trains is what collapsed (docs/training.md).
 """
 from __future__ import annotations
 
@@ -84,14 +84,14 @@ def main() -> int:
         rows.append((f"fitted, {name}", images, error))
     results = []
     print(f"{len(held)} held-out drawings, {args.steps} steps; variety against the collection:")
-    print("| what draws | pixel error | variety | spread | nearest distinct |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| what draws | pixel error | variety | spread | nearest distinct | grey share |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, images, error in rows:
         f = meter.measure(images)
-        results.append({"what": name, "pixel_error": error, **{k: f[k] for k in ("variety", "spread",
-                                                                                  "nearest_distinct", "count")}})
+        results.append({"what": name, "pixel_error": error,
+                        **{k: f[k] for k in ("variety", "spread", "nearest_distinct", "count", "grey")}})
         print(f"| {name} | {'-' if error is None else f'{error:.3f}'} | {f['variety']:.2f} | {f['spread']:.2f} | "
-              f"{f['nearest_distinct']} of {f['count']} |", flush=True)
+              f"{f['nearest_distinct']} of {f['count']} | {f['grey']:.2f} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

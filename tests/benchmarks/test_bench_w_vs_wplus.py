@@ -21,3 +21,4 @@ def test_fits_held_out_drawings_in_w_and_wplus_and_measures_them(tiny_gan_run, t
     # a w a layer has every freedom one w has, from the same start: it fits at least as closely
     assert 0 < wplus["pixel_error"] < w["pixel_error"]
     assert "| fitted, a w a layer (W+) |" in bench.stdout
+    assert all(0 <= row["grey"] <= 1 for row in (held, samples, w, wplus))
