@@ -492,11 +492,14 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     `out` that holds a run needs `resume` or `force`. Ctrl-C or SIGTERM finishes the step,
     saves the state and returns the summary with `stopped_by`.
     """
-    run = GanRun(Path(dataset), Path(out), cfg, resume, force, meta, progress, init_generator)
     with StopRequest() as stop, around_bar():
+        # heard while the run is set up too: it then stops before its first step, state saved
+        run = GanRun(Path(dataset), Path(out), cfg, resume, force, meta, progress, init_generator)
         while run.step < cfg.total_steps and not stop.signal:
             run.train_step()
             run.after_step(stopping=bool(stop.signal))
+        if stop.signal and run.step == run.session_step and run.rank == 0:
+            run.snapshot()
     return run.finish(stop)
 
 

@@ -351,3 +351,26 @@ def test_imle_pulls_a_sample_towards_each_drawing(tiny_dataset, tmp_path):
     assert [c["change"] for c in config["changes"]] == ["imle 0.0 -> 1.0", "imle_interval 4 -> 1"]
     with pytest.raises(ValueError, match="imle"):
         tiny_gan_config(imle_candidates=0)
+
+
+def test_a_stop_while_the_run_is_set_up_saves_its_state_before_the_first_step(tiny_dataset, tmp_path, monkeypatch):
+    """Ctrl-C while a run loads its data and networks is heard: no step, the state saved,
+    so the resume command it prints works."""
+    import os
+    import signal
+
+    from training import gan
+    from training.state import load_state
+    set_up = gan.GanRun.__init__
+
+    def interrupted(self, *args, **kwargs):
+        set_up(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(gan.GanRun, "__init__", interrupted)
+    summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(), progress=False)
+    assert summary["stopped_by"] == "SIGINT" and summary["steps"] == 0
+    assert load_state(tmp_path / STATE)[0]["step"] == 0
+    monkeypatch.undo()
+    summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(), resume=True, progress=False)
+    assert summary["steps"] == tiny_gan_config().total_steps
