@@ -21,16 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def load_any_generator(model: Path):
-    """A bundle folder, a GAN run folder or a generator checkpoint file."""
-    from inference.checkpoint import load_model_checkpoint
-    from training.editing.generator import load_generator
-    from training.gan import GENERATOR
-    if (model / "bundle.json").is_file():
-        return load_generator(model)
-    return load_model_checkpoint(model / GENERATOR if model.is_dir() else model)[0]
-
-
 def fit(G, targets, per_layer: bool, steps: int, lr: float):
     """(images uint8, final pixel error) of codes fitted to `targets` (uint8 [N, R, R])."""
     import torch
@@ -69,9 +59,10 @@ def main() -> int:
 
     from training.gan import to_uint8
     from training.ingest import load_images
+    from training.report import load_networks
     from training.variety import VarietyMeter
     torch.set_num_threads(args.threads)
-    G = load_any_generator(args.model).eval().requires_grad_(False)
+    G = load_networks(args.model)[0].eval().requires_grad_(False)
     meter = VarietyMeter(load_images(args.dataset, "train"))
     held = load_images(args.dataset, "validation")[:args.count]
     torch.manual_seed(0)

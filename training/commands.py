@@ -82,16 +82,12 @@ def _explicit(args, cls) -> dict:
 def _settings(args, kind: str, cls, build, presets: dict, changeable, saved: dict | None, explicit: dict | None):
     """The preset and the flags; for --resume, the run's `saved` settings with what the
     command line changes (training.config.resumed_settings)."""
-    from training.config import resumed_settings
+    from training.config import resumed_settings, with_defaults
     explicit = _explicit(args, cls) if explicit is None else explicit
     if saved is None:
         return build(args.preset, **explicit)
-    names = {f.name for f in dataclasses.fields(cls)}
     what = f"train all ({kind} settings)" if args.step == "all" else kind
-    # a setting newer than the run was, as its default, until the command line changes it
-    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-    values, _ = resumed_settings(what, {**defaults, **{k: v for k, v in saved.items() if k in names}}, explicit,
-                                 presets.get(args.preset), changeable)
+    values, _ = resumed_settings(what, with_defaults(cls, saved), explicit, presets.get(args.preset), changeable)
     return build(None, **values)
 
 

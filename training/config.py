@@ -206,6 +206,14 @@ def _same(a, b) -> bool:
     return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
 
 
+def with_defaults(cls, saved: dict) -> dict:
+    """A run's saved settings of `cls`, each setting newer than the run at its default (so
+    that a resume compares, and may change, what the run trained with)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    return {**defaults, **{k: v for k, v in saved.items() if k in names}}
+
+
 def resumed_settings(what: str, saved: dict, explicit: dict, preset: dict | None = None,
                      changeable: frozenset = frozenset()) -> tuple[dict, list[str]]:
     """The settings a resumed run continues with, and the changes applied ("kimg 6 -> 8").

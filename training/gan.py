@@ -38,7 +38,8 @@ import torch.distributed as dist
 from inference import tensors
 from inference.checkpoint import load_model_checkpoint, save_model_checkpoint
 from inference.networks import Discriminator, Generator, count_parameters
-from training.config import GAN_CHANGEABLE, GAN_SCHEDULE, GanConfig, config_from, resumed_settings  # noqa: F401
+from training.config import (GAN_CHANGEABLE, GAN_SCHEDULE, GanConfig, config_from, resumed_settings,  # noqa: F401
+                             with_defaults)
 from training.augment import ADA_SPEC, DIFFAUGMENT_SPEC, augment, ada_update
 from training.progress import ProgressLines, around_bar, stage_bar
 from training.state import load_same_widths, load_state, prepare_run_folder, previous_of, save_state
@@ -188,7 +189,8 @@ class VarietyWatch:
         row = {"kimg": f"{kimg:.3f}", "step": step, "variety": f"{figures['variety']:.4f}",
                "spread": f"{figures['spread']:.4f}", "coverage": f"{figures['coverage']:.4f}",
                "nearest_distinct": figures["nearest_distinct"], "grey": f"{figures['grey']:.4f}",
-               "ada_p": f"{losses.get('ada_p', 0):.4f}", "loss_G": f"{losses.get('loss_G', 0):.4f}", "loss_D": f"{losses.get('loss_D', 0):.4f}"}
+               "ada_p": f"{losses.get('ada_p', 0):.4f}", "loss_G": f"{losses.get('loss_G', 0):.4f}",
+               "loss_D": f"{losses.get('loss_D', 0):.4f}"}
         self.rows = [r for r in self.rows if int(r["step"]) < step] + [row]
         text = io.StringIO()
         writer = csv.DictWriter(text, self.FIELDS)
@@ -515,7 +517,7 @@ def load_training_state(path: Path, stateful: dict, counters: dict, device, worl
     state, path = load_state(path, device)
     fresh_lrs = {opt: [group["lr"] for group in opt.param_groups]  # the resumed command's (GAN_CHANGEABLE)
                  for opt in stateful.values() if isinstance(opt, torch.optim.Optimizer)}
-    saved = {**dataclasses.asdict(GanConfig()), **state["config"]}  # a setting newer than the run: its default
+    saved = with_defaults(GanConfig, state["config"])
     _, changes = resumed_settings("gan", saved, dataclasses.asdict(cfg), changeable=GAN_CHANGEABLE)
     saved_gamma = GanConfig(**saved).gamma
     if (saved_gamma == 0) != (cfg.gamma == 0):
