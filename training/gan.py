@@ -15,8 +15,9 @@ continues exactly.
 RUN/generator.pt is the EMA generator as a model checkpoint for `sketches` and export.
 Every snapshot also measures the EMA generator's variety against the collection
 (training.variety) into the log, TensorBoard and RUN/variety.csv, and keeps the most varied
-snapshot's generator as RUN/generator_best.pt (RUN/best.json says which): a collapsing run
-shows at once, and a run that got worse still has its best.
+snapshot's generator as RUN/generator_best.pt (RUN/best.json says which; snapshots that
+draw grey smudges count only while there is no clean one): a collapsing run shows at once,
+and a run that got worse still has its best.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ from training.stopping import StopRequest
 from storage import atomic_write, atomic_write_json, atomic_write_png
 from training.loss import discriminator_loss, generator_loss, imle_penalty, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
-from training.variety import K_NEAREST, VarietyMeter
+from training.variety import K_NEAREST, VarietyMeter, drawn_in_lines
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,8 @@ def save_samples(G: Generator, z_grid: torch.Tensor, out: Path, tag: str) -> dic
 class VarietyWatch:
     """A run's variety curve: each snapshot's EMA generator measured on the same z against
     the collection, one row a snapshot in RUN/variety.csv (rewritten whole, atomically; a
-    resume drops rows past its step), and the most varied snapshot's generator kept."""
+    resume drops rows past its step), and the most varied snapshot's generator kept (of
+    those drawn in lines, once there is one)."""
 
     FIELDS = ("kimg", "step", "variety", "spread", "coverage", "nearest_distinct", "grey", "ada_p", "loss_G",
               "loss_D")
@@ -170,7 +172,13 @@ class VarietyWatch:
         self.meter = VarietyMeter(collection)
         self.z = torch.randn(VARIETY_SAMPLES, z_dim, generator=torch.Generator().manual_seed(seed + 7919))
         self.rows = [row for row in self._read() if int(row["step"]) <= step]
-        self.best = max((float(row["variety"]) for row in self.rows), default=-1.0)
+        self.best = max((self._rank(row["variety"], row.get("grey")) for row in self.rows), default=(False, -1.0))
+
+    def _rank(self, variety, grey) -> tuple[bool, float]:
+        """Snapshots drawn in lines before smudged ones, then the more varied: a smudged
+        snapshot can read varied (training.variety) and is kept only until a clean one comes.
+        Rows written before the grey share count as clean."""
+        return grey in (None, "") or drawn_in_lines(float(grey), self.meter.real_grey), float(variety)
 
     def _read(self) -> list[dict]:
         path = self.out / VARIETY_CSV
@@ -197,9 +205,10 @@ class VarietyWatch:
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write(self.out / VARIETY_CSV, lambda f: f.write(text.getvalue()), binary=False)
-        figures["best"] = figures["variety"] > self.best
+        rank = self._rank(figures["variety"], figures["grey"])
+        figures["smudged"], figures["best"] = not rank[0], rank > self.best
         if figures["best"]:
-            self.best = figures["variety"]
+            self.best = rank
             atomic_write(self.out / BEST_GENERATOR, lambda f: f.write(generator_file.read_bytes()))
             atomic_write_json(self.out / "best.json", {"kimg": kimg, "step": step, **figures})
         return figures
@@ -448,9 +457,10 @@ class GanRun:
             for name in ("variety", "spread", "coverage", "grey"):
                 self.writer.add_scalar(f"gan/{name}", figures[name], self.step * self.cfg.batch)
             log.info("gan %.1f kimg: variety %.2f, spread %.2f of the collection's (%d distinct nearest "
-                     "drawings of %d), grey share %.2f (the collection's %.2f)%s", self.kimg(), figures["variety"],
+                     "drawings of %d), grey share %.2f (the collection's %.2f%s)%s", self.kimg(), figures["variety"],
                      figures["spread"], figures["nearest_distinct"], figures["count"], figures["grey"],
-                     figures["grey_real"], ", the best so far" if figures["best"] else "")
+                     figures["grey_real"], ": smudged" if figures["smudged"] else "",
+                     ", the best so far" if figures["best"] else "")
 
     def finish(self, stop: StopRequest) -> dict:
         if self.bar is not None:

@@ -45,6 +45,7 @@ import numpy as np
 
 from inference.tensors import from_uint8
 from storage import atomic_write_json, atomic_write_png
+from training.variety import GREY_LIMIT, drawn_in_lines
 
 if TYPE_CHECKING:  # torch is imported where it is used: `newsnow train evaluate --help` stays light
     import torch
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 # What the table needs (issue-12 targets; the model card repeats them).
 TARGETS = {
     "variety": 0.7,                 # nearest-sample distance, of the collection's
-    "grey": 1.5,                    # samples' grey share of their ink at most this many times the collection's
+    "grey": GREY_LIMIT,             # samples' grey share of their ink at most this many times the collection's
     "encoder_gain": 0.4,            # held-out MSE at least 40% below the mean image's
     "encoder_vs_optimum": 2.0,      # within 2x of W+ optimisation
     "follow": 0.5,                  # share of the sketch's lines covered by the drawing's ink
@@ -382,8 +383,8 @@ def follows(f: dict) -> bool:
 
 
 def crisp(generator: dict) -> bool:
-    """Its samples drawn in lines, not grey smudges (which skeletons, and so variety, do not see)."""
-    return "grey" not in generator or generator["grey"] <= TARGETS["grey"] * generator["grey_real"]
+    """Its samples drawn in lines, not grey smudges (reports written before the grey share pass)."""
+    return "grey" not in generator or drawn_in_lines(generator["grey"], generator["grey_real"])
 
 
 def fit_for_table(report: dict) -> bool:

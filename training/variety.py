@@ -34,6 +34,7 @@ import numpy as np
 K_NEAREST = 5          # coverage's neighbourhood (the paper's default)
 INK, PAPER = 48, 208   # uint8: darker is ink, lighter is paper; between, a line's edge or a smudge
 DISTANCE_CAP = 0.25    # of the image size: a blank or a stray line costs at most this
+GREY_LIMIT = 1.5       # a set whose grey share is above this many times the collection's is smudged
 
 
 def skeletons(images: np.ndarray) -> np.ndarray:
@@ -48,6 +49,11 @@ def grey_share(images: np.ndarray) -> float:
     inked = (images < PAPER).mean(axis=(1, 2))
     grey = ((images >= INK) & (images < PAPER)).mean(axis=(1, 2))
     return float(np.median(grey / np.maximum(inked, 1e-6)))
+
+
+def drawn_in_lines(grey: float, grey_real: float) -> bool:
+    """Drawn in lines, not grey smudges (which skeletons, and so variety, do not see)."""
+    return grey <= GREY_LIMIT * grey_real
 
 
 def _distance_maps(lines: np.ndarray) -> np.ndarray:

@@ -374,3 +374,32 @@ def test_a_stop_while_the_run_is_set_up_saves_its_state_before_the_first_step(ti
     monkeypatch.undo()
     summary = train_gan(tiny_dataset, tmp_path, tiny_gan_config(), resume=True, progress=False)
     assert summary["steps"] == tiny_gan_config().total_steps
+
+
+def test_the_best_snapshot_is_one_drawn_in_lines_once_there_is_one(tmp_path):
+    """Grey smudges can read varied (training.variety): a smudged snapshot is the best only
+    while no snapshot draws in lines, and a more varied smudged one never replaces a clean
+    best, also after a resume reads the curve back."""
+    import json
+
+    import numpy as np
+
+    from training.gan import VarietyWatch
+    from training.variety import GREY_LIMIT
+
+    collection = np.random.default_rng(0).integers(0, 256, (24, 16, 16), dtype=np.uint8)
+    watch = VarietyWatch(tmp_path, collection, z_dim=4, seed=0, step=0)
+    clean, smudged = watch.meter.real_grey, watch.meter.real_grey * GREY_LIMIT * 1.2
+    generator = tmp_path / "generator.pt"
+    kept = []
+    for step, (variety, grey) in enumerate([(0.5, smudged), (0.4, clean), (0.9, smudged), (0.45, clean)], 1):
+        generator.write_bytes(f"snapshot {step}".encode())
+        watch.measure = lambda G, v=variety, g=grey: {"variety": v, "grey": g, "spread": 1.0, "coverage": 0.5,
+                                                      "nearest_distinct": 3}
+        figures = watch.record(None, generator, kimg=step, step=step, losses={})
+        assert figures["smudged"] == (grey == smudged)
+        kept.append((tmp_path / "generator_best.pt").read_bytes().decode())
+    assert kept == ["snapshot 1", "snapshot 2", "snapshot 2", "snapshot 4"]
+    assert json.loads((tmp_path / "best.json").read_text())["step"] == 4
+    resumed = VarietyWatch(tmp_path, collection, z_dim=4, seed=0, step=4)
+    assert resumed.best == (True, 0.45)
