@@ -2,7 +2,7 @@
 what the mapping samples) and a w a layer (W+, what the encoder gives) can draw.
 
     python benchmarks/bench_w_vs_wplus.py --model inference/models/demo --dataset ds64 \
-        [--count 128] [--steps 150] [--json FILE]
+        [--count 128] [--steps 150] [--glo-steps 2000] [--json FILE]
 
 Held-out drawings (never trained on) are fitted by Adam on the pixel error from w_avg, once
 in W and once in W+, and each set of fits is measured as the report measures the
@@ -10,6 +10,11 @@ generator's samples (training.variety, against training drawings), beside G(z) s
 the held-out drawings themselves. A W+ fit far ahead of W, in lines as clean as the
 drawings' (the grey share), says the synthesis network can draw the collection and the
 single-w space the GAN trains is what collapsed (docs/training.md).
+
+With --glo-steps, a copy of the synthesis network is trained too, beside one learned z a
+drawing (GLO, Bojanowski et al. 2018, "Optimizing the latent space of generative
+networks"; z kept on the sphere the Gaussian's samples lie near): whether the network can
+learn to draw the drawings from one w each, and what its G(z) then draws between them.
 """
 from __future__ import annotations
 
@@ -43,6 +48,38 @@ def fit(G, targets, per_layer: bool, steps: int, lr: float):
         return to_uint8(image), float((image - target).square().mean())
 
 
+def glo(G, targets, z_samples, steps: int, batch: int = 32, seed: int = 0):
+    """(images of the fits, their pixel error, G(z_samples)) after `steps` of training a copy
+    of G's synthesis network and one z a drawing of `targets` on the pixel error."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from inference.tensors import from_uint8
+    from training.gan import to_uint8
+    G = copy.deepcopy(G).train().requires_grad_(True)
+    target = torch.from_numpy(from_uint8(targets))[:, None]
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.nn.Parameter(torch.randn(len(targets), G.z_dim, generator=rng))
+    opt = torch.optim.Adam([{"params": G.synthesis.parameters(), "lr": 0.002}, {"params": [z], "lr": 0.05}],
+                           betas=(0.0, 0.99))
+    radius = G.z_dim ** 0.5
+    for _ in range(steps):
+        index = torch.randint(len(targets), (min(batch, len(targets)),), generator=rng)
+        error = (G.synthesis(G.mapping(z[index]), noise_mode="const") - target[index]).square().mean()
+        opt.zero_grad(set_to_none=True)
+        error.backward()
+        opt.step()
+        with torch.no_grad():  # the mapping normalises z anyway; the sphere keeps Adam's steps in scale
+            z.mul_(radius / z.norm(dim=1, keepdim=True))
+    G.eval()
+    with torch.no_grad():
+        fits = torch.cat([G.synthesis(G.mapping(part), noise_mode="const") for part in z.split(64)])
+        samples = np.concatenate([to_uint8(G(part, noise_mode="const")) for part in z_samples.split(64)])
+        return to_uint8(fits), float((fits - target).square().mean()), samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a bundle, a GAN run or a generator checkpoint")
@@ -50,6 +87,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=128, help="held-out drawings to fit")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--glo-steps", type=int, default=0,
+                        help="also train the synthesis network with the codes this many steps (GLO; 0: off)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -73,6 +112,11 @@ def main() -> int:
     for name, per_layer in (("one w for every layer (W)", False), ("a w a layer (W+)", True)):
         images, error = fit(G, held, per_layer, args.steps, args.lr)
         rows.append((f"fitted, {name}", images, error))
+    if args.glo_steps:
+        fits, error, glo_samples = glo(G, held, z, args.glo_steps)
+        rows.append((f"fitted, one w each, the synthesis network trained too ({args.glo_steps} GLO steps)", fits,
+                     error))
+        rows.append(("G(z) of that synthesis network", glo_samples, None))
     results = []
     print(f"{len(held)} held-out drawings, {args.steps} steps; variety against the collection:")
     print("| what draws | pixel error | variety | spread | nearest distinct | grey share |")
