@@ -48,16 +48,14 @@ def fit(G, targets, per_layer: bool, steps: int, lr: float):
         return to_uint8(image), float((image - target).square().mean())
 
 
-def glo(G, targets, z_samples, steps: int, batch: int = 32, seed: int = 0):
-    """(images of the fits, their pixel error, G(z_samples)) after `steps` of training a copy
-    of G's synthesis network and one z a drawing of `targets` on the pixel error."""
+def learn_codes(G, targets, steps: int, batch: int = 32, seed: int = 0):
+    """(a copy of G with its synthesis network trained, one z a drawing) after `steps` of
+    GLO on the pixel error of uint8 `targets` [N, R, R]."""
     import copy
 
-    import numpy as np
     import torch
 
     from inference.tensors import from_uint8
-    from training.gan import to_uint8
     G = copy.deepcopy(G).train().requires_grad_(True)
     target = torch.from_numpy(from_uint8(targets))[:, None]
     rng = torch.Generator().manual_seed(seed)
@@ -73,7 +71,18 @@ def glo(G, targets, z_samples, steps: int, batch: int = 32, seed: int = 0):
         opt.step()
         with torch.no_grad():  # the mapping normalises z anyway; the sphere keeps Adam's steps in scale
             z.mul_(radius / z.norm(dim=1, keepdim=True))
-    G.eval()
+    return G.eval(), z.detach()
+
+
+def glo(G, targets, z_samples, steps: int):
+    """(images of the fits, their pixel error, G(z_samples)) after `learn_codes`."""
+    import numpy as np
+    import torch
+
+    from inference.tensors import from_uint8
+    from training.gan import to_uint8
+    G, z = learn_codes(G, targets, steps)
+    target = torch.from_numpy(from_uint8(targets))[:, None]
     with torch.no_grad():
         fits = torch.cat([G.synthesis(G.mapping(part), noise_mode="const") for part in z.split(64)])
         samples = np.concatenate([to_uint8(G(part, noise_mode="const")) for part in z_samples.split(64)])
