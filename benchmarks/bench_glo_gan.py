@@ -32,6 +32,7 @@ def glo_gan_run(dataset: Path, out: Path, cfg, G_glo, z, index, weight: float, z
     """A new `train gan` run from G_glo whose G steps also pull the codes' drawings."""
     import torch
 
+    from bench_w_vs_wplus import keep_on_sphere
     from inference import tensors
     from training.gan import GanRun
     from training.stopping import StopRequest
@@ -53,8 +54,7 @@ def glo_gan_run(dataset: Path, out: Path, cfg, G_glo, z, index, weight: float, z
                 self.opt_codes.zero_grad(set_to_none=True)
                 self.optimise(error * weight, self.G, self.opt_G, self.scaler_G)  # reaches the codes too
                 self.opt_codes.step()
-                with torch.no_grad():
-                    self.codes.mul_(cfg.z_dim ** 0.5 / self.codes.norm(dim=1, keepdim=True))
+                keep_on_sphere(self.codes)
                 self.losses["glo"] = float(error.detach())
             return loss_G
 
@@ -102,10 +102,9 @@ def main() -> int:
             out, started = root / f"glo-{weight:g}", time.time()
             glo_gan_run(args.dataset, out, cfg, G_glo, z, index, weight)
             rows = list(csv.DictReader((out / "variety.csv").open()))
-            results[f"{weight:g}"] = {"kimg": [float(r["kimg"]) for r in rows],
-                                      "variety": [float(r["variety"]) for r in rows],
-                                      "grey": [float(r["grey"]) for r in rows], "seconds": time.time() - started}
-            print(f"GLO weight {weight:g}: {results[f'{weight:g}']['seconds']:.0f} s", flush=True)
+            curve = {name: [float(r[name]) for r in rows] for name in ("kimg", "variety", "grey")}
+            results[f"{weight:g}"] = {**curve, "seconds": time.time() - started}
+            print(f"GLO weight {weight:g}: {time.time() - started:.0f} s", flush=True)
     kimgs = next(iter(results.values()))["kimg"]
     print("\nvariety (grey share) of the collection's against kimg, a new D from the GLO network:")
     print("| GLO weight | " + " | ".join(f"{k:g}" for k in kimgs) + " |")

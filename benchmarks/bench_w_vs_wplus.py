@@ -48,6 +48,14 @@ def fit(G, targets, per_layer: bool, steps: int, lr: float):
         return to_uint8(image), float((image - target).square().mean())
 
 
+def keep_on_sphere(z) -> None:
+    """GLO's codes back onto the sphere the Gaussian's samples lie near, in place (the mapping
+    normalises z anyway; the sphere keeps Adam's steps in scale)."""
+    import torch
+    with torch.no_grad():
+        z.mul_(z.shape[1] ** 0.5 / z.norm(dim=1, keepdim=True))
+
+
 def learn_codes(G, targets, steps: int, batch: int = 32, seed: int = 0):
     """(a copy of G with its synthesis network trained, one z a drawing) after `steps` of
     GLO on the pixel error of uint8 `targets` [N, R, R]."""
@@ -62,15 +70,13 @@ def learn_codes(G, targets, steps: int, batch: int = 32, seed: int = 0):
     z = torch.nn.Parameter(torch.randn(len(targets), G.z_dim, generator=rng))
     opt = torch.optim.Adam([{"params": G.synthesis.parameters(), "lr": 0.002}, {"params": [z], "lr": 0.05}],
                            betas=(0.0, 0.99))
-    radius = G.z_dim ** 0.5
     for _ in range(steps):
         index = torch.randint(len(targets), (min(batch, len(targets)),), generator=rng)
         error = (G.synthesis(G.mapping(z[index]), noise_mode="const") - target[index]).square().mean()
         opt.zero_grad(set_to_none=True)
         error.backward()
         opt.step()
-        with torch.no_grad():  # the mapping normalises z anyway; the sphere keeps Adam's steps in scale
-            z.mul_(radius / z.norm(dim=1, keepdim=True))
+        keep_on_sphere(z)
     return G.eval(), z.detach()
 
 
