@@ -48,14 +48,6 @@ def fit(G, targets, per_layer: bool, steps: int, lr: float):
         return to_uint8(image), float((image - target).square().mean())
 
 
-def keep_on_sphere(z) -> None:
-    """GLO's codes back onto the sphere the Gaussian's samples lie near, in place (the mapping
-    normalises z anyway; the sphere keeps Adam's steps in scale)."""
-    import torch
-    with torch.no_grad():
-        z.mul_(z.shape[1] ** 0.5 / z.norm(dim=1, keepdim=True))
-
-
 def learn_codes(G, targets, steps: int, batch: int = 32, seed: int = 0):
     """(a copy of G with its synthesis network trained, one z a drawing) after `steps` of
     GLO on the pixel error of uint8 `targets` [N, R, R]."""
@@ -64,6 +56,7 @@ def learn_codes(G, targets, steps: int, batch: int = 32, seed: int = 0):
     import torch
 
     from inference.tensors import from_uint8
+    from training.glo import keep_on_sphere
     G = copy.deepcopy(G).train().requires_grad_(True)
     target = torch.from_numpy(from_uint8(targets))[:, None]
     rng = torch.Generator().manual_seed(seed)

@@ -40,6 +40,10 @@ class GanConfig:
     imle: float = 0.0              # IMLE's pull of the nearest sample towards each real drawing (0: off)
     imle_candidates: int = 4       # samples drawn a real drawing to find its nearest
     imle_interval: int = 4         # lazy, every this many G steps
+    glo: float = 0.0               # GLO's pull of G(mapping(z_i)) towards drawing i, every G step (0: off)
+    glo_drawings: int = 256        # training drawings given a learned z_i of their own
+    glo_warmup_steps: int = 2400   # steps of GLO alone (pixel error, synthesis and codes) before the GAN
+    glo_lr: float = 0.1            # the codes' learning rate in the GAN
     ema_kimg: float = 10.0         # EMA half-life, thousands of images (scaled by batch / 32)
     ema_rampup: float = 0.05
     mapping_lr_multiplier: float = 0.01
@@ -79,6 +83,8 @@ class GanConfig:
             raise ValueError(f"gan: mode_seeking {self.mode_seeking} must not be negative")
         if self.imle < 0 or self.imle_candidates < 1 or self.imle_interval < 1:
             raise ValueError("gan: imle must not be negative, imle_candidates and imle_interval positive")
+        if self.glo < 0 or self.glo_drawings < 1 or self.glo_warmup_steps < 0 or self.glo_lr <= 0:
+            raise ValueError("gan: glo and glo_warmup_steps must not be negative, glo_drawings and glo_lr positive")
         if self.pl_weight < 0 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
             raise ValueError("gan: pl_weight must not be negative, pl_interval and pl_batch_shrink positive")
         return self

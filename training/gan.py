@@ -18,6 +18,9 @@ Every snapshot also measures the EMA generator's variety against the collection
 snapshot's generator as RUN/generator_best.pt (RUN/best.json says which; snapshots that
 draw grey smudges count only while there is no clean one): a collapsing run shows at once,
 and a run that got worse still has its best.
+With --glo WEIGHT some training drawings get a learned z of their own (training.glo): a new
+run first trains the synthesis network to draw them (the warm-up, RUN/glo_fits.png), then
+every G step also pulls their drawings back; the codes are in the state and resume exactly.
 """
 from __future__ import annotations
 
@@ -50,11 +53,14 @@ from storage import atomic_write, atomic_write_json, atomic_write_png
 from training.loss import discriminator_loss, generator_loss, imle_penalty, mapped_ws, path_length_loss
 from training.ingest import load_images, load_manifest
 from training.variety import K_NEAREST, VarietyMeter, drawn_in_lines
+from training.glo import GloCodes, keep_on_sphere
 
 log = logging.getLogger(__name__)
 
 STATE = "state.pt"
 GENERATOR = "generator.pt"
+GLO_NETWORK = "glo_network.pt"  # what a --glo run's warm-up learnt
+GLO_WARMUP_SAVE_STEPS = 500  # the warm-up's state is saved this often (a kill costs at most these)
 BEST_GENERATOR = "generator_best.pt"
 VARIETY_CSV = "variety.csv"
 VARIETY_SAMPLES = 256   # drawings a snapshot's variety is measured on (fixed z, constant noise)
@@ -287,7 +293,14 @@ class GanRun:
         self.spec = dataclasses.replace(ADA_SPEC if cfg.ada else DIFFAUGMENT_SPEC, rotate90=cfg.rotate90)
         self.stateful = dict(G=self.G, D=self.D, G_ema=self.G_ema, opt_G=self.opt_G, opt_D=self.opt_D,
                              scaler_G=self.scaler_G, scaler_D=self.scaler_D)
-        self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0, changes=[])
+        self.glo = None
+        if cfg.glo:
+            if self.world > 1:
+                raise ValueError("gan: --glo trains each drawing's code in one process; run it without torchrun")
+            self.glo = self.stateful["glo"] = GloCodes(self.G, len(self.reals), cfg.glo_drawings, cfg.z_dim,
+                                                       cfg.glo_lr, cfg.betas, self.device)
+        self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0, changes=[],
+                             glo_warmup=0)
         torch.manual_seed(cfg.seed + 1 + self.rank)  # different batches and z on every rank
 
         out.mkdir(parents=True, exist_ok=True)
@@ -334,11 +347,14 @@ class GanRun:
     def latents(self, n: int | None = None) -> torch.Tensor:
         return torch.randn(n or self.batch, self.cfg.z_dim, device=self.device)
 
-    def optimise(self, loss: torch.Tensor, net: torch.nn.Module, opt, scaler) -> None:
-        opt.zero_grad(set_to_none=True)
+    def optimise(self, loss: torch.Tensor, net: torch.nn.Module, opt, scaler, *also) -> None:
+        """One update of `net` by `opt` (and of what the optimisers `also` hold) on `loss`."""
+        for o in (opt, *also):
+            o.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         _all_reduce_grads(net, self.world)
-        scaler.step(opt)
+        for o in (opt, *also):
+            scaler.step(o)
         scaler.update()
 
     # ---- one step
@@ -358,6 +374,12 @@ class GanRun:
             pull = imle_penalty(G, self.real_batch(), cfg.imle_candidates)
             self.losses["imle"] = float(pull.detach())
             self.optimise(pull * cfg.imle * cfg.imle_interval, G, self.opt_G, self.scaler_G)
+        if self.glo is not None:
+            codes, drawings = self.glo.batch(self.reals, self.batch, self.layout)
+            error = (G.synthesis(G.mapping(codes)) - drawings).square().mean()
+            self.optimise(error * cfg.glo, G, self.opt_G, self.scaler_G, self.glo.opt_pull)
+            keep_on_sphere(self.glo.codes)
+            self.losses["glo"] = float(error.detach())
         return loss_G
 
     def discriminator_phase(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -408,6 +430,46 @@ class GanRun:
             raise FloatingPointError(f"gan: a loss became NaN/inf at step {self.step}: {self.losses}; "
                                      f"lower --lr or raise --r1-gamma, then --resume")
 
+    # ---- GLO's warm-up: a new --glo run's first minutes, before its first GAN step
+
+    @property
+    def glo_warming_up(self) -> bool:
+        return self.glo is not None and self.counters["glo_warmup"] < self.cfg.glo_warmup_steps
+
+    def glo_warmup_step(self) -> None:
+        """The synthesis network and the codes on the pixel error alone (constant noise,
+        the mapping kept); at the end G's EMA starts from the network it learnt."""
+        cfg, G = self.cfg, self.G
+        G.requires_grad_(False), G.synthesis.requires_grad_(True), self.D.requires_grad_(False)
+        codes, drawings = self.glo.batch(self.reals, self.batch, self.layout)
+        error = (G.synthesis(G.mapping(codes), noise_mode="const") - drawings).square().mean()
+        self.optimise(error, G, self.glo.opt_warmup, self.scaler_G)
+        keep_on_sphere(self.glo.codes)
+        self.losses["glo"] = float(error.detach())
+        done = self.counters["glo_warmup"] = self.counters["glo_warmup"] + 1
+        if self.rank != 0:
+            return
+        self.progress_line(f"gan GLO warm-up step {done}/{cfg.glo_warmup_steps}: pixel error {error:.4f}",
+                           force=done == cfg.glo_warmup_steps)
+        if done == cfg.glo_warmup_steps:
+            with torch.no_grad():
+                self.G_ema.load_state_dict(self.G.state_dict())
+            self.save_glo_network()
+        if done == cfg.glo_warmup_steps or done % GLO_WARMUP_SAVE_STEPS == 0:
+            self.save_state()
+
+    @torch.no_grad()
+    def save_glo_network(self) -> None:
+        """What the warm-up learnt, for a person and for a run that starts from it
+        (--init-generator): RUN/glo_network.pt and RUN/glo_fits.png (16 drawings over their
+        fits)."""
+        save_model_checkpoint(self.out / GLO_NETWORK, self.G_ema, None, {
+            **(self.meta or {}), "glo_warmup_steps": self.counters["glo_warmup"], "glo_drawings": len(self.glo.index)})
+        first = slice(0, 16)
+        drawings = self.reals[self.glo.index[first], 0].cpu().numpy()
+        fits = to_uint8(self.G_ema.synthesis(self.G_ema.mapping(self.glo.codes[first]), noise_mode="const"))
+        atomic_write_png(self.out / "glo_fits.png", grid_image(np.concatenate([drawings, fits]), len(drawings)))
+
     # ---- what a person and a resume see
 
     def kimg(self, steps: int | None = None) -> float:
@@ -437,11 +499,14 @@ class GanRun:
         if snapshot:
             self.snapshot()
 
-    def snapshot(self) -> None:
-        # The state first: a second Ctrl-C or a kill in what follows costs images only.
+    def save_state(self) -> None:
         self.counters.update(step=self.step, ada_p=self.ada_p, pl_mean=float(self.pl_mean),
                              elapsed=time.time() - self.started)
         save_training_state(self.state_path, self.stateful, self.counters, self.cfg, self.D)
+
+    def snapshot(self) -> None:
+        # The state first: a second Ctrl-C or a kill in what follows costs images only.
+        self.save_state()
         manifest = self.manifest
         save_model_checkpoint(self.out / GENERATOR, self.G_ema, None, {
             **(self.meta or {}), "dataset": manifest.get("source", str(self.dataset)), "ingested": str(self.dataset),
@@ -507,11 +572,13 @@ def train_gan(dataset: Path, out: Path, cfg: GanConfig, resume: bool = False,
     with StopRequest() as stop, around_bar():
         # heard while the run is set up too: it then stops before its first step, state saved
         run = GanRun(Path(dataset), Path(out), cfg, resume, force, meta, progress, init_generator)
+        while run.glo_warming_up and not stop.signal:
+            run.glo_warmup_step()
         while run.step < cfg.total_steps and not stop.signal:
             run.train_step()
             run.after_step(stopping=bool(stop.signal))
         if stop.signal and run.step == run.session_step and run.rank == 0:
-            run.snapshot()
+            run.save_state() if run.glo_warming_up else run.snapshot()
     return run.finish(stop)
 
 
