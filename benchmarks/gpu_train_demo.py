@@ -112,6 +112,12 @@ def load_networks_into(run, source: Path, cpu_batch: int) -> None:
     optimisers = [name for name in ("opt_G", "opt_D") if name in state]
     for name in optimisers:
         run.stateful[name].load_state_dict(state[name])
+    if run.glo is not None:  # a --glo run: its drawings' codes and how far its warm-up came
+        if "glo" not in state:
+            raise SystemExit(f"gpu_train_demo: {path} has no GLO codes but its config.json has glo "
+                             f"{run.cfg.glo}; pack the run again")
+        run.glo.load_state_dict(state["glo"])
+        run.counters["glo_warmup"] = int(state.get("glo_warmup", 0))
     images = state["step"] * cpu_batch
     run.step = run.session_step = round(images / run.cfg.batch)
     run.ada_p = float(state["ada_p"])
@@ -211,6 +217,8 @@ def burst(args) -> dict:
         run = GanRun(dataset, work / "run", cfg, resume=False, force=True, meta=None, progress=False)
         if source is not None:
             load_networks_into(run, source, cpu["batch"])
+        while run.glo_warming_up:  # a --glo run packed before its GAN began
+            run.glo_warmup_step()
         timings["setup_s"] = time.time() - t
         try:
             t = time.time()
@@ -316,6 +324,8 @@ def pack(run_dir: Path, into: Path, dataset: Path | None) -> Path:
     from training.state import load_state
     state, _ = load_state(run_dir / "state.pt", "cpu")
     slim = {k: v for k, v in state.items() if k not in ("opt_G", "opt_D", "scaler_G", "scaler_D")}
+    if "glo" in slim:  # the codes and their Adam travel; the warm-up's moments (as large as G) are spent
+        slim["glo"] = {**slim["glo"], "opt_warmup": {**slim["glo"]["opt_warmup"], "state": {}}}
     (into / "run").mkdir(parents=True, exist_ok=True)
     torch.save(slim, into / "run" / "state.pt")
     shutil.copyfile(run_dir / "config.json", into / "run" / "config.json")

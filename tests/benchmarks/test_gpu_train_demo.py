@@ -69,3 +69,25 @@ def test_dry_run_bursts_continue_a_cpu_run_and_come_back_resumable(tmp_path):
 
     with pytest.raises(SystemExit, match="not empty"):
         gpu_train_demo.unpack(tmp_path / "out2", tmp_path / "run2")
+
+
+def test_a_glo_run_travels_with_its_codes_and_does_not_warm_up_again(tiny_gan_run, tmp_path):
+    """A --glo CPU run packed for the GPU: the burst's run gets the drawings' codes and the
+    warm-up's count, so it goes on pulling instead of learning new codes; the warm-up's
+    Adam moments (as large as G) stay behind."""
+    from training.config import config_from
+    from training.gan import GanRun, train_gan
+    dataset, _ = tiny_gan_run
+    cfg = config_from("tiny", kimg=0.016, snapshot_kimg=0.016, batch=8, glo=30.0, glo_drawings=8,
+                      glo_warmup_steps=4)
+    train_gan(dataset, tmp_path / "cpu", cfg, progress=False)
+    carried = gpu_train_demo.pack(tmp_path / "cpu", tmp_path / "carry", None)
+    slim = torch.load(carried / "run" / "state.pt", weights_only=False)
+    assert slim["glo"]["opt_warmup"]["state"] == {} and slim["glo"]["opt_pull"]["state"]
+    gpu = GanRun(dataset, tmp_path / "gpu", config_from("tiny", batch=16, glo=30.0, glo_drawings=8,
+                                                        glo_warmup_steps=4),
+                 resume=False, force=True, meta=None, progress=False)
+    gpu_train_demo.load_networks_into(gpu, carried / "run", 8)
+    assert torch.equal(gpu.glo.codes.detach(), slim["glo"]["codes"]) and not gpu.glo_warming_up
+    gpu.train_step()
+    assert 0 < gpu.losses["glo"] < 2
