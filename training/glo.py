@@ -13,7 +13,7 @@ import torch
 
 from inference import tensors
 
-SPHERE_SEED = 5  # which drawings get a code: fixed a run, kept in its state
+CODES_SEED = 5  # which drawings get a code, and their first codes (kept in the state)
 
 
 def keep_on_sphere(z: torch.Tensor) -> None:
@@ -35,7 +35,7 @@ class GloCodes:
         if count > reals_count:
             raise ValueError(f"gan: glo_drawings {count} is more than the {reals_count} training drawings; "
                              f"lower --glo-drawings")
-        rng = torch.Generator().manual_seed(SPHERE_SEED)
+        rng = torch.Generator().manual_seed(CODES_SEED)
         self.index = torch.randperm(reals_count, generator=rng)[:count].to(device)
         self.codes = torch.nn.Parameter(torch.randn(count, z_dim, generator=rng).to(device))
         keep_on_sphere(self.codes)
