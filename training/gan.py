@@ -299,6 +299,9 @@ class GanRun:
                 raise ValueError("gan: --glo trains each drawing's code in one process; run it without torchrun")
             self.glo = self.stateful["glo"] = GloCodes(self.G, len(self.reals), cfg.glo_drawings, cfg.z_dim,
                                                        cfg.glo_lr, cfg.betas, self.device)
+            if init_generator is None and not resume:
+                log.warning("gan: --glo from a new generator: on KanjiVG its samples were one smudged template "
+                            "within 8 kimg (docs/training.md); start from a trained one with --init-generator")
         self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0, changes=[],
                              glo_warmup=0)
         torch.manual_seed(cfg.seed + 1 + self.rank)  # different batches and z on every rank
