@@ -449,9 +449,7 @@ class GanRun:
         self.optimise(error, G, self.glo.opt_warmup, self.scaler_G)
         keep_on_sphere(self.glo.codes)
         self.losses["glo"] = float(error.detach())
-        done = self.counters["glo_warmup"] = self.counters["glo_warmup"] + 1
-        if self.rank != 0:
-            return
+        done = self.counters["glo_warmup"] = self.counters["glo_warmup"] + 1  # one process: GloCodes
         self.progress_line(f"gan GLO warm-up step {done}/{cfg.glo_warmup_steps}: pixel error {error:.4f}",
                            force=done == cfg.glo_warmup_steps)
         if done == cfg.glo_warmup_steps:
