@@ -56,13 +56,13 @@ def learn_codes(G, targets, steps: int, batch: int = 32, seed: int = 0):
     import torch
 
     from inference.tensors import from_uint8
-    from training.glo import keep_on_sphere
+    from training.glo import GloCodes, keep_on_sphere
     G = copy.deepcopy(G).train().requires_grad_(True)
     target = torch.from_numpy(from_uint8(targets))[:, None]
     rng = torch.Generator().manual_seed(seed)
     z = torch.nn.Parameter(torch.randn(len(targets), G.z_dim, generator=rng))
-    opt = torch.optim.Adam([{"params": G.synthesis.parameters(), "lr": 0.002}, {"params": [z], "lr": 0.05}],
-                           betas=(0.0, 0.99))
+    opt = torch.optim.Adam([{"params": G.synthesis.parameters(), "lr": GloCodes.WARMUP_LR},  # `train gan --glo`'s
+                            {"params": [z], "lr": GloCodes.WARMUP_CODES_LR}], betas=(0.0, 0.99))
     for _ in range(steps):
         index = torch.randint(len(targets), (min(batch, len(targets)),), generator=rng)
         error = (G.synthesis(G.mapping(z[index]), noise_mode="const") - target[index]).square().mean()
