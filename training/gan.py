@@ -61,6 +61,7 @@ STATE = "state.pt"
 GENERATOR = "generator.pt"
 GLO_NETWORK = "glo_network.pt"  # what a --glo run's warm-up learnt
 GLO_WARMUP_SAVE_STEPS = 500  # the warm-up's state is saved this often (a kill costs at most these)
+GLO_START_VARIETY = 0.3  # below it a --glo run is warned (check_glo_start)
 BEST_GENERATOR = "generator_best.pt"
 VARIETY_CSV = "variety.csv"
 VARIETY_SAMPLES = 256   # drawings a snapshot's variety is measured on (fixed z, constant noise)
@@ -299,9 +300,6 @@ class GanRun:
                 raise ValueError("gan: --glo trains each drawing's code in one process; run it without torchrun")
             self.glo = self.stateful["glo"] = GloCodes(self.G, len(self.reals), cfg.glo_drawings, cfg.z_dim,
                                                        cfg.glo_lr, cfg.betas, self.device)
-            if init_generator is None and not resume:
-                log.warning("gan: --glo from a new generator: on KanjiVG its samples were one smudged template "
-                            "within 8 kimg (docs/training.md); start from a trained one with --init-generator")
         self.counters = dict(step=0, ada_p=0.0, ada_sum=0.0, ada_count=0, elapsed=0.0, pl_mean=0.0, changes=[],
                              glo_warmup=0)
         torch.manual_seed(cfg.seed + 1 + self.rank)  # different batches and z on every rank
@@ -327,12 +325,25 @@ class GanRun:
         self.variety = None
         if self.rank == 0 and len(self.reals) >= 2 * (K_NEAREST + 1):
             self.variety = VarietyWatch(out, self.reals[:, 0].cpu().numpy(), cfg.z_dim, cfg.seed, self.step)
+            if self.glo is not None and not resume:
+                self.check_glo_start()
         self.z_grid = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(self.device)
         self.snapshot_steps = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
         self.bar = stage_bar(cfg.total_steps, min(self.step, cfg.total_steps), desc="gan", enabled=progress)
         self.progress_line = ProgressLines(log)
         self.started = time.time() - self.counters["elapsed"]
         self.session_start, self.session_step = time.time(), self.step
+
+    def check_glo_start(self) -> None:
+        """Warn when a new --glo run starts from a generator whose samples are not varied yet:
+        the pull keeps and spreads a variety the generator has, it does not make one."""
+        variety = self.variety.measure(self.G_ema)["variety"]
+        log.info("gan: --glo starts from a generator of variety %.2f", variety)
+        if variety < GLO_START_VARIETY:
+            log.warning("gan: --glo from a generator of variety %.2f: on KanjiVG such runs (from noise, 0.00; from "
+                        "a 24-kimg plain run, 0.09) drew smudges, no characters, for their first 20-24 kimg, where "
+                        "runs from generators of 0.51 and 0.93 drew characters (docs/training.md); start from a "
+                        "longer run's generator with --init-generator", variety)
 
     # ---- what the phases share
 

@@ -6,8 +6,10 @@ The synthesis network can learn to draw hundreds of different characters from on
 (the warm-up: pixel error alone, synthesis and codes trained, mapping kept), and a GAN with a
 new D that starts there keeps them, and its random samples grow varied, only while every G step
 also pulls G(mapping(z_i)) towards drawing i (the pull). Without the pull the variety was gone
-within 4 kimg. It needs a generator that already draws (`--init-generator`): from noise the
-warm-up learnt its drawings as well, but the GAN's samples were one smudged template at once."""
+within 4 kimg. It needs a generator whose samples are already varied (`--init-generator`):
+from noise, and from a short plain run that drew one template, the warm-up learnt its drawings
+as well, but the GAN drew smudges, no characters, for its first 20-24 kimg
+(GanRun.check_glo_start)."""
 from __future__ import annotations
 
 import torch

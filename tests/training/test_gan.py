@@ -433,6 +433,28 @@ def test_glo_warmup_learns_its_drawings_then_the_gan_pulls_them(tiny_dataset, tm
     assert summary["steps"] == cfg.total_steps and 0 < summary["glo"] < 2
 
 
+def test_a_glo_run_from_a_generator_without_variety_is_warned(tiny_dataset, tmp_path, caplog, monkeypatch):
+    """A new --glo run measures the variety it starts from and warns below GLO_START_VARIETY
+    (such runs collapsed on KanjiVG); a resumed run does not measure again."""
+    from training.gan import GLO_START_VARIETY, GanRun, VarietyWatch
+
+    cfg = tiny_gan_config(glo=30.0, glo_drawings=8, glo_warmup_steps=2)
+    measured = VarietyWatch.measure
+    for variety, warned in ((GLO_START_VARIETY - 0.01, True), (GLO_START_VARIETY + 0.01, False)):
+        monkeypatch.setattr(VarietyWatch, "measure", lambda self, G: {**measured(self, G), "variety": variety})
+        caplog.clear()
+        with caplog.at_level("INFO", logger="training.gan"):
+            run = GanRun(tiny_dataset, tmp_path / "a", cfg, resume=False, force=True, meta=None, progress=False)
+        assert f"--glo starts from a generator of variety {variety:.2f}" in caplog.text
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert bool(warnings) == warned and all("--init-generator" in w for w in warnings)
+    run.save_state()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training.gan"):
+        GanRun(tiny_dataset, tmp_path / "a", cfg, resume=True, force=False, meta=None, progress=False)
+    assert "--glo starts from" not in caplog.text
+
+
 def test_a_glo_run_stopped_in_its_warmup_and_in_its_gan_resumes_exactly(tiny_dataset, tmp_path, monkeypatch):
     """Ctrl-C in the warm-up saves it (no snapshot of a half-learnt network); resuming
     through the rest of the warm-up, a stop after 2 GAN steps and the last 2 gives bitwise
