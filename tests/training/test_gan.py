@@ -435,7 +435,7 @@ def test_glo_warmup_learns_its_drawings_then_the_gan_pulls_them(tiny_dataset, tm
 
 def test_a_glo_run_from_a_generator_without_variety_is_warned(tiny_dataset, tmp_path, caplog, monkeypatch):
     """A new --glo run measures the variety it starts from and warns below GLO_START_VARIETY
-    (such runs collapsed on KanjiVG); a resumed run does not measure again."""
+    (such runs drew smudges on KanjiVG); a resumed run does not measure again."""
     from training.gan import GLO_START_VARIETY, GanRun, VarietyWatch
 
     cfg = tiny_gan_config(glo=30.0, glo_drawings=8, glo_warmup_steps=2)
