@@ -8,8 +8,8 @@ new D that starts there keeps them, and its random samples grow varied, only whi
 also pulls G(mapping(z_i)) towards drawing i (the pull). Without the pull the variety was gone
 within 4 kimg. It needs a generator whose samples are already varied (`--init-generator`):
 from noise, and from a short plain run that drew one template, the warm-up learnt its drawings
-as well, but the GAN drew smudges, no characters, for its first 20-24 kimg
-(GanRun.check_glo_start)."""
+as well, but the GAN drew smudges, no characters, for its first 20-24 kimg (from the short
+run it reached blotchy characters at about 52 kimg; GanRun.check_glo_start)."""
 from __future__ import annotations
 
 import torch
