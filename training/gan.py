@@ -340,11 +340,9 @@ class GanRun:
         variety = self.variety.measure(self.G_ema)["variety"]
         log.info("gan: --glo starts from a generator of variety %.2f", variety)
         if variety < GLO_START_VARIETY:
-            log.warning("gan: --glo from a generator of variety %.2f: on KanjiVG such runs (from noise, 0.00; from "
-                        "a 24-kimg plain run, 0.09) drew smudges, no characters, for their first 20-24 kimg (the "
-                        "second reached 0.7, blotchy characters, at 52 kimg), where runs from generators of 0.51 "
-                        "and 0.93 drew characters from the start (docs/training.md); a longer run's generator "
-                        "(--init-generator) starts it sooner", variety)
+            log.warning("gan: --glo from a generator of variety %.2f: on KanjiVG such starts drew smudges for "
+                        "20-50 kimg where varied ones drew characters at once (docs/training.md); a longer run's "
+                        "generator (--init-generator) starts it sooner", variety)
 
     # ---- what the phases share
 

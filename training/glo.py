@@ -6,10 +6,9 @@ The synthesis network can learn to draw hundreds of different characters from on
 (the warm-up: pixel error alone, synthesis and codes trained, mapping kept), and a GAN with a
 new D that starts there keeps them, and its random samples grow varied, only while every G step
 also pulls G(mapping(z_i)) towards drawing i (the pull). Without the pull the variety was gone
-within 4 kimg. It needs a generator whose samples are already varied (`--init-generator`):
-from noise, and from a short plain run that drew one template, the warm-up learnt its drawings
-as well, but the GAN drew smudges, no characters, for its first 20-24 kimg (from the short
-run it reached blotchy characters at about 52 kimg; GanRun.check_glo_start)."""
+within 4 kimg. It wants a generator whose samples are already varied (`--init-generator`):
+from noise or a short plain run's one template the GAN drew smudges for 20-50 kimg
+(docs/training.md; GanRun.check_glo_start warns)."""
 from __future__ import annotations
 
 import torch
